@@ -1,0 +1,298 @@
+"""The ``cnncli`` command: parse arguments, make one call into the core, render the result.
+
+Heavy libraries (TensorFlow, pandas, scikit-learn) are imported inside command bodies only,
+so ``cnncli --help`` and schema checks start instantly.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cnncli import __version__, render
+from cnncli.config import load_config
+from cnncli.errors import CnnCliError
+
+EXIT_USER_ERROR = 2
+EXIT_BUG = 1
+
+
+class UserError(click.ClickException):
+    """A ``CnnCliError`` on its way out: one line per problem on stderr, exit code 2."""
+
+    exit_code = EXIT_USER_ERROR
+
+    def __init__(self, error: CnnCliError) -> None:
+        super().__init__(error.one_line())
+        self.error = error
+
+    def show(self, file: Any = None) -> None:
+        render.error(self.error.one_line())
+
+
+class CnnCliGroup(click.Group):
+    """Turns every error into its exit code in one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except CnnCliError as exc:
+            if debug:
+                traceback.print_exc()
+            raise UserError(exc) from exc
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            render.error("interrupted")
+            sys.exit(130)
+        except Exception as exc:  # a bug: say so in one line, show the traceback on --debug
+            if debug:
+                traceback.print_exc()
+            else:
+                detail = str(exc).splitlines()[0] if str(exc) else ""
+                render.error(
+                    f"unexpected {type(exc).__name__}: {detail} (this is a bug in cnncli; rerun with --debug"
+                    " for the traceback and report it)"
+                )
+            sys.exit(EXIT_BUG)
+
+
+@click.group(cls=CnnCliGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cnncli")
+@click.option("--debug", is_flag=True, help="Show tracebacks and TensorFlow's own log lines.")
+def cli(debug: bool) -> None:
+    """Train Keras networks on CSV data from a YAML model spec.
+
+    \b
+    Example:
+      cnncli train configs/seed.yaml
+      cnncli predict --input 3,30,5
+    """
+    from cnncli.runtime import set_debug
+
+    set_debug(debug)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared options
+
+
+def config_argument(function: Callable[..., Any]) -> Callable[..., Any]:
+    """CONFIG plus repeatable ``--set key=value`` and ``--print-config``."""
+
+    @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override a config value, e.g. --set fit.epochs=5 --set model.layers[0].filters=128.",
+    )
+    @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
+    @functools.wraps(function)
+    def wrapper(config: Path, overrides: tuple[str, ...], print_config: bool, **kwargs: Any) -> Any:
+        loaded = load_config(config, overrides)
+        if print_config:
+            import yaml
+
+            click.echo(yaml.safe_dump(loaded.to_yaml_dict(), sort_keys=False), nl=False)
+            return None
+        return function(config=loaded, **kwargs)
+
+    return wrapper
+
+
+def run_argument(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.argument("run", required=False, type=click.Path(file_okay=False, path_type=Path))(function)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(["auto", "onnx", "keras"]),
+    default="auto",
+    show_default=True,
+    help="Inference engine: ONNX Runtime when the run has a checked model.onnx, else Keras.",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+
+@cli.command()
+@config_argument
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Folder for run folders (default: output.dir).")
+@json_option
+def train(config: Any, output: Path | None, as_json: bool) -> None:
+    """Train the model described by CONFIG and save it as a run folder.
+
+    \b
+    Example:
+      cnncli train configs/seed.yaml
+      cnncli train configs/iris.yaml --set fit.epochs=5 --json
+    """
+    from cnncli.training import train_run  # TensorFlow loads only here
+    from cnncli.validation import validate_config
+
+    validate_config(config)
+    progress = render.EpochProgress() if config.fit.verbose and not as_json else None
+    try:
+        result = train_run(config, output, on_epoch_end=progress, on_message=render.warning)
+    finally:
+        if progress is not None:
+            progress.close()
+    if as_json:
+        render.print_json({"run_dir": str(result.run_dir), "metrics": result.metrics, "seed": result.seed})
+        return
+    render.metrics_table(result.metrics)
+    click.echo(str(result.run_dir))
+
+
+@cli.command()
+@run_argument
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), help="Evaluate on this CSV instead of the run's test split.")
+@backend_option
+@json_option
+def evaluate(run: Path | None, data: Path | None, backend: str, as_json: bool) -> None:
+    """Loss, metrics, per-class scores and confusion matrix of a trained RUN.
+
+    RUN defaults to runs/latest. Without --data, the run's own test split is rebuilt exactly.
+
+    \b
+    Example:
+      cnncli evaluate
+      cnncli evaluate runs/iris-20261126-101500 --data data/iris.csv --json
+    """
+    from cnncli.artifacts import open_run, resolve_run_dir
+    from cnncli.inference import evaluate_run
+
+    result = evaluate_run(open_run(resolve_run_dir(run)), data, backend)
+    if as_json:
+        render.print_json(
+            {
+                "metrics": result.metrics,
+                "rows": result.rows,
+                "backend": result.backend,
+                "per_class": result.per_class,
+                "confusion_matrix": result.confusion,
+                "classes": list(result.classes),
+            }
+        )
+        return
+    render.evaluation(result)
+
+
+@cli.command()
+@run_argument
+@click.option("--input", "inputs", multiple=True, metavar="VALUES", help="One row: 3,30,5 in feature order, or x1=3,x2=30,x3=5.")
+@click.option("--input-file", type=click.Path(dir_okay=False, path_type=Path), help="CSV of rows to predict (label column optional).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write predictions here (CSV, or JSON if it ends in .json).")
+@click.option("--skip-bad-rows", is_flag=True, help="With --input-file: report unparseable rows and keep going.")
+@backend_option
+@json_option
+def predict(
+    run: Path | None,
+    inputs: tuple[str, ...],
+    input_file: Path | None,
+    output: Path | None,
+    skip_bad_rows: bool,
+    backend: str,
+    as_json: bool,
+) -> None:
+    """Predict labels (or values) for new rows with a trained RUN.
+
+    RUN defaults to runs/latest. The training preprocessing is applied to every row.
+
+    \b
+    Example:
+      cnncli predict --input 3,30,5
+      cnncli predict runs/latest --input x1=3,x2=30,x3=5 --json
+      cnncli predict --input-file new.csv --output predictions.csv
+    """
+    from cnncli.artifacts import open_run, resolve_run_dir
+    from cnncli.inference import Predictor, predict_rows
+
+    if not inputs and input_file is None:
+        raise CnnCliError("nothing to predict", hint="give --input 3,30,5 or --input-file rows.csv")
+    predictor = Predictor(open_run(resolve_run_dir(run)), backend)
+    if input_file is not None:
+        from cnncli.batch import predict_file
+
+        summary = predict_file(predictor, input_file, output, skip_bad_rows=skip_bad_rows, as_json=as_json)
+        render.note(summary.describe())
+        if summary.failed_rows:
+            sys.exit(EXIT_USER_ERROR)
+        return
+    result = predict_rows(predictor, list(inputs))
+    for text in result.warnings:
+        render.warning(text)
+    if as_json:
+        rows = []
+        for index, label in enumerate(result.labels):
+            row: dict[str, Any] = {"input": inputs[index], "label": label}
+            if result.probabilities is not None:
+                row["probabilities"] = {str(c): float(p) for c, p in zip(result.classes, result.probabilities[index])}
+            rows.append(row)
+        render.print_json({"predictions": rows, "backend": predictor.backend})
+        return
+    render.predictions(result, list(inputs))
+
+
+@cli.command()
+@config_argument
+def summary(config: Any) -> None:
+    """Show CONFIG's layer stack with output shapes and parameter counts (no training).
+
+    \b
+    Example:
+      cnncli summary configs/seed.yaml
+      cnncli summary configs/seed.yaml --set model.layers[0].filters=128
+    """
+    from cnncli.validation import summarize_config
+
+    report = summarize_config(config)
+    render.layers_table(report.layers, report.input_shape, title=f"{config.name}: {report.description}")
+
+
+@cli.command()
+@config_argument
+@json_option
+def validate(config: Any, as_json: bool) -> None:
+    """Check CONFIG without training: schema, names, data columns, shapes, head and loss.
+
+    Exits 0 with "ok" and the layer table, or 2 with every problem found, one per line.
+
+    \b
+    Example:
+      cnncli validate configs/seed.yaml
+      cnncli validate configs/seed.yaml --set model.layers[1].pool_size=4
+    """
+    from cnncli.validation import summarize_config
+
+    report = summarize_config(config)
+    if as_json:
+        render.print_json({"ok": True, "input_shape": list(report.input_shape), "layers": report.layers})
+        return
+    click.echo(f"ok: {config.name}: {report.description}")
+    render.layers_table(report.layers, report.input_shape, title=config.name)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of a config, for editors and CI.
+
+    \b
+    Example:
+      cnncli schema > cnncli.schema.json
+    """
+    from cnncli.schema import config_json_schema
+
+    render.print_json(config_json_schema())

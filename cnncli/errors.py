@@ -1,0 +1,75 @@
+"""The one error type users see: what went wrong, where, and what to do about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place a user can go to: a config node, a CSV cell, or a command-line override.
+
+    Lines and columns are 1-based. ``key`` is the dotted config path
+    (``model.layers[2].units``) or, for data, the column name.
+    """
+
+    file: str | None = None
+    key: str | None = None
+    line: int | None = None
+    column: int | None = None
+    row: int | None = None
+    label: str | None = None  # extra context shown after the key, e.g. the layer type
+
+    def __str__(self) -> str:
+        parts = []
+        if self.file:
+            position = self.file
+            if self.line is not None:
+                position += f":{self.line}"
+                if self.column is not None:
+                    position += f":{self.column}"
+            parts.append(position)
+        if self.key:
+            parts.append(f"{self.key} ({self.label})" if self.label else self.key)
+        if self.row is not None:
+            parts.append(f"row {self.row}")
+        return ": ".join(parts)
+
+
+class CnnCliError(Exception):
+    """A mistake the user can fix: bad config, bad data, bad arguments (exit code 2)."""
+
+    exit_code = 2
+
+    def __init__(
+        self, message: str, *, where: Location | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+        self.hint = hint
+
+    def one_line(self) -> str:
+        """Render as ``where: what; what to do`` on a single line."""
+        text = self.message.rstrip(".")
+        if self.where is not None and str(self.where):
+            text = f"{self.where}: {text}"
+        if self.hint:
+            text = f"{text}; {self.hint.rstrip('.')}"
+        return text
+
+    def __str__(self) -> str:
+        return self.one_line()
+
+
+class ConfigErrors(CnnCliError):
+    """Several problems found in one pass, reported together, one per line."""
+
+    def __init__(self, problems: list[CnnCliError]) -> None:
+        if not problems:
+            raise ValueError("ConfigErrors needs at least one problem")
+        super().__init__(problems[0].message, where=problems[0].where, hint=problems[0].hint)
+        self.problems = problems
+
+    def one_line(self) -> str:
+        return "\n".join(problem.one_line() for problem in self.problems)

@@ -1,0 +1,145 @@
+"""What a person sees: rich tables and progress on stderr, results on stdout.
+
+Only this module and ``cli`` import rich or click. Progress and errors go to stderr so that
+``cnncli predict ... > preds.csv`` and ``--json`` output stay clean.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    """One JSON document on stdout and nothing else."""
+    sys.stdout.write(json.dumps(data, default=_jsonable) + "\n")
+    sys.stdout.flush()
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def note(text: str) -> None:
+    stderr.print(f"[dim]{escape(text)}[/dim]", highlight=False)
+
+
+def warning(text: str) -> None:
+    stderr.print(f"[yellow]warning:[/yellow] {escape(text)}", highlight=False, markup=True)
+
+
+def _format(value: float) -> str:
+    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
+
+
+class EpochProgress:
+    """An epoch bar with loss and metrics, redrawn at most a few times a second."""
+
+    def __init__(self, console: Console = stderr, min_interval: float = 0.2) -> None:
+        self.console = console
+        self.min_interval = min_interval
+        self._last = 0.0
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __call__(self, epoch: int, epochs: int, logs: dict[str, float]) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("epoch"),
+                MofNCompleteColumn(),
+                BarColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[logs]}"),
+                console=self.console,
+                transient=False,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("train", total=epochs, logs="")
+        now = time.monotonic()
+        if epoch == epochs or now - self._last >= self.min_interval:
+            text = "  ".join(f"{name} {_format(value)}" for name, value in logs.items())
+            self._progress.update(self._task, completed=epoch, logs=text)
+            self._last = now
+        if epoch == epochs:
+            self.close()
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def metrics_table(metrics: dict[str, dict[str, float]], title: str = "Results") -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column("split")
+    names = sorted({name for values in metrics.values() for name in values})
+    for name in names:
+        table.add_column(name, justify="right")
+    for split, values in metrics.items():
+        table.add_row(split, *(_format(values[name]) if name in values else "" for name in names))
+    stderr.print(table)
+
+
+def layers_table(rows: list[dict[str, Any]], input_shape: tuple[int, ...], title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    for column, justify in (("#", "right"), ("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table.add_row("", "input", "Input", "(batch, " + ", ".join(map(str, input_shape)) + ")", "0")
+    for index, row in enumerate(rows):
+        table.add_row(str(index), row["name"], row["type"], row["output_shape"], f"{row['params']:,}")
+    total = sum(row["params"] for row in rows)
+    table.caption = f"total parameters: {total:,}"
+    stdout.print(table)
+
+
+def predictions(result: Any, inputs: list[str]) -> None:
+    """One line per input row: the label, then each class's confidence."""
+    for index, label in enumerate(result.labels):
+        line = f"{escape(inputs[index])} → [bold]{escape(str(label))}[/bold]"
+        if result.probabilities is not None:
+            scores = "  ".join(
+                f"{escape(str(name))}: {prob:.3f}" for name, prob in zip(result.classes, result.probabilities[index])
+            )
+            line += f"  ({scores})"
+        stdout.print(line, highlight=False)
+
+
+def evaluation(result: Any) -> None:
+    stderr.print(f"[dim]{escape(result.source)} · {result.rows} rows · {result.backend}[/dim]", highlight=False)
+    metrics_table({"test": result.metrics}, title="Evaluation")
+    if not result.per_class:
+        return
+    table = Table(title="Per class", title_justify="left")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in result.per_class:
+        table.add_row(str(row["class"]), _format(row["precision"]), _format(row["recall"]), _format(row["f1"]), str(row["support"]))
+    stderr.print(table)
+    matrix = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
+    matrix.add_column("")
+    for name in result.classes:
+        matrix.add_column(str(name), justify="right")
+    for name, counts in zip(result.classes, result.confusion):
+        matrix.add_row(str(name), *map(str, counts))
+    stderr.print(matrix)
+
+
+def error(text: str) -> None:
+    """A user's mistake: one line per problem, no traceback."""
+    for line in text.splitlines():
+        stderr.print(f"[red]error:[/red] {escape(line)}", highlight=False, markup=True, soft_wrap=True)

@@ -1,0 +1,266 @@
+"""Safe YAML reading that remembers where every value came from.
+
+Configs are read with PyYAML's safe composer only. Every value keeps its line and column so
+any later check (schema, data, shapes) can point at the node it concerns. Numbers follow YAML
+1.2 (``1e-3`` is a float, ``no`` is a string), duplicate keys are errors, and alias expansion
+is bounded so a "billion laughs" document is refused at once instead of eating memory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from cnncli.errors import CnnCliError, ConfigErrors, Location
+
+MAX_CONFIG_BYTES = 1_000_000
+MAX_NODES = 20_000  # visits while converting, aliases included
+
+Path_ = tuple[str | int, ...]
+
+_SAFE_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:seq",
+}
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core-schema booleans and floats."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+    for first, resolvers in _Yaml12Loader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
+    text = loader.construct_scalar(node).replace("_", "")
+    lowered = text.lower()
+    if lowered in (".inf", "+.inf"):
+        return float("inf")
+    if lowered == "-.inf":
+        return float("-inf")
+    if lowered == ".nan":
+        return float("nan")
+    return float(text)
+
+
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+
+
+def path_to_key(path: Path_) -> str:
+    """``("model", "layers", 2, "units")`` → ``model.layers[2].units``."""
+    key = ""
+    for part in path:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else part)
+    return key
+
+
+_KEY_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(-?\d+)\]")
+
+
+def key_to_path(key: str) -> Path_ | None:
+    """Parse ``model.layers[0].filters`` into a path, or None if it is not one."""
+    path: list[str | int] = []
+    position = 0
+    for segment in key.split("."):
+        if not segment:
+            return None
+        matched = 0
+        for match in _KEY_PART.finditer(segment):
+            if match.start() != matched:
+                return None
+            path.append(match.group(1) if match.group(1) else int(match.group(2)))
+            matched = match.end()
+        if matched != len(segment) or isinstance(path[position], int):
+            return None
+        position = len(path)
+    return tuple(path)
+
+
+@dataclass
+class SourceMap:
+    """Where each value of a config came from: file positions and command-line overrides."""
+
+    file: str
+    positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    key_positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    overrides: dict[Path_, str] = field(default_factory=dict)
+
+    def locate(self, path: Path_, *, on_key: bool = False, label: str | None = None) -> Location:
+        """The most precise location known for ``path`` (or its nearest ancestor)."""
+        key = path_to_key(path)
+        for depth in range(len(path), -1, -1):
+            prefix = path[:depth]
+            if prefix in self.overrides:
+                return Location(file=f"--set {self.overrides[prefix]}", key=key, label=label)
+            table = self.key_positions if on_key and depth == len(path) else self.positions
+            if prefix in table:
+                line, column = table[prefix]
+                return Location(file=self.file, key=key, line=line, column=column, label=label)
+        return Location(file=self.file, key=key, label=label)
+
+
+def decode_config_bytes(raw: bytes, file: str) -> str:
+    """Check size and encoding before any parsing happens."""
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise CnnCliError(
+            f"config is {len(raw):,} bytes, more than the {MAX_CONFIG_BYTES:,} allowed",
+            where=Location(file=file),
+            hint="a model spec fits in a few kilobytes; check that this is the right file",
+        )
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise CnnCliError(
+            f"config is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line})",
+            where=Location(file=file, line=line),
+            hint="save the file as UTF-8",
+        ) from exc
+
+
+def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
+    """Parse one YAML document safely into plain Python values plus their positions.
+
+    Raises:
+        CnnCliError: on YAML syntax errors, unsafe tags, duplicate keys or runaway aliases.
+    """
+    source = SourceMap(file=file)
+    try:
+        node = yaml.compose(text, Loader=_Yaml12Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = Location(file=file, line=mark.line + 1, column=mark.column + 1) if mark else None
+        raise CnnCliError(
+            f"YAML syntax error: {exc.problem or exc.context}",
+            where=where,
+            hint="check indentation and quoting on that line",
+        ) from exc
+    except yaml.YAMLError as exc:  # e.g. "expected a single document"
+        raise CnnCliError(
+            f"YAML error: {exc}".splitlines()[0],
+            where=Location(file=file),
+            hint="a config is a single YAML document",
+        ) from exc
+    if node is None:
+        return {}, source
+    converter = _Converter(source)
+    value = converter.convert(node, ())
+    if converter.problems:
+        raise ConfigErrors(converter.problems)
+    return value, source
+
+
+def parse_override_value(text: str, label: str) -> Any:
+    """Parse the value of ``--set key=value`` with the same safe YAML rules as a file."""
+    value, _ = parse_yaml(text, label) if text.strip() else ("", None)
+    return value
+
+
+class _Converter:
+    def __init__(self, source: SourceMap) -> None:
+        self.source = source
+        self.visits = 0
+        self.problems: list[CnnCliError] = []
+        self.constructor = _Yaml12Loader("")
+
+    def _where(self, node: yaml.Node, path: Path_) -> Location:
+        return Location(
+            file=self.source.file,
+            key=path_to_key(path) or None,
+            line=node.start_mark.line + 1,
+            column=node.start_mark.column + 1,
+        )
+
+    def convert(self, node: yaml.Node, path: Path_) -> Any:
+        self.visits += 1
+        if self.visits > MAX_NODES:
+            raise CnnCliError(
+                f"config expands to more than {MAX_NODES:,} values (aliases included)",
+                where=self._where(node, path),
+                hint="remove the repeated aliases (&/*); a model spec never needs this many",
+            )
+        self.source.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if node.tag not in _SAFE_TAGS:
+            self.problems.append(
+                CnnCliError(
+                    f"tag {node.tag} is not allowed",
+                    where=self._where(node, path),
+                    hint="configs hold plain values only; remove the tag",
+                )
+            )
+            return None
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.convert(item, (*path, index)) for index, item in enumerate(node.value)]
+        try:
+            return self.constructor.construct_object(node)
+        except (yaml.YAMLError, ValueError) as exc:
+            self.problems.append(
+                CnnCliError(f"cannot read value {node.value!r}: {exc}", where=self._where(node, path))
+            )
+            return None
+
+    def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                self.problems.append(
+                    CnnCliError(
+                        "merge keys (<<) are not supported",
+                        where=self._where(key_node, path),
+                        hint="write the keys out",
+                    )
+                )
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problems.append(
+                    CnnCliError("mapping keys must be plain names", where=self._where(key_node, path))
+                )
+                continue
+            key = str(key_node.value)
+            child = (*path, key)
+            if key in result:
+                first_line = self.source.key_positions[child][0]
+                self.problems.append(
+                    CnnCliError(
+                        f"duplicate key '{key}' (first given on line {first_line})",
+                        where=self._where(key_node, child),
+                        hint="keep one of them; YAML would silently use the last",
+                    )
+                )
+                continue
+            self.source.key_positions[child] = (
+                key_node.start_mark.line + 1,
+                key_node.start_mark.column + 1,
+            )
+            result[key] = self.convert(value_node, child)
+        return result
