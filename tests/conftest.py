@@ -1,0 +1,102 @@
+"""Shared fixtures: small data, config writing, a CLI runner, and trained runs shared by all tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+DATA = ROOT / "data"
+TEST_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def seed_like_rows(rows: int, seed: int = 0) -> str:
+    """CSV text with the seed data's shape: x1, x2, x3 and three string classes."""
+    rng = np.random.default_rng(seed)
+    centers = {"low": (2.5, 25, 6), "medium": (5, 55, 3), "high": (7.5, 80, 6.5)}
+    lines = ["x1,x2,x3,label"]
+    names = list(centers)
+    for index in range(rows):
+        name = names[index % 3]
+        x1, x2, x3 = centers[name]
+        lines.append(f"{x1 + rng.normal():.3f},{x2 + 5 * rng.normal():.3f},{x3 + rng.normal():.3f},{name}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def tiny_csv(tmp_path: Path) -> Path:
+    """20 rows, three numeric features and three classes."""
+    path = tmp_path / "tiny.csv"
+    path.write_text(seed_like_rows(20))
+    return path
+
+
+def base_config(data_path: Path | str, **sections: Any) -> dict[str, Any]:
+    """A small valid config dict (Dense stack) on ``data_path``; sections override keys."""
+    config: dict[str, Any] = {
+        "name": "t",
+        "seed": 0,
+        "data": {"path": str(data_path)},
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 8, "activation": "relu"},
+                {"type": "Dense", "units": "auto", "activation": "softmax"},
+            ]
+        },
+        "compile": {"optimizer": "adam", "loss": "categorical_crossentropy", "metrics": ["accuracy"]},
+        "fit": {"epochs": 1, "batch_size": 8, "verbose": False},
+    }
+    for key, value in sections.items():
+        config[key] = value
+    return config
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """dict (or YAML text) → a config file on tmp_path."""
+    counter = {"n": 0}
+
+    def write(content: dict[str, Any] | str, name: str | None = None) -> Path:
+        counter["n"] += 1
+        path = tmp_path / (name or f"config{counter['n']}.yaml")
+        text = content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def seed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """configs/seed.yaml trained for a few epochs once per test session."""
+    from cnncli.config import load_config
+    from cnncli.training import train_run
+
+    output = tmp_path_factory.mktemp("seed-runs")
+    config = load_config(CONFIGS / "seed.yaml", ["fit.epochs=8"])
+    return train_run(config, output).run_dir
+
+
+@pytest.fixture(scope="session")
+def iris_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cnncli.config import load_config
+    from cnncli.training import train_run
+
+    output = tmp_path_factory.mktemp("iris-runs")
+    config = load_config(CONFIGS / "iris.yaml", ["fit.epochs=60"])
+    return train_run(config, output).run_dir
