@@ -127,8 +127,16 @@ def keras_message(exc: BaseException) -> str:
     lines = [_ANSI.sub("", line).strip() for line in str(exc).splitlines()]
     for line in lines:
         if line and not line.startswith(("Exception encountered", "Arguments received", "•")):
-            return line
+            return _SET_LITERAL.sub(_sorted_set, line)
     return type(exc).__name__
+
+
+_SET_LITERAL = re.compile(r"\{('[^{}]*')\}")
+
+
+def _sorted_set(match: re.Match[str]) -> str:
+    """Keras prints Python sets, whose order changes from run to run; sort them."""
+    return "{" + ", ".join(sorted(item.strip() for item in match.group(1).split(","))) + "}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,14 +160,17 @@ def make_layer(spec: LayerSpec, where: Location, keras: Any) -> Any:
         raise CnnCliError(
             f"'{spec.type}' is not a Keras layer",
             where=where,
-            hint=_did_you_mean(spec.type, classes, "see keras.io/api/layers for the names"),
+            hint=did_you_mean(spec.type, classes, "see keras.io/api/layers for the names"),
         )
     args = _check_arguments(cls, spec.args, where, extra_bases=(keras.layers.Layer,))
     args = {key: _resolve_argument(key, value, where, keras) for key, value in args.items()}
     try:
         return cls(**args)
     except (TypeError, ValueError) as exc:
-        raise CnnCliError(keras_message(exc), where=where, hint="check this layer's arguments") from exc
+        message = keras_message(exc)
+        named = [name for name in re.findall(r"`(\w+)`", message) if name in spec.args]
+        hint = f"see the Keras docs for {spec.type}({named[0]}=...)" if named else "check this layer's arguments"
+        raise CnnCliError(message, where=where.child(named[0]) if named else where, hint=hint) from exc
 
 
 def _check_arguments(
@@ -172,13 +183,13 @@ def _check_arguments(
         if name in KERAS2_ARGUMENTS:
             raise CnnCliError(
                 f"argument '{name}' is Keras 2 spelling",
-                where=_with_key(where, name),
+                where=where.child(name),
                 hint=f"Keras 3 calls it {KERAS2_ARGUMENTS[name]}",
             )
         raise CnnCliError(
             f"{cls.__name__} has no argument '{name}'",
-            where=_with_key(where, name),
-            hint=_did_you_mean(name, sorted(accepted), f"its arguments are: {', '.join(sorted(accepted))}"),
+            where=where.child(name),
+            hint=did_you_mean(name, sorted(accepted), f"its arguments are: {', '.join(sorted(accepted))}"),
         )
     return args
 
@@ -192,11 +203,6 @@ def _accepted_arguments(cls: type, extra_bases: tuple[type, ...]) -> set[str]:
     return names
 
 
-def _with_key(where: Location, name: str) -> Location:
-    key = f"{where.key}.{name}" if where.key else name
-    return Location(file=where.file, key=key, line=where.line, column=where.column, label=where.label)
-
-
 _NAMESPACES = {
     "_initializer": "initializers",
     "_regularizer": "regularizers",
@@ -208,12 +214,12 @@ def _resolve_argument(key: str, value: Any, where: Location, keras: Any) -> Any:
     """Turn names and ``{type: ...}`` mappings into Keras objects from the right namespace."""
     if key in ("layer", "backward_layer") and isinstance(value, (dict, str)):
         nested = LayerSpec.model_validate(value)
-        return make_layer(nested, _with_key(where, key), keras)
+        return make_layer(nested, where.child(key), keras)
     if key in ("activation", "recurrent_activation") and isinstance(value, str):
-        return _check_activation(value, _with_key(where, key), keras)
+        return _check_activation(value, where.child(key), keras)
     for suffix, namespace in _NAMESPACES.items():
         if key.endswith(suffix) and value is not None:
-            return _named_object(getattr(keras, namespace), namespace, value, _with_key(where, key))
+            return _named_object(getattr(keras, namespace), namespace, value, where.child(key))
     return value
 
 
@@ -223,7 +229,7 @@ def _check_activation(name: str, where: Location, keras: Any) -> str:
     except (ValueError, TypeError):
         known = [n for n in dir(keras.activations) if not n.startswith("_") and n not in ("get", "serialize", "deserialize")]
         raise CnnCliError(
-            f"unknown activation '{name}'", where=where, hint=_did_you_mean(name, known, f"known: {', '.join(known)}")
+            f"unknown activation '{name}'", where=where, hint=did_you_mean(name, known, f"known: {', '.join(known)}")
         ) from None
     return name
 
@@ -245,7 +251,7 @@ def _named_object(module: Any, namespace: str, value: Any, where: Location) -> A
         raise CnnCliError(
             f"unknown {namespace[:-1]} '{spec.type}'",
             where=where,
-            hint=_did_you_mean(spec.type, aliases, f"known: {', '.join(aliases)}"),
+            hint=did_you_mean(spec.type, aliases, f"known: {', '.join(aliases)}"),
         )
     args = _check_arguments(cls, spec.args, where)
     try:
@@ -254,13 +260,15 @@ def _named_object(module: Any, namespace: str, value: Any, where: Location) -> A
         raise CnnCliError(keras_message(exc), where=where) from exc
 
 
-def _did_you_mean(name: str, options: Any, fallback: str) -> str:
-    options = list(options)
-    lowered = {option.lower(): option for option in options}
-    if name.lower() in lowered:
+def did_you_mean(name: str, options: Any, fallback: str) -> str:
+    """A close match, compared without case; the same-case spelling wins a tie."""
+    lowered: dict[str, str] = {}
+    for option in sorted(options, key=lambda o: o != o.lower() if name == name.lower() else o == o.lower()):
+        lowered.setdefault(option.lower(), option)
+    if name.lower() in lowered and lowered[name.lower()] != name:
         return f"did you mean '{lowered[name.lower()]}'? names are case-sensitive"
-    match = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
-    return f"did you mean '{match[0]}'?" if match else fallback
+    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.5)
+    return f"did you mean '{lowered[match[0]]}'?" if match else fallback
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,12 +293,12 @@ def make_optimizer(config: Config, keras: Any) -> Any:
         raise CnnCliError(
             f"unknown optimizer '{spec.type}'",
             where=where,
-            hint=_did_you_mean(spec.type, sorted(classes), f"known: {', '.join(sorted(classes))}"),
+            hint=did_you_mean(spec.type, sorted(classes), f"known: {', '.join(sorted(classes))}"),
         )
     args = _check_arguments(cls, spec.args, where)
     if isinstance(args.get("learning_rate"), dict):
         schedules = keras.optimizers.schedules
-        args["learning_rate"] = _named_object(schedules, "schedules", args["learning_rate"], _with_key(where, "learning_rate"))
+        args["learning_rate"] = _named_object(schedules, "schedules", args["learning_rate"], where.child("learning_rate"))
     try:
         return cls(**args)
     except (TypeError, ValueError) as exc:
@@ -326,18 +334,19 @@ def _loss_or_metric(spec: NamedObject, where: Location, module: Any, base: type,
             module.get(spec.type)
             return spec.type
         except (ValueError, TypeError):
-            names = sorted(set(classes) | {n for n in dir(module) if n.islower() and not n.startswith("_")} - {"get", "serialize", "deserialize"})
+            names = set(classes) | {n for n in dir(module) if n.islower() and not n.startswith("_")}
+            names = (names | (_COMPILE_ALIASES if kind == "metric" else set())) - {"get", "serialize", "deserialize"}
             raise CnnCliError(
                 f"unknown {kind} '{spec.type}'",
                 where=where,
-                hint=_did_you_mean(spec.type, names, f"see keras.io/api/{kind}es" if kind == "loss" else "see keras.io/api/metrics"),
+                hint=did_you_mean(spec.type, names, f"see keras.io/api/{kind}es" if kind == "loss" else "see keras.io/api/metrics"),
             ) from None
     cls = classes.get(spec.type)
     if cls is None:
         raise CnnCliError(
             f"'{spec.type}' with arguments must be a {kind} class name",
             where=where,
-            hint=_did_you_mean(spec.type, sorted(classes), f"known: {', '.join(sorted(classes))}"),
+            hint=did_you_mean(spec.type, sorted(classes), f"known: {', '.join(sorted(classes))}"),
         )
     args = _check_arguments(cls, spec.args, where)
     try:
@@ -360,7 +369,7 @@ def make_callbacks(config: Config, keras: Any) -> list[Any]:
             raise CnnCliError(
                 f"unknown callback '{spec.type}'",
                 where=where,
-                hint=_did_you_mean(spec.type, sorted(classes), f"known: {', '.join(sorted(classes))}"),
+                hint=did_you_mean(spec.type, sorted(classes), f"known: {', '.join(sorted(classes))}"),
             )
         args = _check_arguments(cls, spec.args, where)
         try:

@@ -115,7 +115,7 @@ def choose_columns(config: Config, header: list[str], sample: pd.DataFrame | Non
 def _require_column(config: Config, header: list[str], name: str, key: str) -> None:
     if name in header:
         return
-    match = difflib.get_close_matches(name, header, n=1)
+    match = difflib.get_close_matches(name, header, n=1, cutoff=0.5)
     listed = ", ".join(header[:12]) + (", ..." if len(header) > 12 else "")
     hint = f"did you mean '{match[0]}'? columns are: {listed}" if match else f"columns are: {listed}"
     raise CnnCliError(f"column '{name}' is not in {Path(config.data.path).name}", where=config.locate(key), hint=hint)

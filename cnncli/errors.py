@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,15 @@ class Location:
     column: int | None = None
     row: int | None = None
     label: str | None = None  # extra context shown after the key, e.g. the layer type
+    # Finds the location of a key below this one (a layer's argument) in the same source.
+    resolver: Callable[[str], Location] | None = field(default=None, compare=False, repr=False)
+
+    def child(self, name: str) -> Location:
+        """The location of ``<key>.<name>``: its own line where the source knows it."""
+        key = f"{self.key}.{name}" if self.key else name
+        if self.resolver is not None:
+            return replace(self.resolver(key), label=self.label)
+        return replace(self, key=key)
 
     def __str__(self) -> str:
         parts = []

@@ -162,7 +162,7 @@ def _propagate_shapes(config: Config, facts: DataFacts, specs: list[LayerSpec]) 
     for index, spec in enumerate(specs):
         where = _layer_where(config, index, spec)
         previous = specs[index - 1] if index else None
-        problem = window_problem(spec, shape, previous)
+        problem = rank_problem(spec, shape, previous) or window_problem(spec, shape, previous)
         if problem is None:
             layer = make_layer(spec, where, keras)
             try:
@@ -232,6 +232,38 @@ def _as_tuple(value: Any, rank: int) -> tuple[int, ...] | None:
     return None
 
 
+_SPATIAL = re.compile(
+    r"(?:Conv|SeparableConv|DepthwiseConv|MaxPooling|AveragePooling|GlobalMaxPooling|GlobalAveragePooling"
+    r"|UpSampling|ZeroPadding|Cropping)([123])D(?:Transpose)?"
+)
+_SEQUENCE_LAYERS = {"LSTM", "GRU", "SimpleRNN", "Bidirectional", "Attention"}
+_AXES = {3: "(batch, steps, channels)", 4: "(batch, height, width, channels)", 5: "(batch, depth, height, width, channels)"}
+
+
+def rank_problem(spec: LayerSpec, shape: tuple[Any, ...], previous: LayerSpec | None) -> tuple[str, str] | None:
+    """A layer that needs a sequence or image input but gets something of another rank."""
+    match = _SPATIAL.fullmatch(spec.type)
+    if match:
+        expected = int(match.group(1)) + 2
+    elif spec.type in _SEQUENCE_LAYERS:
+        expected = 3
+    else:
+        return None
+    if len(shape) == expected:
+        return None
+    message = f"expects input of rank {expected} {_AXES[expected]} but gets {shape_text(shape)}"
+    if previous is not None and previous.type == "Flatten" and len(shape) < expected:
+        hint = "remove the Flatten above, or move this layer before it"
+    elif previous is None:
+        example = ", ".join(["n"] * (expected - 2))
+        hint = f"set model.input_shape to rank {expected - 1}, e.g. [{example}, 1]"
+    elif len(shape) > expected:
+        hint = "add a Flatten, Reshape or global pooling layer above it"
+    else:
+        hint = "add a Reshape above it, or change model.input_shape"
+    return message, hint
+
+
 def _rank_problem(spec: LayerSpec, shape: tuple[Any, ...], exc: Exception, previous: LayerSpec | None) -> tuple[str, str]:
     text = keras_message(exc)
     found = re.search(r"expected (min_)?ndim=(\d+), found ndim=(\d+)", text)
@@ -266,7 +298,8 @@ def head_and_loss_problems(config: Config, facts: DataFacts) -> list[CnnCliError
     n_classes = len(facts.classes)
     if facts.task == "classification":
         expected = 1 if facts.label_kind == "binary" else n_classes
-        if isinstance(units, int) and units != expected and last.type == "Dense":
+        wrong_units = isinstance(units, int) and units != expected and last.type == "Dense"
+        if wrong_units:
             problems.append(
                 CnnCliError(
                     f"last layer has {units} unit(s) but the label has {n_classes} classes",
@@ -274,7 +307,7 @@ def head_and_loss_problems(config: Config, facts: DataFacts) -> list[CnnCliError
                     hint=f"use units: auto (= {expected})",
                 )
             )
-        if activation == "softmax" and (units == 1 or expected == 1):
+        if activation == "softmax" and not wrong_units and (units == 1 or expected == 1):
             problems.append(
                 CnnCliError(
                     "softmax over a single unit always outputs 1.0",

@@ -116,15 +116,19 @@ class SourceMap:
     def locate(self, path: Path_, *, on_key: bool = False, label: str | None = None) -> Location:
         """The most precise location known for ``path`` (or its nearest ancestor)."""
         key = path_to_key(path)
+        resolver = self._locate_key
         for depth in range(len(path), -1, -1):
             prefix = path[:depth]
             if prefix in self.overrides:
-                return Location(file=f"--set {self.overrides[prefix]}", key=key, label=label)
+                return Location(file=f"--set {self.overrides[prefix]}", key=key, label=label, resolver=resolver)
             table = self.key_positions if on_key and depth == len(path) else self.positions
             if prefix in table:
                 line, column = table[prefix]
-                return Location(file=self.file, key=key, line=line, column=column, label=label)
-        return Location(file=self.file, key=key, label=label)
+                return Location(file=self.file, key=key, line=line, column=column, label=label, resolver=resolver)
+        return Location(file=self.file, key=key, label=label, resolver=resolver)
+
+    def _locate_key(self, key: str) -> Location:
+        return self.locate(key_to_path(key) or (), on_key=True)
 
 
 def decode_config_bytes(raw: bytes, file: str) -> str:
