@@ -1,19 +1,47 @@
-"""Export a trained Keras model to ONNX (checked against Keras) and other serving formats."""
+"""Export a trained Keras model to ONNX (checked against Keras) and other serving formats.
+
+Training calls ``export_onnx_checked`` to write the run's ``model.onnx``; ``cnncli export`` calls
+``export_run`` to hand a model to a server written in anything: ONNX with the preprocessing in
+its metadata, a TensorFlow SavedModel, or a LiteRT (``.tflite``) flat buffer, the last two with a
+``preprocess.json`` beside them.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
+import shutil
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cnncli import __version__
+from cnncli.artifacts import ONNX_FILENAME, PREPROCESS_FILENAME, RunFolder, load_keras_model
+from cnncli.errors import CnnCliError, Location
+
 #: ONNX and Keras outputs on the test split must agree this closely for predict to use ONNX.
 ONNX_TOLERANCE = 1e-5
 _CHECK_ROWS = 10_000
+
+EXPORT_FORMATS = ("onnx", "saved_model", "litert")
+#: Keys of the ONNX ``metadata_props`` that carry the preprocessing.
+METADATA_PREPROCESS = "cnncli.preprocess"
+METADATA_RECIPE = "cnncli.recipe"
+METADATA_VERSION = "cnncli.version"
+PREPROCESS_RECIPE = (
+    "Build the model input from one CSV row, in the order of preprocess.features: a numeric feature"
+    " becomes (value - center) / scale, an empty cell first replaced by fill when fill is not null;"
+    " a categorical feature becomes one 0/1 entry per category (all zeros for an unseen value)."
+    " Compute in float64, cast to float32, reshape to input_shape with a leading batch axis."
+    " Outputs: label.kind onehot or sparse gives one probability per label.classes entry (argmax"
+    " is the label); binary gives P(label.classes[1]); none gives the value; standard gives"
+    " value * label.scale + label.center."
+)
 
 
 def export_onnx_checked(model: Any, path: Path, x_check: np.ndarray) -> dict[str, Any]:
@@ -44,13 +72,279 @@ def export_onnx_checked(model: Any, path: Path, x_check: np.ndarray) -> dict[str
 
 
 def export_onnx(model: Any, path: Path) -> None:
-    """Write ``model`` as ONNX through Keras' exporter, keeping its chatter off stdout."""
-    quiet = io.StringIO()
-    previous = logging.getLogger("tf2onnx").level
-    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    """Write ``model`` as ONNX through Keras' exporter, then simplify the graph for speed."""
+    import onnx
+
+    with _quiet("tf2onnx"):
+        model.export(str(path), format="onnx", verbose=False)
+    onnx.save(simplify_onnx(onnx.load(str(path))), str(path))
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Keep an exporter's prints, warnings and log lines off the user's terminal."""
+    sink = io.StringIO()
+    previous = logging.getLogger(logger).level
+    logging.getLogger(logger).setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             warnings.simplefilter("ignore")
-            model.export(str(path), format="onnx", verbose=False)
+            yield
     finally:
-        logging.getLogger("tf2onnx").setLevel(previous)
+        logging.getLogger(logger).setLevel(previous)
+
+
+# ---------------------------------------------------------------------------------------------
+# cnncli export
+
+
+def default_export_path(run: RunFolder, fmt: str) -> Path:
+    """``<run name>.onnx``, ``<run name>.saved_model`` or ``<run name>.tflite`` here."""
+    suffix = {"onnx": ".onnx", "saved_model": ".saved_model", "litert": ".tflite"}[fmt]
+    return Path(run.path.name + suffix)
+
+
+def export_run(run: RunFolder, fmt: str, output: Path | None = None) -> list[Path]:
+    """Write a run's model in ``fmt`` for serving elsewhere, with its preprocessing.
+
+    Args:
+        run: an opened run folder.
+        fmt: ``onnx``, ``saved_model`` or ``litert``.
+        output: where to write; defaults to ``default_export_path``. It must not exist yet.
+
+    Returns:
+        The paths written: the model, then the ``preprocess.json`` sidecar where there is one.
+
+    Raises:
+        CnnCliError: unknown format, ``output`` exists, no checked ONNX model, or no converter.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise CnnCliError(f"unknown export format {fmt!r}", hint=f"use one of: {', '.join(EXPORT_FORMATS)}")
+    path = output or default_export_path(run, fmt)
+    if fmt == "litert" and path.suffix != ".tflite":
+        raise CnnCliError("a LiteRT model file must end in .tflite", where=Location(file=str(path)), hint="pass --output model.tflite")
+    sidecar = path.with_name(path.name + ".preprocess.json") if fmt == "litert" else path / PREPROCESS_FILENAME
+    for target in [path] + ([sidecar] if fmt == "litert" else []):
+        if target.exists():
+            raise CnnCliError("already exists", where=Location(file=str(target)), hint="remove it or choose another --output")
+    if not path.parent.is_dir():
+        raise CnnCliError("folder does not exist", where=Location(file=str(path.parent)), hint="create it or choose another --output")
+    if fmt == "onnx":
+        write_onnx_with_metadata(run, path)
+        return [path]
+    model = load_keras_model(run)
+    if fmt == "saved_model":
+        with _quiet("tensorflow"):
+            model.export(str(path), format="tf_saved_model", verbose=False)
+    else:
+        export_litert(model, path)
+    sidecar.write_text(run.preprocessor.to_json() + "\n")
+    return [path, sidecar]
+
+
+def write_onnx_with_metadata(run: RunFolder, path: Path) -> None:
+    """Copy the run's checked ``model.onnx`` with the preprocessing in ``metadata_props``."""
+    if not run.onnx_ok:
+        reason = run.manifest.get("onnx", {}).get("reason", "it was not exported")
+        raise CnnCliError(
+            f"this run has no checked model.onnx ({reason})",
+            where=Location(file=str(run.path)),
+            hint="export --format saved_model or litert instead",
+        )
+    import onnx
+
+    model = onnx.load(str(run.file(ONNX_FILENAME)))
+    entries = {
+        METADATA_PREPROCESS: json.dumps(json.loads(run.preprocessor.to_json()), separators=(",", ":")),
+        METADATA_RECIPE: PREPROCESS_RECIPE,
+        METADATA_VERSION: __version__,
+    }
+    kept = [prop for prop in model.metadata_props if prop.key not in entries]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in entries.items():
+        model.metadata_props.add(key=key, value=value)
+    model.doc_string = f"Exported by cnncli {__version__} from {run.path.name}. {PREPROCESS_RECIPE}"
+    temp = path.with_name(f".{path.name}.part")
+    try:
+        onnx.save(model, str(temp))
+        temp.replace(path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def export_litert(model: Any, path: Path) -> None:
+    """Convert to LiteRT through TensorFlow's converter; a clear error where there is none."""
+    try:
+        import tensorflow as tf
+
+        tf.lite.TFLiteConverter  # noqa: B018 - newer TensorFlow builds may ship without it
+    except (ImportError, AttributeError) as exc:
+        raise CnnCliError(
+            "LiteRT export needs TensorFlow's TFLite converter, which this installation lacks",
+            hint="install it: pip install 'tensorflow-cpu>=2.18' (or 'cnncli[cpu]')",
+        ) from exc
+    try:
+        with _quiet("tensorflow"):
+            model.export(str(path), format="litert", verbose=False)
+    except Exception as exc:  # the converter raises many types for ops it cannot handle
+        path.unlink(missing_ok=True)
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CnnCliError(
+            f"LiteRT conversion failed: {detail}", where=Location(file=str(path)), hint="export --format onnx or saved_model instead"
+        ) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Graph simplification
+#
+# tf2onnx writes a Keras Conv1D as ExpandDims → Conv → Squeeze → Add(bias) → Relu, and a
+# MaxPooling1D as ExpandDims → MaxPool → Squeeze. The Squeeze between Conv and its bias stops
+# ONNX Runtime from fusing them, and the broadcast Add it leaves behind was most of the seed
+# model's inference time (issue 4). Three rewrites, each exact, make the graph fusable:
+# fold a per-channel bias into Conv, move elementwise activations in front of a Squeeze, and
+# drop a Squeeze that the next node undoes with an Unsqueeze. The result is checked against
+# Keras like any export.
+
+_ELEMENTWISE = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu", "Selu", "HardSigmoid", "Softplus", "Softsign"}
+
+
+def simplify_onnx(model: Any) -> Any:
+    """Rewrite an ``onnx.ModelProto`` in place until no rule applies; returns it."""
+    graph = model.graph
+    while _fold_conv_bias(graph) or _hoist_activation(graph) or _cancel_squeeze(graph):
+        pass
+    _sort_nodes(graph)
+    used = {name for node in graph.node for name in node.input}
+    for initializer in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(initializer)
+    return model
+
+
+def _consumers(graph: Any, name: str) -> list[Any]:
+    return [node for node in graph.node if name in node.input]
+
+
+def _graph_outputs(graph: Any) -> set[str]:
+    return {output.name for output in graph.output}
+
+
+def _only_consumer(graph: Any, name: str) -> Any | None:
+    users = _consumers(graph, name)
+    return users[0] if len(users) == 1 and name not in _graph_outputs(graph) else None
+
+
+def _constant(graph: Any, name: str) -> np.ndarray | None:
+    from onnx import numpy_helper
+
+    for initializer in graph.initializer:
+        if initializer.name == name:
+            return numpy_helper.to_array(initializer)
+    return None
+
+
+def _axes(graph: Any, node: Any) -> tuple[int, ...] | None:
+    """A Squeeze/Unsqueeze node's axes, from its attribute (opset < 13) or constant input."""
+    for attribute in node.attribute:
+        if attribute.name == "axes":
+            return tuple(attribute.ints)
+    if len(node.input) > 1:
+        values = _constant(graph, node.input[1])
+        return None if values is None else tuple(int(v) for v in values.reshape(-1))
+    return None
+
+
+def _rename_input(graph: Any, old: str, new: str) -> None:
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            if name == old:
+                node.input[index] = new
+
+
+def _fold_conv_bias(graph: Any) -> bool:
+    """Conv (no bias) [→ Squeeze of spatial axes] → Add(per-channel constant) ⇒ Conv with bias."""
+    from onnx import numpy_helper
+
+    for conv in graph.node:
+        if conv.op_type != "Conv" or len(conv.input) > 2:
+            continue
+        weights = _constant(graph, conv.input[1])
+        after = _only_consumer(graph, conv.output[0])
+        if weights is None or after is None:
+            continue
+        squeeze = None
+        if after.op_type == "Squeeze":
+            axes = _axes(graph, after)
+            if axes is None or any(axis in (0, 1) or axis < 0 for axis in axes):
+                continue
+            squeeze, after = after, _only_consumer(graph, after.output[0])
+        if after is None or after.op_type != "Add":
+            continue
+        source = (squeeze or conv).output[0]
+        other = after.input[1] if after.input[0] == source else after.input[0]
+        bias = _constant(graph, other)
+        channels = weights.shape[0]
+        rank = len(weights.shape) - (len(_axes(graph, squeeze) or ()) if squeeze else 0)
+        if bias is None or bias.size != channels or bias.ndim > rank:
+            continue
+        shape = (1,) * (rank - bias.ndim) + bias.shape
+        if (channels > 1 and shape[1] != channels) or after.output[0] in _graph_outputs(graph):
+            continue
+        name = f"{conv.name}/folded_bias"
+        graph.initializer.append(numpy_helper.from_array(bias.reshape(channels).astype(weights.dtype), name))
+        conv.input.append(name)
+        _rename_input(graph, after.output[0], source)
+        graph.node.remove(after)
+        return True
+    return False
+
+
+def _hoist_activation(graph: Any) -> bool:
+    """Squeeze → elementwise activation ⇒ activation → Squeeze (so it can fuse with a Conv)."""
+    for squeeze in graph.node:
+        if squeeze.op_type != "Squeeze":
+            continue
+        activation = _only_consumer(graph, squeeze.output[0])
+        if activation is None or activation.op_type not in _ELEMENTWISE:
+            continue
+        source, squeezed, result = squeeze.input[0], squeeze.output[0], activation.output[0]
+        activation.input[0], activation.output[0] = source, squeezed
+        squeeze.input[0], squeeze.output[0] = squeezed, result
+        return True
+    return False
+
+
+def _cancel_squeeze(graph: Any) -> bool:
+    """Squeeze(axes) → Unsqueeze(same axes) ⇒ nothing."""
+    for squeeze in graph.node:
+        if squeeze.op_type != "Squeeze":
+            continue
+        unsqueeze = _only_consumer(graph, squeeze.output[0])
+        if unsqueeze is None or unsqueeze.op_type != "Unsqueeze" or unsqueeze.input[0] != squeeze.output[0]:
+            continue
+        axes, restored = _axes(graph, squeeze), _axes(graph, unsqueeze)
+        if axes is None or restored is None or sorted(axes) != sorted(restored) or min(axes, default=-1) < 0:
+            continue
+        if unsqueeze.output[0] in _graph_outputs(graph):
+            continue
+        _rename_input(graph, unsqueeze.output[0], squeeze.input[0])
+        graph.node.remove(squeeze)
+        graph.node.remove(unsqueeze)
+        return True
+    return False
+
+
+def _sort_nodes(graph: Any) -> None:
+    """Topological order, which ONNX requires and the rewrites may have broken."""
+    ready = {value.name for value in graph.input} | {value.name for value in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        node = next((n for n in pending if all(name in ready for name in n.input)), None)
+        if node is None:  # a cycle or a dangling input: keep the original order
+            return
+        pending.remove(node)
+        ordered.append(node)
+        ready.update(node.output)
+    del graph.node[:]
+    graph.node.extend(ordered)
