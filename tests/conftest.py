@@ -100,3 +100,29 @@ def iris_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("iris-runs")
     config = load_config(CONFIGS / "iris.yaml", ["fit.epochs=60"])
     return train_run(config, output).run_dir
+
+
+#: Epochs per example config in tests: enough for the accuracy checks, small enough for CI.
+EXAMPLE_EPOCHS = {
+    "seed": 8,
+    "seed_deep": 2,
+    "iris": 60,
+    "digits_conv2d": 6,
+    "diabetes": 20,
+    "gunpoint_conv1d": 60,
+}
+
+
+@pytest.fixture(scope="session")
+def example_runs(tmp_path_factory: pytest.TempPathFactory, seed_run: Path, iris_run: Path) -> dict[str, Path]:
+    """Every configs/*.yaml trained once for a few epochs: name (file stem) → run folder."""
+    from cnncli.config import load_config
+    from cnncli.training import train_run
+
+    output = tmp_path_factory.mktemp("example-runs")
+    runs = {"seed": seed_run, "iris": iris_run}
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        if path.stem not in runs:
+            epochs = EXAMPLE_EPOCHS.get(path.stem, 2)
+            runs[path.stem] = train_run(load_config(path, [f"fit.epochs={epochs}"]), output).run_dir
+    return runs
