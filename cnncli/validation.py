@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,6 +84,13 @@ def inspect_data(config: Config) -> DataFacts:
     """Header, a sample, and only the label and categorical columns in full."""
     from cnncli.training import label_kind
 
+    for key, path in (("data.path", config.data.path), ("data.test_path", config.data.test_path)):
+        if path is not None and not Path(path).is_file():
+            raise CnnCliError(
+                f"data file {path} not found",
+                where=config.locate(key),
+                hint="relative paths resolve against the config file's folder",
+            )
     header = read_header(config.data.path, config.data.delimiter)
     sample = read_sample(config.data.path, config.data.delimiter)
     columns = choose_columns(config, header, sample)

@@ -70,6 +70,15 @@ def test_names_and_arguments(override, key, message, hint):
     assert found[0].hint == hint
 
 
+def test_missing_data_file_points_at_data_path():
+    (found,) = problems(CONFIGS / "seed.yaml", ["data.test_path=../data/nope.csv"])
+    assert found.one_line() == (
+        f"--set data.test_path=../data/nope.csv: data.test_path: data file {DATA / 'nope.csv'} not found;"
+        " relative paths resolve against the config file's folder"
+    )
+    assert problems(CONFIGS / "seed.yaml", ["data.path=x.csv"])[0].where.key == "data.path"
+
+
 def test_constraint_and_regularizer_mappings_are_accepted():
     config = load_config(
         CONFIGS / "seed.yaml",
