@@ -27,14 +27,16 @@ from cnncli.artifacts import (
     SPLIT_FILENAME,
     abandon_run,
     finish_run,
-    sha256_file,
+    fingerprint_file,
+    save_keras_atomic,
     start_run,
     write_atomic,
     write_json,
 )
 from cnncli.builder import build_model, default_input_shape, make_callbacks
+from cnncli.checkpoints import CheckpointKeeper, resume_point
 from cnncli.config import Config
-from cnncli.data import Dataset, describe_cleaning, infer_task, label_values, load_dataset
+from cnncli.data import Dataset, check_classes, describe_cleaning, infer_task, label_values, load_dataset
 from cnncli.errors import CnnCliError, Location
 from cnncli.preprocessing import (
     Preprocessor,
@@ -43,14 +45,17 @@ from cnncli.preprocessing import (
     fit_preprocessor,
     transform_features,
 )
-from cnncli.runtime import import_keras, seed_everything
-from cnncli.splitting import TrainTestSplit, split_rows
+from cnncli.runtime import import_keras, select_backend, seed_everything
+from cnncli.splitting import TEST, TRAIN, VALIDATION, TrainTestSplit, split_rows
+from cnncli.streaming import StreamedData, prepare_stream, wants_streaming
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
 MessageCallback = Callable[[str], None]
 
 _BINARY_LOSSES = {"binary_crossentropy", "BinaryCrossentropy", "binary_focal_crossentropy", "BinaryFocalCrossentropy"}
 _SPARSE_LOSSES = {"sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"}
+#: Evaluation has no gradient to average: large batches only cut per-step overhead.
+EVALUATE_BATCH = 1024
 
 
 @dataclass
@@ -82,6 +87,40 @@ class PreparedData:
         label = self.preprocessor.label
         return len(label.classes) if label.kind in ("onehot", "sparse") else 1
 
+    @property
+    def n_train(self) -> int:
+        return len(self.x_train)
+
+    def check_rows(self) -> np.ndarray:
+        """Test inputs to check the ONNX export against Keras."""
+        return self.x_test
+
+
+def fit_inputs(config: Config, prepared: PreparedData | StreamedData) -> dict[str, Any]:
+    """``model.fit``'s data arguments: arrays in memory, or streaming ``PyDataset``s."""
+    batch_size = config.fit.batch_size
+    if isinstance(prepared, StreamedData):
+        validation = prepared.batches(VALIDATION, EVALUATE_BATCH) if prepared.counts.get(VALIDATION) else None
+        # shuffle=False: a PyDataset shuffled by Keras would be read out of order; the
+        # stream shuffles within each chunk instead.
+        return {"x": prepared.batches(TRAIN, batch_size, config.fit.shuffle), "shuffle": False, "validation_data": validation}
+    validation = (prepared.x_val, prepared.y_val) if prepared.x_val is not None else None
+    return {
+        "x": prepared.x_train,
+        "y": prepared.y_train,
+        "batch_size": batch_size,
+        "shuffle": config.fit.shuffle,
+        "validation_data": validation,
+    }
+
+
+def evaluate_inputs(config: Config, prepared: PreparedData | StreamedData) -> dict[str, Any]:
+    """``model.evaluate``'s data arguments for the test part."""
+    batch_size = max(EVALUATE_BATCH, config.fit.batch_size)
+    if isinstance(prepared, StreamedData):
+        return {"x": prepared.batches(TEST, batch_size)}
+    return {"x": prepared.x_test, "y": prepared.y_test, "batch_size": batch_size}
+
 
 def label_kind(config: Config, task: str, n_classes: int) -> str:
     """How the label is encoded: from preprocess.label, else from the loss and class count."""
@@ -112,6 +151,7 @@ def prepare_data(config: Config, seed: int) -> PreparedData:
     dataset = load_dataset(config)
     labels = label_values(dataset.labels)
     task = config.task or infer_task(labels)
+    check_classes(config, dataset, labels, task)  # single class, class too small to stratify
     notes = [note for note in [describe_cleaning(dataset)] if note]
     test_dataset: Dataset | None = None
     if config.data.test_path:
@@ -136,8 +176,7 @@ def prepare_data(config: Config, seed: int) -> PreparedData:
         fill_missing=config.data.missing == "mean",
     )
     label = fit_label(labels[train_rows], kind, name=dataset.columns.label)
-    input_shape = default_input_shape(config, pre.input_width)
-    _check_input_shape(config, input_shape, pre.input_width)
+    input_shape = model_input_shape(config, pre.input_width)
     pre = Preprocessor(features=pre.features, label=label, input_shape=input_shape)
 
     def arrays(source: Dataset, source_labels: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +195,9 @@ def prepare_data(config: Config, seed: int) -> PreparedData:
     return PreparedData(task, pre, split, x_train, y_train, x_test, y_test, x_val, y_val, notes)
 
 
-def _check_input_shape(config: Config, shape: tuple[int, ...], width: int) -> None:
+def model_input_shape(config: Config, width: int) -> tuple[int, ...]:
+    """The model's input shape for rows of ``width`` values, checked against model.input_shape."""
+    shape = default_input_shape(config, width)
     if int(np.prod(shape)) != width:
         raise CnnCliError(
             f"input_shape {list(shape)} holds {int(np.prod(shape))} values but each row has {width}"
@@ -164,6 +205,7 @@ def _check_input_shape(config: Config, shape: tuple[int, ...], width: int) -> No
             where=config.locate("model.input_shape"),
             hint=f"use a shape whose product is {width}, e.g. [{width}, 1]",
         )
+    return shape
 
 
 def _encode(config: Config, pre: Preprocessor, values: np.ndarray, path: str, rows: np.ndarray) -> np.ndarray:
@@ -184,6 +226,7 @@ def train_run(
     *,
     on_epoch_end: EpochCallback | None = None,
     on_message: MessageCallback | None = None,
+    resume: str | Path | None = None,
 ) -> TrainResult:
     """Train the config's model and save it as a complete run folder.
 
@@ -192,18 +235,26 @@ def train_run(
         output_dir: where run folders go; defaults to ``output.dir``.
         on_epoch_end: called with (epoch, epochs, logs) after every epoch.
         on_message: called with one-line notes (rows dropped, ONNX fallback, ...).
+        resume: an interrupted run's folder to continue, or "" for the newest one of this name.
 
     Returns:
         The run folder, test metrics, history and the seed used.
     """
     say = on_message or (lambda _text: None)
+    output = Path(output_dir or config.output.dir)
+    resumed = resume_point(config, output, resume) if resume is not None else None
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
+    seed = resumed.seed if resumed is not None else seed
+    backend = select_backend(config.backend)
+    if backend != config.backend:
+        say(f"Keras already runs on {backend} in this process; training there instead of on {config.backend}")
     keras = import_keras()
     seed_everything(seed)
-    prepared = prepare_data(config, seed)
+    streaming = wants_streaming(config)
+    prepared = prepare_stream(config, seed, model_input_shape, label_kind) if streaming else prepare_data(config, seed)
     for note in prepared.notes:
         say(note)
-    steps_per_epoch = max(1, int(np.ceil(len(prepared.x_train) / config.fit.batch_size)))
+    steps_per_epoch = max(1, int(np.ceil(prepared.n_train / config.fit.batch_size)))
     steps_per_execution = (
         min(32, steps_per_epoch) if config.fit.steps_per_execution == "auto" else config.fit.steps_per_execution
     )
@@ -218,21 +269,18 @@ def train_run(
     callbacks = make_callbacks(config, keras)
     if on_epoch_end is not None:
         callbacks.append(_EpochReporter(keras, config.fit.epochs, on_epoch_end))
-    validation = (prepared.x_val, prepared.y_val) if prepared.x_val is not None else None
-    history = model.fit(
-        prepared.x_train,
-        prepared.y_train,
-        batch_size=config.fit.batch_size,
+    keeper = CheckpointKeeper.open(config, output, seed, resumed)  # staging folder + checkpoints
+    history = keeper.fit(
+        model,
+        **fit_inputs(config, prepared),
         epochs=config.fit.epochs,
-        shuffle=config.fit.shuffle,
-        validation_data=validation,
         callbacks=callbacks,
         verbose=0,
     )
-    scores = model.evaluate(prepared.x_test, prepared.y_test, batch_size=max(256, config.fit.batch_size), verbose=0, return_dict=True)
+    scores = model.evaluate(**evaluate_inputs(config, prepared), verbose=0, return_dict=True)
     metrics = {"test": {name: float(value) for name, value in scores.items()}}
     histories = {name: [float(v) for v in values] for name, values in history.history.items()}
-    run_dir, onnx = save_run(config, output_dir, model, prepared, metrics, histories, seed, say)
+    run_dir, onnx = save_run(config, output_dir, model, prepared, metrics, histories, seed, say, keeper=keeper)
     return TrainResult(run_dir=run_dir, metrics=metrics, history=histories, seed=seed, onnx=onnx)
 
 
@@ -251,16 +299,21 @@ def save_run(
     config: Config,
     output_dir: Path | None,
     model: Any,
-    prepared: PreparedData,
+    prepared: PreparedData | StreamedData,
     metrics: dict[str, Any],
     history: dict[str, list[float]],
     seed: int,
     say: MessageCallback,
+    keeper: CheckpointKeeper | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Write every artifact into a staging folder, then publish it atomically."""
+    """Write every artifact into a staging folder, then publish it atomically.
+
+    With a ``keeper`` the run goes into the keeper's staging folder (where its checkpoints are)
+    and a failure keeps the last checkpoint so the run can be resumed.
+    """
     from cnncli.export import export_onnx_checked
 
-    staged = start_run(Path(output_dir or config.output.dir), config.name)
+    staged = keeper.staged if keeper is not None else start_run(Path(output_dir or config.output.dir), config.name)
     try:
         resolved = config.to_yaml_dict()
         resolved["seed"] = seed
@@ -270,35 +323,47 @@ def save_run(
         write_json(staged.staging / METRICS_FILENAME, metrics)
         write_json(staged.staging / SPLIT_FILENAME, prepared.split.to_json())
         write_atomic(staged.staging / HISTORY_FILENAME, history_csv(history))
-        model_path = staged.staging / MODEL_FILENAME
-        temp_model = staged.staging / f".{MODEL_FILENAME}.part.keras"
-        model.save(temp_model)
-        temp_model.replace(model_path)
-        onnx = export_onnx_checked(model, staged.staging / ONNX_FILENAME, prepared.x_test)
+        save_keras_atomic(model, staged.staging / MODEL_FILENAME)
+        onnx = export_onnx_checked(model, staged.staging / ONNX_FILENAME, prepared.check_rows())
         if not onnx["checked"]:
             say(f"ONNX export unavailable ({onnx['reason']}); predict will use Keras")
         keras = import_keras()
-        import tensorflow as tf
-
         manifest = {
             "keras": keras.__version__,
-            "tensorflow": tf.__version__,
+            "backend": keras.backend.backend(),
+            # read from the package metadata: importing TensorFlow for its version costs seconds
+            "tensorflow": _installed_version("tensorflow", "tensorflow-cpu"),
+            **({"jax": _installed_version("jax")} if keras.backend.backend() == "jax" else {}),
             "config_sha256": config.fingerprint(),
             "seed": seed,
             "task": prepared.task,
-            "data": _fingerprint(config.data.path),
-            "test_data": _fingerprint(config.data.test_path) if config.data.test_path else None,
+            # fingerprinted when training started: the files may have changed or gone since
+            **(keeper.data if keeper is not None else _data_fingerprints(config)),
             "onnx": onnx,
         }
         return finish_run(staged, manifest), onnx
-    except BaseException:
-        abandon_run(staged)
-        raise
+    except BaseException as exc:
+        error = keeper.failed(exc) if keeper is not None else None
+        if error is None:
+            abandon_run(staged)
+            raise
+        raise error from exc
 
 
-def _fingerprint(path: str) -> dict[str, Any]:
-    file = Path(path)
-    return {"path": str(file), "bytes": file.stat().st_size, "sha256": sha256_file(file)}
+def _installed_version(*distributions: str) -> str | None:
+    from importlib import metadata
+
+    for name in distributions:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _data_fingerprints(config: Config) -> dict[str, Any]:
+    test_path = config.data.test_path
+    return {"data": fingerprint_file(config.data.path), "test_data": fingerprint_file(test_path) if test_path else None}
 
 
 def history_csv(history: dict[str, list[float]]) -> str:
