@@ -8,7 +8,7 @@ from cnncli.cli import cli
 from cnncli.config import load_config
 from cnncli.errors import ConfigErrors
 from cnncli.validation import summarize_config
-from tests.conftest import CONFIGS, DATA
+from tests.conftest import CONFIGS, DATA, TEST_CONFIGS
 
 SEED_NOTES_FIRST_MODEL = f"""name: notes
 data:
@@ -176,3 +176,13 @@ def test_print_config_applies_overrides(runner):
     assert result.exit_code == 0
     assert "  epochs: 7\n" in result.stdout
     assert str(DATA / "seed.csv") in result.stdout
+
+
+@pytest.mark.parametrize("path", sorted(TEST_CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_invalid_configs_fail_with_the_error_in_their_first_line(runner, path, monkeypatch):
+    """Each tests/configs file states its expected one-line error in its first line."""
+    expected = path.read_text().splitlines()[0].removeprefix("# expect: ")
+    monkeypatch.chdir(path.parent)
+    result = runner.invoke(cli, ["validate", path.name])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"error: {expected}"]
