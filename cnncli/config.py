@@ -10,6 +10,7 @@ import copy
 import difflib
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -232,6 +233,8 @@ def load_config(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -
             where=Location(file=file, line=1, column=1),
             hint="start from configs/seed.yaml",
         )
+    if "name" not in raw:
+        raw["name"] = re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem).lstrip("-_.") or "run"
     raw = apply_overrides(raw, overrides, source)
     config = _validate(raw, source)
     config = _resolve_paths(config, path.parent)

@@ -184,7 +184,9 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
 
 def parse_override_value(text: str, label: str) -> Any:
     """Parse the value of ``--set key=value`` with the same safe YAML rules as a file."""
-    value, _ = parse_yaml(text, label) if text.strip() else ("", None)
+    if not text.strip():
+        return None  # `--set data.test_path=` clears a value, as an empty YAML value would
+    value, _ = parse_yaml(text, label)
     return value
 
 

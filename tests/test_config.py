@@ -201,3 +201,15 @@ def test_schema_errors_do_not_import_tensorflow(write_config, tiny_csv):
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == "ConfigErrors"
     assert out[2] == "[]"
+
+
+def test_name_defaults_to_the_file_name(write_config, tiny_csv):
+    config = base_config(tiny_csv)
+    del config["name"]
+    assert load_config(write_config(config, name="my model.yaml")).name == "my-model"
+
+
+def test_empty_override_clears_a_value(write_config, tiny_csv):
+    config = base_config(tiny_csv)
+    config["data"]["test_path"] = str(tiny_csv)
+    assert load_config(write_config(config), ["data.test_path="]).data.test_path is None
