@@ -458,6 +458,7 @@ def check_classes(config: Config, dataset: Dataset, labels: np.ndarray, task: st
     if task != "classification" or dataset.rows == 0:
         return
     values, first, counts = np.unique(labels, return_index=True, return_counts=True)
+    values = values.tolist()  # plain str/int, so messages read 'a', not np.str_('a')
     label = dataset.columns.label
     if len(values) < 2:
         raise CnnCliError(

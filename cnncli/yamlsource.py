@@ -18,6 +18,7 @@ from cnncli.errors import CnnCliError, ConfigErrors, Location
 
 MAX_CONFIG_BYTES = 1_000_000
 MAX_NODES = 20_000  # visits while converting, aliases included
+MAX_DEPTH = 64  # nesting levels; a model spec needs about six
 
 Path_ = tuple[str | int, ...]
 
@@ -120,11 +121,20 @@ class SourceMap:
         for depth in range(len(path), -1, -1):
             prefix = path[:depth]
             if prefix in self.overrides:
-                return Location(file=f"--set {self.overrides[prefix]}", key=key, label=label, resolver=resolver)
+                return Location(
+                    file=f"--set {self.overrides[prefix]}", key=key, label=label, resolver=resolver
+                )
             table = self.key_positions if on_key and depth == len(path) else self.positions
             if prefix in table:
                 line, column = table[prefix]
-                return Location(file=self.file, key=key, line=line, column=column, label=label, resolver=resolver)
+                return Location(
+                    file=self.file,
+                    key=key,
+                    line=line,
+                    column=column,
+                    label=label,
+                    resolver=resolver,
+                )
         return Location(file=self.file, key=key, label=label, resolver=resolver)
 
     def _locate_key(self, key: str) -> Location:
@@ -173,6 +183,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
             where=Location(file=file),
             hint="a config is a single YAML document",
         ) from exc
+    except RecursionError as exc:  # PyYAML's composer recurses once per nesting level
+        raise _too_deep(Location(file=file)) from exc
     if node is None:
         return {}, source
     converter = _Converter(source)
@@ -190,10 +202,19 @@ def parse_override_value(text: str, label: str) -> Any:
     return value
 
 
+def _too_deep(where: Location) -> CnnCliError:
+    return CnnCliError(
+        f"config nests more than {MAX_DEPTH} levels deep",
+        where=where,
+        hint="a model spec needs a few levels; check the indentation and brackets",
+    )
+
+
 class _Converter:
     def __init__(self, source: SourceMap) -> None:
         self.source = source
         self.visits = 0
+        self.open_nodes: set[int] = set()  # the nodes being converted: a cycle revisits one
         self.problems: list[CnnCliError] = []
         self.constructor = _Yaml12Loader("")
 
@@ -213,7 +234,27 @@ class _Converter:
                 where=self._where(node, path),
                 hint="remove the repeated aliases (&/*); a model spec never needs this many",
             )
-        self.source.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if id(node) in self.open_nodes:
+            raise CnnCliError(
+                "an alias (*) refers to a node that contains it, so the config would be infinite",
+                where=self._where(node, path),
+                hint="remove that alias",
+            )
+        if len(path) > MAX_DEPTH:
+            mark = node.start_mark
+            raise _too_deep(
+                Location(file=self.source.file, line=mark.line + 1, column=mark.column + 1)
+            )
+        self.open_nodes.add(id(node))
+        try:
+            return self._convert(node, path)
+        finally:
+            self.open_nodes.discard(id(node))
+
+    def _convert(self, node: yaml.Node, path: Path_) -> Any:
+        self.source.positions.setdefault(
+            path, (node.start_mark.line + 1, node.start_mark.column + 1)
+        )
         if node.tag not in _SAFE_TAGS:
             self.problems.append(
                 CnnCliError(
@@ -231,7 +272,9 @@ class _Converter:
             return self.constructor.construct_object(node)
         except (yaml.YAMLError, ValueError) as exc:
             self.problems.append(
-                CnnCliError(f"cannot read value {node.value!r}: {exc}", where=self._where(node, path))
+                CnnCliError(
+                    f"cannot read value {node.value!r}: {exc}", where=self._where(node, path)
+                )
             )
             return None
 
@@ -249,7 +292,9 @@ class _Converter:
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problems.append(
-                    CnnCliError("mapping keys must be plain names", where=self._where(key_node, path))
+                    CnnCliError(
+                        "mapping keys must be plain names", where=self._where(key_node, path)
+                    )
                 )
                 continue
             key = str(key_node.value)
