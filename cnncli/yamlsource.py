@@ -33,8 +33,27 @@ _SAFE_TAGS = {
 }
 
 
+class _TooDeep(Exception):
+    def __init__(self, mark: yaml.Mark) -> None:
+        super().__init__(mark)
+        self.mark = mark
+
+
 class _Yaml12Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core-schema booleans and floats."""
+    """SafeLoader with YAML 1.2 core-schema booleans and floats, and bounded nesting."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        # PyYAML's scanner is quadratic in the nesting depth (5,000 brackets take seconds) and its
+        # composer recursive; stop at MAX_DEPTH, after reading only that many tokens.
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {
@@ -183,6 +202,10 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
             where=Location(file=file),
             hint="a config is a single YAML document",
         ) from exc
+    except _TooDeep as exc:
+        raise _too_deep(
+            Location(file=file, line=exc.mark.line + 1, column=exc.mark.column + 1)
+        ) from None
     except RecursionError as exc:  # PyYAML's composer recurses once per nesting level
         raise _too_deep(Location(file=file)) from exc
     if node is None:
