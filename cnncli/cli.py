@@ -7,6 +7,7 @@ so ``cnncli --help`` and schema checks start instantly.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -256,6 +257,9 @@ def predict(
       cnncli predict runs/latest --input x1=3,x2=30,x3=5 --json
       cnncli predict --input-file new.csv --output predictions.csv --skip-bad-rows
     """
+    # Prediction needs no BLAS (ONNX Runtime has its own kernels); OpenBLAS would start a
+    # thread pool while NumPy imports, a tenth of a cold `predict --input` (issue 4).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from cnncli.artifacts import open_run, resolve_run_dir
     from cnncli.inference import Predictor, predict_rows
 
@@ -271,7 +275,7 @@ def predict(
     if input_file is not None:
         from cnncli.batch import predict_file
 
-        destination = output if output is not None else click.get_binary_stream("stdout")
+        destination = output if output is not None else sys.stdout.buffer
         summary = predict_file(
             predictor,
             input_file,

@@ -26,12 +26,20 @@ from cnncli.preprocessing import (
 )
 
 _EPSILON = 1e-7  # Keras' backend epsilon, so losses match model.evaluate
+#: Rows per ONNX Runtime call: big enough to amortise the call, small enough for the cache.
+BATCH_ROWS = 8192
 
 
 class Predictor:
-    """Model outputs for preprocessed rows, through ONNX Runtime or Keras."""
+    """Model outputs for preprocessed rows, through ONNX Runtime or Keras.
 
-    def __init__(self, run: RunFolder, backend: str = "auto") -> None:
+    Args:
+        run: an opened run folder.
+        backend: ``onnx``, ``keras``, or ``auto`` (ONNX when the run has a checked model.onnx).
+        threads: ONNX Runtime's intra-op threads (0: one per core).
+    """
+
+    def __init__(self, run: RunFolder, backend: str = "auto", threads: int = 0) -> None:
         self.run = run
         self.preprocessor = run.preprocessor
         if backend == "auto":
@@ -46,15 +54,21 @@ class Predictor:
         if backend == "onnx":
             from cnncli.onnxrun import OnnxModel
 
-            self._onnx = OnnxModel(run.file(ONNX_FILENAME))
+            self._onnx = OnnxModel(run.file(ONNX_FILENAME), threads=threads)
         else:
             self._keras = load_keras_model(run)
 
     def outputs(self, features: np.ndarray) -> np.ndarray:
+        """Model outputs for rows of preprocessed features, in batches of ``BATCH_ROWS``."""
         x = features.reshape((-1, *self.preprocessor.input_shape))
-        if self.backend == "onnx":
+        if self.backend != "onnx":
+            return np.asarray(self._keras.predict(x, batch_size=4096, verbose=0))
+        if len(x) <= BATCH_ROWS:
             return self._onnx.predict(x)
-        return np.asarray(self._keras.predict(x, batch_size=4096, verbose=0))
+        # ONNX Runtime keeps its largest intermediate tensors allocated: a few thousand rows at
+        # a time hold peak memory down (a conv layer's output is rows x filters x steps).
+        parts = [self._onnx.predict(x[i : i + BATCH_ROWS]) for i in range(0, len(x), BATCH_ROWS)]
+        return np.concatenate(parts)
 
 
 @dataclass

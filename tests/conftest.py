@@ -126,3 +126,29 @@ def example_runs(tmp_path_factory: pytest.TempPathFactory, seed_run: Path, iris_
             epochs = EXAMPLE_EPOCHS.get(path.stem, 2)
             runs[path.stem] = train_run(load_config(path, [f"fit.epochs={epochs}"]), output).run_dir
     return runs
+
+
+def mixed_rows(rows: int, seed: int = 0) -> str:
+    """CSV text with a numeric, a categorical and a second numeric feature, two classes."""
+    rng = np.random.default_rng(seed)
+    lines = ["x1,color,x2,label"]
+    for index in range(rows):
+        color = ("red", "green", "blue")[index % 3]
+        label = "yes" if index % 2 else "no"
+        lines.append(f"{rng.normal() + (index % 2):.3f},{color},{10 * rng.normal():.3f},{label}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session")
+def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Dense model on numeric + one-hot features with `missing: mean`, trained one epoch."""
+    from cnncli.config import load_config
+    from cnncli.training import train_run
+
+    folder = tmp_path_factory.mktemp("mixed-run")
+    (folder / "mixed.csv").write_text(mixed_rows(120))
+    config = base_config(folder / "mixed.csv")
+    config["data"]["missing"] = "mean"
+    path = folder / "mixed.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return train_run(load_config(path), folder / "runs").run_dir
