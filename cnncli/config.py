@@ -96,6 +96,9 @@ class DataSpec(_Strict):
     label: str | None = None
     missing: Literal["error", "drop", "mean"] = "error"
     delimiter: str = Field(default=",", min_length=1, max_length=1)
+    #: Train from a chunked reader so memory stays flat; auto: when the file exceeds 256 MB.
+    streaming: Literal["auto", True, False] = "auto"
+    chunk_rows: int = Field(default=65_536, gt=0)
 
 
 class PreprocessSpec(_Strict):
@@ -108,6 +111,9 @@ class SplitSpec(_Strict):
     test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
     random_state: int = 0
     stratify: bool = True
+    #: shuffle: scikit-learn's train_test_split (the seed's split); hash: each row's number and
+    #: random_state decide, so a file read in chunks splits the same way; auto: hash when streaming.
+    method: Literal["auto", "shuffle", "hash"] = "auto"
 
 
 class ModelSpec(_Strict):
@@ -155,6 +161,8 @@ class Config(_Strict):
     name: str = Field(default="run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
     seed: int | None = None
     task: Literal["classification", "regression"] | None = None
+    #: Keras backend: tensorflow, or jax (XLA-compiled steps; faster for small stacks).
+    backend: Literal["tensorflow", "jax"] = "tensorflow"
     data: DataSpec
     preprocess: PreprocessSpec = PreprocessSpec()
     split: SplitSpec = SplitSpec()

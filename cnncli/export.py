@@ -72,12 +72,21 @@ def export_onnx_checked(model: Any, path: Path, x_check: np.ndarray) -> dict[str
 
 
 def export_onnx(model: Any, path: Path) -> None:
-    """Write ``model`` as ONNX through Keras' exporter, then simplify the graph for speed."""
+    """Write ``model`` as ONNX, then simplify the graph for speed.
+
+    Common layers are written directly (``onnxgraph``: no TensorFlow import, any backend); other
+    stacks go through Keras' exporter.
+    """
     import onnx
 
-    with _quiet("tf2onnx"):
-        model.export(str(path), format="onnx", verbose=False)
-    onnx.save(simplify_onnx(onnx.load(str(path))), str(path))
+    from cnncli.onnxgraph import sequential_onnx
+
+    proto = sequential_onnx(model)
+    if proto is None:
+        with _quiet("tf2onnx"):
+            model.export(str(path), format="onnx", verbose=False)
+        proto = onnx.load(str(path))
+    onnx.save(simplify_onnx(proto), str(path))
 
 
 @contextlib.contextmanager

@@ -213,7 +213,9 @@ def evaluation_data(run: RunFolder, data: Path | None) -> tuple[dict[str, np.nda
                 where=Location(file=config.data.path),
                 hint="the stored split no longer applies; pass the test data with --data",
             )
-        rows = np.asarray(split["test_rows"], dtype=np.int64)
+        from cnncli.splitting import stored_test_rows  # a list, or the hash rule of a streaming run
+
+        rows = stored_test_rows(split, dataset.rows)
         source = f"{config.data.path} (test split, {len(rows)} rows)"
     features = {name: values[rows] for name, values in dataset.features.items()}
     return features, label_values(dataset.labels)[rows], source

@@ -1,7 +1,9 @@
-"""Importing TensorFlow/Keras quietly, on demand, and seeding everything.
+"""Importing Keras quietly, on demand, on the backend a config asks for, and seeding everything.
 
-TensorFlow costs seconds to import, so nothing imports it at module level except through
-``import_keras``, which commands call only when they need a model.
+Keras' backends cost seconds to import (TensorFlow about 6 s of CPU, JAX about 2 s), so nothing
+imports one at module level except through ``import_keras``, which commands call only when they
+need a model. ``select_backend`` must run before that first import: Keras fixes its backend once
+per process.
 """
 
 from __future__ import annotations
@@ -9,38 +11,97 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 from typing import Any
 
 from cnncli.errors import CnnCliError
 
 INSTALL_HINT = "pip install 'cnncli[cpu]' (or 'cnncli[gpu]' for CUDA), or run `make install`"
+BACKENDS = ("tensorflow", "jax")
+DEFAULT_BACKEND = "tensorflow"
+
+#: Environment that keeps TensorFlow's and XLA's C++ logging (absl, oneDNN, CUDA probes) quiet.
+QUIET_ENVIRONMENT = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "TF_ENABLE_ONEDNN_OPTS": "0",
+    "ABSL_MIN_LOG_LEVEL": "3",
+    "GRPC_VERBOSITY": "ERROR",
+}
+#: Python loggers that print start-up notes (the JAX "no GPU/TPU found" line among them).
+QUIET_LOGGERS = ("tensorflow", "absl", "jax._src.xla_bridge", "jax")
 
 _debug = False
+_cache_enabled = False
 
 
 def set_debug(enabled: bool) -> None:
-    """Let TensorFlow's own log lines through (``--debug``)."""
+    """Let TensorFlow's and JAX's own log lines through (``--debug``)."""
     global _debug
     _debug = enabled
 
 
+def select_backend(name: str | None) -> str:
+    """Ask for a Keras backend before Keras is imported; returns the backend that will run.
+
+    Once Keras is imported its backend cannot change in the same process (a test session that
+    trains configs with different backends, say); the loaded one is kept and returned.
+    """
+    loaded = loaded_backend()
+    if loaded is not None:
+        return loaded
+    os.environ["KERAS_BACKEND"] = name or os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND)
+    return os.environ["KERAS_BACKEND"]
+
+
+def loaded_backend() -> str | None:
+    """The backend of the Keras already imported in this process, or None."""
+    keras = sys.modules.get("keras")
+    return keras.backend.backend() if keras is not None and hasattr(keras, "backend") else None
+
+
 def import_keras() -> Any:
-    """Import Keras on the TensorFlow backend with TensorFlow's C++ log noise silenced."""
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    """Import Keras on the selected backend with the backends' log noise silenced."""
+    os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
     if not _debug:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+        for key, value in QUIET_ENVIRONMENT.items():
+            os.environ.setdefault(key, value)
     try:
-        import keras
+        keras = _import_keras_without_sklearn()
     except ImportError as exc:
+        backend = os.environ["KERAS_BACKEND"]
+        hint = (
+            f"install one: {INSTALL_HINT}"
+            if backend == "tensorflow"
+            else "pip install jax, or set backend: tensorflow"
+        )
         raise CnnCliError(
-            f"no deep-learning backend is installed ({exc.name or exc})",
-            hint=f"install one: {INSTALL_HINT}",
+            f"no deep-learning backend is installed ({exc.name or exc})", hint=hint
         ) from exc
     if not _debug:
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)
-        logging.getLogger("absl").setLevel(logging.ERROR)
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+    if keras.backend.backend() == "jax":
+        _keep_tensorflow_unloaded()
+        enable_compilation_cache()
+    return keras
+
+
+def _import_keras_without_sklearn() -> Any:
+    """``import keras``, hiding scikit-learn from its optional wrappers.
+
+    ``import keras`` imports scikit-learn (1.5 s with SciPy) for ``keras.wrappers`` whenever it
+    is installed; cnncli never uses those wrappers. Hiding it for the import only leaves
+    scikit-learn importable afterwards for anyone who needs it.
+    """
+    if "keras" in sys.modules or "sklearn" in sys.modules:
+        import keras
+
+        return keras
+    sys.modules["sklearn"] = None  # type: ignore[assignment]  # makes `import sklearn` fail
+    try:
+        import keras
+    finally:
+        del sys.modules["sklearn"]
     return keras
 
 
@@ -56,3 +117,42 @@ def seed_everything(seed: int) -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+
+
+def _keep_tensorflow_unloaded() -> None:
+    """On JAX, stop Keras from importing TensorFlow (5 s) just to ask whether it is there.
+
+    Keras asks "is TensorFlow available?" to seed it (``set_random_seed``) and to recognise
+    TensorFlow objects (saving, data adapters); when TensorFlow is installed, asking imports it.
+    No TensorFlow object can exist before TensorFlow is imported, so the answer "no" is right
+    until something imports it for real, which still works: only the question is answered.
+    """
+    from keras.src.utils import module_utils
+
+    if "tensorflow" not in sys.modules:
+        module_utils.tensorflow._available = False
+
+
+def enable_compilation_cache() -> None:
+    """Keep JAX's compiled XLA programs on disk, so a config trained again skips compilation.
+
+    Compiling the train, test and predict steps is most of a small run's time on JAX; the
+    cached programs are the same programs, so results do not change. ``CNNCLI_CACHE_DIR`` moves
+    the cache (default ``~/.cache/cnncli``); an empty value turns it off.
+    """
+    global _cache_enabled
+    root = os.environ.get(
+        "CNNCLI_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "cnncli")
+    )
+    if not root or _cache_enabled:
+        return
+    _cache_enabled = True
+    import jax
+
+    try:
+        os.makedirs(os.path.join(root, "xla"), exist_ok=True)
+    except OSError:
+        return  # a read-only home: compile every time
+    jax.config.update("jax_compilation_cache_dir", os.path.join(root, "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -94,14 +94,12 @@ def inspect_data(config: Config) -> DataFacts:
     header = read_header(config.data.path, config.data.delimiter)
     sample = read_sample(config.data.path, config.data.delimiter)
     columns = choose_columns(config, header, sample)
-    import pandas as pd
+    from cnncli.streaming import distinct_values  # chunked: a file larger than memory stays out of it
 
-    needed = [*columns.categorical, columns.label]
-    frame = pd.read_csv(config.data.path, sep=config.data.delimiter, usecols=needed, skipinitialspace=True)
-    frame.columns = [str(c).strip() for c in frame.columns]
+    distinct_labels, categories = distinct_values(config, config.data.path, columns)
     width = len(columns.features) - len(columns.categorical)
-    width += sum(frame[name].dropna().astype(str).nunique() for name in columns.categorical)
-    labels = label_values(frame[columns.label].dropna().to_numpy())
+    width += sum(len(values) for values in categories.values())
+    labels = label_values(distinct_labels)
     task = config.task or infer_task(labels)
     classes = tuple(np.unique(labels).tolist()) if task == "classification" else ()
     kind = label_kind(config, task, len(classes))
