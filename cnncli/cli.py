@@ -306,6 +306,46 @@ def predict(
 
 
 @cli.command()
+@run_argument
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["onnx", "saved_model", "litert"]),
+    default="onnx",
+    show_default=True,
+    help="onnx (preprocessing in its metadata), a TensorFlow SavedModel folder, or LiteRT .tflite.",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Where to write (default: <run name>.onnx, .saved_model or .tflite here); must not exist.",
+)
+@json_option
+def export(run: Path | None, fmt: str, output: Path | None, as_json: bool) -> None:
+    """Export a trained RUN for serving elsewhere, with its preprocessing.
+
+    RUN defaults to runs/latest. The ONNX file carries preprocess.json (means, scales,
+    categories, classes) and a plain-words recipe in its metadata_props (cnncli.preprocess,
+    cnncli.recipe), so a client in any language can rebuild the inputs; a SavedModel folder
+    or a .tflite file gets a preprocess.json beside it. Prints the paths written.
+
+    \b
+    Example:
+      cnncli export --format onnx --output seed.onnx
+      cnncli export runs/latest --format litert --output seed.tflite
+    """
+    from cnncli.artifacts import open_run, resolve_run_dir
+    from cnncli.export import export_run
+
+    paths = export_run(open_run(resolve_run_dir(run)), fmt, output)
+    if as_json:
+        render.print_json({"format": fmt, "files": [str(path) for path in paths]})
+        return
+    for path in paths:
+        click.echo(str(path))
+
+
+@cli.command()
 @config_argument
 def summary(config: Any) -> None:
     """Show CONFIG's layer stack with output shapes and parameter counts (no training).

@@ -12,7 +12,6 @@ import contextlib
 import io
 import json
 import logging
-import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,12 +58,24 @@ def export_onnx_checked(model: Any, path: Path, x_check: np.ndarray) -> dict[str
         onnx_out = OnnxModel(path).predict(sample)
     except Exception as exc:  # noqa: BLE001 - any exporter failure means "use Keras"
         path.unlink(missing_ok=True)
-        return {"checked": False, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+        return {
+            "checked": False,
+            "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+        }
     keras_out = np.asarray(model.predict(sample, batch_size=1024, verbose=0))
     diff = float(np.max(np.abs(onnx_out - keras_out))) if len(sample) else 0.0
-    same_argmax = bool(len(sample) == 0 or keras_out.shape[1] == 1 or np.array_equal(onnx_out.argmax(1), keras_out.argmax(1)))
+    same_argmax = bool(
+        len(sample) == 0
+        or keras_out.shape[1] == 1
+        or np.array_equal(onnx_out.argmax(1), keras_out.argmax(1))
+    )
     checked = diff <= ONNX_TOLERANCE and same_argmax
-    entry: dict[str, Any] = {"checked": checked, "max_abs_diff": diff, "same_argmax": same_argmax, "rows": len(sample)}
+    entry: dict[str, Any] = {
+        "checked": checked,
+        "max_abs_diff": diff,
+        "same_argmax": same_argmax,
+        "rows": len(sample),
+    }
     if not checked:
         path.unlink(missing_ok=True)
         entry["reason"] = f"ONNX differs from Keras by {diff:.2e} (limit {ONNX_TOLERANCE:.0e})"
@@ -96,7 +107,11 @@ def _quiet(logger: str) -> Iterator[None]:
     previous = logging.getLogger(logger).level
     logging.getLogger(logger).setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+        ):
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -128,19 +143,40 @@ def export_run(run: RunFolder, fmt: str, output: Path | None = None) -> list[Pat
         CnnCliError: unknown format, ``output`` exists, no checked ONNX model, or no converter.
     """
     if fmt not in EXPORT_FORMATS:
-        raise CnnCliError(f"unknown export format {fmt!r}", hint=f"use one of: {', '.join(EXPORT_FORMATS)}")
+        raise CnnCliError(
+            f"unknown export format {fmt!r}", hint=f"use one of: {', '.join(EXPORT_FORMATS)}"
+        )
     path = output or default_export_path(run, fmt)
     if fmt == "litert" and path.suffix != ".tflite":
-        raise CnnCliError("a LiteRT model file must end in .tflite", where=Location(file=str(path)), hint="pass --output model.tflite")
-    sidecar = path.with_name(path.name + ".preprocess.json") if fmt == "litert" else path / PREPROCESS_FILENAME
+        raise CnnCliError(
+            "a LiteRT model file must end in .tflite",
+            where=Location(file=str(path)),
+            hint="pass --output model.tflite",
+        )
+    sidecar = (
+        path.with_name(path.name + ".preprocess.json")
+        if fmt == "litert"
+        else path / PREPROCESS_FILENAME
+    )
     for target in [path] + ([sidecar] if fmt == "litert" else []):
         if target.exists():
-            raise CnnCliError("already exists", where=Location(file=str(target)), hint="remove it or choose another --output")
+            raise CnnCliError(
+                "already exists",
+                where=Location(file=str(target)),
+                hint="remove it or choose another --output",
+            )
     if not path.parent.is_dir():
-        raise CnnCliError("folder does not exist", where=Location(file=str(path.parent)), hint="create it or choose another --output")
+        raise CnnCliError(
+            "folder does not exist",
+            where=Location(file=str(path.parent)),
+            hint="create it or choose another --output",
+        )
     if fmt == "onnx":
         write_onnx_with_metadata(run, path)
         return [path]
+    _select_tensorflow()  # before TensorFlow is imported: it imports Keras
+    if fmt == "litert":
+        _require_litert_converter()
     model = load_keras_model(run)
     if fmt == "saved_model":
         with _quiet("tensorflow"):
@@ -149,6 +185,18 @@ def export_run(run: RunFolder, fmt: str, output: Path | None = None) -> list[Pat
         export_litert(model, path)
     sidecar.write_text(run.preprocessor.to_json() + "\n")
     return [path, sidecar]
+
+
+def _select_tensorflow() -> None:
+    """Keras on the TensorFlow backend, which both converters need (a run may train on JAX)."""
+    from cnncli.runtime import select_backend
+
+    backend = select_backend("tensorflow")
+    if backend != "tensorflow":  # Keras was already imported on another backend here
+        raise CnnCliError(
+            f"SavedModel and LiteRT export need Keras on TensorFlow; this process runs {backend}",
+            hint="run `cnncli export` on its own",
+        )
 
 
 def write_onnx_with_metadata(run: RunFolder, path: Path) -> None:
@@ -164,7 +212,9 @@ def write_onnx_with_metadata(run: RunFolder, path: Path) -> None:
 
     model = onnx.load(str(run.file(ONNX_FILENAME)))
     entries = {
-        METADATA_PREPROCESS: json.dumps(json.loads(run.preprocessor.to_json()), separators=(",", ":")),
+        METADATA_PREPROCESS: json.dumps(
+            json.loads(run.preprocessor.to_json()), separators=(",", ":")
+        ),
         METADATA_RECIPE: PREPROCESS_RECIPE,
         METADATA_VERSION: __version__,
     }
@@ -183,8 +233,8 @@ def write_onnx_with_metadata(run: RunFolder, path: Path) -> None:
         raise
 
 
-def export_litert(model: Any, path: Path) -> None:
-    """Convert to LiteRT through TensorFlow's converter; a clear error where there is none."""
+def _require_litert_converter() -> None:
+    """Fail early, in one line, where TensorFlow's TFLite converter is missing."""
     try:
         import tensorflow as tf
 
@@ -194,6 +244,11 @@ def export_litert(model: Any, path: Path) -> None:
             "LiteRT export needs TensorFlow's TFLite converter, which this installation lacks",
             hint="install it: pip install 'tensorflow-cpu>=2.18' (or 'cnncli[cpu]')",
         ) from exc
+
+
+def export_litert(model: Any, path: Path) -> None:
+    """Convert to LiteRT through TensorFlow's converter (Keras' ``format="litert"``)."""
+    _require_litert_converter()
     try:
         with _quiet("tensorflow"):
             model.export(str(path), format="litert", verbose=False)
@@ -201,7 +256,9 @@ def export_litert(model: Any, path: Path) -> None:
         path.unlink(missing_ok=True)
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CnnCliError(
-            f"LiteRT conversion failed: {detail}", where=Location(file=str(path)), hint="export --format onnx or saved_model instead"
+            f"LiteRT conversion failed: {detail}",
+            where=Location(file=str(path)),
+            hint="export --format onnx or saved_model instead",
         ) from exc
 
 
@@ -211,18 +268,36 @@ def export_litert(model: Any, path: Path) -> None:
 # tf2onnx writes a Keras Conv1D as ExpandDims → Conv → Squeeze → Add(bias) → Relu, and a
 # MaxPooling1D as ExpandDims → MaxPool → Squeeze. The Squeeze between Conv and its bias stops
 # ONNX Runtime from fusing them, and the broadcast Add it leaves behind was most of the seed
-# model's inference time (issue 4). Three rewrites, each exact, make the graph fusable:
-# fold a per-channel bias into Conv, move elementwise activations in front of a Squeeze, and
-# drop a Squeeze that the next node undoes with an Unsqueeze. The result is checked against
-# Keras like any export.
+# model's inference time (issue 4). A graph written channels-last puts Transposes there
+# instead, and a 1-D Conv misses ONNX Runtime's fast 2-D path altogether. The rewrites below
+# run 1-D convolution and pooling as 2-D on a height of 1, fold a per-channel bias into Conv,
+# move elementwise activations in front of layout ops, and drop layout ops that undo each
+# other. Each is exact in real arithmetic; other kernels may round the last bit differently,
+# and the result is checked against Keras like any export.
 
-_ELEMENTWISE = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu", "Selu", "HardSigmoid", "Softplus", "Softsign"}
+_ELEMENTWISE = {
+    "Relu",
+    "LeakyRelu",
+    "Sigmoid",
+    "Tanh",
+    "Elu",
+    "Selu",
+    "HardSigmoid",
+    "Softplus",
+    "Softsign",
+}
+#: Ops that only move values around, which an elementwise op can run before.
+_LAYOUT = {"Squeeze", "Unsqueeze", "Transpose", "Reshape", "Flatten"}
 
 
 def simplify_onnx(model: Any) -> Any:
     """Rewrite an ``onnx.ModelProto`` in place until no rule applies; returns it."""
     graph = model.graph
-    while _fold_conv_bias(graph) or _hoist_activation(graph) or _cancel_squeeze(graph):
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    while _widen_1d(graph, opset):
+        pass
+    rules = (_fold_conv_bias, _hoist_activation, _cancel_squeeze, _cancel_transposes)
+    while any(rule(graph) for rule in rules):
         pass
     _sort_nodes(graph)
     used = {name for node in graph.node for name in node.input}
@@ -233,6 +308,18 @@ def simplify_onnx(model: Any) -> Any:
 
 def _consumers(graph: Any, name: str) -> list[Any]:
     return [node for node in graph.node if name in node.input]
+
+
+def _fresh_name(graph: Any, node: Any, suffix: str) -> str:
+    """A tensor name not used yet, derived from ``node``'s output (node names may be empty)."""
+    taken = {name for n in graph.node for name in (*n.input, *n.output)}
+    taken |= {i.name for i in graph.initializer} | {v.name for v in graph.input}
+    base, count = f"{node.output[0]}/{suffix}", 1
+    name = base
+    while name in taken:
+        count += 1
+        name = f"{base}_{count}"
+    return name
 
 
 def _graph_outputs(graph: Any) -> set[str]:
@@ -271,6 +358,53 @@ def _rename_input(graph: Any, old: str, new: str) -> None:
                 node.input[index] = new
 
 
+def _widen_1d(graph: Any, opset: int) -> bool:
+    """A 1-D Conv or pooling ⇒ Unsqueeze → the 2-D op on height 1 → Squeeze.
+
+    ONNX Runtime's fast convolution path (the blocked NCHWc layout) takes only 2-D operators; a
+    1-D Conv runs through its generic path, several times slower.
+    """
+    from onnx import helper, numpy_helper
+
+    for node in graph.node:
+        if node.op_type not in ("Conv", "MaxPool", "AveragePool") or len(node.output) != 1:
+            continue
+        weights = _constant(graph, node.input[1]) if node.op_type == "Conv" else None
+        kernel = next((list(a.ints) for a in node.attribute if a.name == "kernel_shape"), None)
+        if (weights is None or weights.ndim != 3) if node.op_type == "Conv" else kernel is None:
+            continue
+        if kernel is not None and len(kernel) != 1:
+            continue
+        if weights is not None:
+            name = _fresh_name(graph, node, "weights_2d")
+            graph.initializer.append(numpy_helper.from_array(weights[:, :, None, :], name))
+            node.input[1] = name
+        for attribute in node.attribute:
+            if attribute.name in ("kernel_shape", "strides", "dilations"):
+                values = [1, *attribute.ints]
+            elif attribute.name == "pads":
+                values = [0, attribute.ints[0], 0, attribute.ints[1]]
+            else:
+                continue
+            del attribute.ints[:]
+            attribute.ints.extend(values)
+        flat_in, flat_out = node.input[0], node.output[0]
+        wide_in, wide_out = _fresh_name(graph, node, "in_2d"), _fresh_name(graph, node, "out_2d")
+        node.input[0], node.output[0] = wide_in, wide_out
+        if opset >= 13:
+            axes = _fresh_name(graph, node, "height_axis")
+            graph.initializer.append(numpy_helper.from_array(np.asarray([2], np.int64), axes))
+            before = helper.make_node("Unsqueeze", [flat_in, axes], [wide_in])
+            after = helper.make_node("Squeeze", [wide_out, axes], [flat_out])
+        else:
+            before = helper.make_node("Unsqueeze", [flat_in], [wide_in], axes=[2])
+            after = helper.make_node("Squeeze", [wide_out], [flat_out], axes=[2])
+        graph.node.extend([before, after])
+        _sort_nodes(graph)
+        return True
+    return False
+
+
 def _fold_conv_bias(graph: Any) -> bool:
     """Conv (no bias) [→ Squeeze of spatial axes] → Add(per-channel constant) ⇒ Conv with bias."""
     from onnx import numpy_helper
@@ -300,8 +434,10 @@ def _fold_conv_bias(graph: Any) -> bool:
         shape = (1,) * (rank - bias.ndim) + bias.shape
         if (channels > 1 and shape[1] != channels) or after.output[0] in _graph_outputs(graph):
             continue
-        name = f"{conv.name}/folded_bias"
-        graph.initializer.append(numpy_helper.from_array(bias.reshape(channels).astype(weights.dtype), name))
+        name = _fresh_name(graph, conv, "folded_bias")
+        graph.initializer.append(
+            numpy_helper.from_array(bias.reshape(channels).astype(weights.dtype), name)
+        )
         conv.input.append(name)
         _rename_input(graph, after.output[0], source)
         graph.node.remove(after)
@@ -310,9 +446,9 @@ def _fold_conv_bias(graph: Any) -> bool:
 
 
 def _hoist_activation(graph: Any) -> bool:
-    """Squeeze → elementwise activation ⇒ activation → Squeeze (so it can fuse with a Conv)."""
+    """Layout op → elementwise activation ⇒ activation → layout op (so it can fuse with a Conv)."""
     for squeeze in graph.node:
-        if squeeze.op_type != "Squeeze":
+        if squeeze.op_type not in _LAYOUT:
             continue
         activation = _only_consumer(graph, squeeze.output[0])
         if activation is None or activation.op_type not in _ELEMENTWISE:
@@ -324,16 +460,50 @@ def _hoist_activation(graph: Any) -> bool:
     return False
 
 
+def _cancel_transposes(graph: Any) -> bool:
+    """Transpose(perm) → Transpose(its inverse) ⇒ nothing."""
+    for first in graph.node:
+        second = _only_consumer(graph, first.output[0]) if first.op_type == "Transpose" else None
+        if second is None or second.op_type != "Transpose":
+            continue
+        outer, inner = _perm(first), _perm(second)
+        if outer is None or inner is None or [outer[i] for i in inner] != list(range(len(inner))):
+            continue
+        if second.output[0] in _graph_outputs(graph):
+            continue
+        _rename_input(graph, second.output[0], first.input[0])
+        graph.node.remove(first)
+        graph.node.remove(second)
+        return True
+    return False
+
+
+def _perm(node: Any) -> list[int] | None:
+    for attribute in node.attribute:
+        if attribute.name == "perm":
+            return list(attribute.ints)
+    return None  # the default reverses the axes; rank unknown here
+
+
 def _cancel_squeeze(graph: Any) -> bool:
     """Squeeze(axes) → Unsqueeze(same axes) ⇒ nothing."""
     for squeeze in graph.node:
         if squeeze.op_type != "Squeeze":
             continue
         unsqueeze = _only_consumer(graph, squeeze.output[0])
-        if unsqueeze is None or unsqueeze.op_type != "Unsqueeze" or unsqueeze.input[0] != squeeze.output[0]:
+        if (
+            unsqueeze is None
+            or unsqueeze.op_type != "Unsqueeze"
+            or unsqueeze.input[0] != squeeze.output[0]
+        ):
             continue
         axes, restored = _axes(graph, squeeze), _axes(graph, unsqueeze)
-        if axes is None or restored is None or sorted(axes) != sorted(restored) or min(axes, default=-1) < 0:
+        if (
+            axes is None
+            or restored is None
+            or sorted(axes) != sorted(restored)
+            or min(axes, default=-1) < 0
+        ):
             continue
         if unsqueeze.output[0] in _graph_outputs(graph):
             continue
@@ -346,7 +516,9 @@ def _cancel_squeeze(graph: Any) -> bool:
 
 def _sort_nodes(graph: Any) -> None:
     """Topological order, which ONNX requires and the rewrites may have broken."""
-    ready = {value.name for value in graph.input} | {value.name for value in graph.initializer} | {""}
+    ready = (
+        {value.name for value in graph.input} | {value.name for value in graph.initializer} | {""}
+    )
     pending, ordered = list(graph.node), []
     while pending:
         node = next((n for n in pending if all(name in ready for name in n.input)), None)
