@@ -189,3 +189,32 @@ def test_evaluate_reproduces_a_streaming_runs_test_split(tmp_path, write_config)
     assert evaluation.metrics["accuracy"] == pytest.approx(
         result.metrics["test"]["accuracy"], abs=1e-6
     )
+
+
+@pytest.mark.slow
+def test_row_batches_give_every_training_row_once_per_epoch(tmp_path, write_config):
+    config = stream_config(
+        write_config, mixed_csv(tmp_path / "mixed.csv", rows=300), missing="mean"
+    )
+    streamed = prepare_stream(config, 0, model_input_shape, label_kind)
+    in_memory = prepare_data(config, seed=0)
+    batches = streamed.batches(TRAIN, 16, shuffle=True)
+    assert len(batches) == -(-streamed.n_train // 16)
+
+    def epoch() -> tuple[np.ndarray, np.ndarray]:
+        parts = [batches[index] for index in range(len(batches))]
+        assert [len(x) for x, _ in parts[:-1]] == [16] * (len(parts) - 1)
+        return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+
+    def rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        table = np.concatenate([x.reshape(len(x), -1), y], axis=1).round(5)
+        return table[np.lexsort(table.T)]
+
+    first, second = epoch(), epoch()
+    expected = rows(in_memory.x_train, in_memory.y_train)
+    np.testing.assert_allclose(rows(*first), expected, atol=1e-5)
+    np.testing.assert_allclose(rows(*second), expected, atol=1e-5)
+    assert not np.array_equal(first[0], second[0])  # shuffled anew each epoch
+    test = streamed.batches(TEST, 50)
+    x_test = np.concatenate([test[index][0] for index in range(len(test))])
+    np.testing.assert_allclose(x_test, in_memory.x_test, atol=1e-6)  # file order, unshuffled

@@ -1,0 +1,323 @@
+"""Measure training: cnncli against the seed notes' plain script, and cnncli at scale.
+
+Prints tables and writes ``benchmarks/out/train.json``. Not a test: run it on a quiet machine.
+
+1. ``cnncli train configs/seed.yaml`` against ``benchmarks/seed_script.py`` (the notes' pipeline)
+   on the same CSV, epochs and batch size, alternately, each a whole process: median wall time
+   and test accuracy. cnncli runs with its JAX compilation cache warm (the steady state of a
+   user who trains again) and once cold (a fresh cache folder).
+2. Where cnncli's time goes: one run under cProfile, by phase.
+3. Scale: seed-shaped CSVs of 10^5, 10^6 and 10^7 rows (generated once into benchmarks/out/),
+   1 epoch with batch 256: rows/s and peak RSS of cnncli streaming, cnncli in memory and the
+   seed's way (the plain script).
+
+    python benchmarks/train.py                   # everything (about 10 minutes on 2 cores)
+    python benchmarks/train.py --sizes 100000    # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import pstats
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out"
+PYTHON = sys.executable
+CNNCLI = [PYTHON, "-m", "cnncli"]
+SCRIPT = [PYTHON, str(ROOT / "benchmarks" / "seed_script.py")]
+SEED_CONFIG = ROOT / "configs" / "seed.yaml"
+QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3"}  # the plain script gets the same quiet TensorFlow as cnncli
+
+
+def run(command: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run a whole process; wall time, peak RSS (its own, from wait4) and its stdout."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(
+            command, stdout=out, stderr=err, cwd=ROOT, env={**os.environ, **QUIET, **(env or {})}
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(command)}\n{stderr[-3000:]}")
+    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "stdout": stdout}
+
+
+def script_accuracy(stdout: str) -> float:
+    return float(re.findall(r"Test accuracy: ([0-9.]+)", stdout)[-1])
+
+
+def cnncli_accuracy(stdout: str) -> float:
+    return float(json.loads(stdout)["metrics"]["test"]["accuracy"])
+
+
+def cnncli_train(overrides: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    sets = [part for item in overrides for part in ("--set", item)]
+    result = run(
+        [*CNNCLI, "train", str(SEED_CONFIG), *sets, "--output", str(OUT / "runs"), "--json"], env
+    )
+    result["accuracy"] = cnncli_accuracy(result["stdout"])
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. the seed pipeline
+
+
+def compare_seed(repeats: int) -> dict[str, Any]:
+    data = str(ROOT / "data" / "seed.csv")
+    script, cli = [], []
+    cold = cnncli_train([], {"CNNCLI_CACHE_DIR": tempfile.mkdtemp(prefix="cnncli-cold-")})
+    for index in range(repeats):
+        for name in ("script", "cnncli") if index % 2 == 0 else ("cnncli", "script"):
+            if name == "script":
+                result = run([*SCRIPT, data, "50", "32"])
+                result["accuracy"] = script_accuracy(result["stdout"])
+                script.append(result)
+            else:
+                cli.append(cnncli_train([]))
+            print(
+                f"  {name:7s} {result['wall_s'] if name == 'script' else cli[-1]['wall_s']:6.2f} s",
+                flush=True,
+            )
+
+    def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "wall_s": [round(r["wall_s"], 2) for r in results],
+            "median_wall_s": round(statistics.median(r["wall_s"] for r in results), 2),
+            "accuracy": [round(r["accuracy"], 4) for r in results],
+            "median_accuracy": round(statistics.median(r["accuracy"] for r in results), 4),
+            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in results)),
+        }
+
+    table = {
+        "script": summary(script),
+        "cnncli": summary(cli),
+        "cnncli_cold_cache": summary([cold]),
+    }
+    table["ratio"] = round(table["cnncli"]["median_wall_s"] / table["script"]["median_wall_s"], 3)
+    table["ratio_cold_cache"] = round(cold["wall_s"] / table["script"]["median_wall_s"], 3)
+    table["accuracy_points"] = round(
+        100 * (table["cnncli"]["median_accuracy"] - table["script"]["median_accuracy"]), 2
+    )
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. where the time goes
+
+PHASES = [
+    ("import Keras (JAX)", "runtime.py", "import_keras"),
+    ("validate config + data", "validation.py", "validate_config"),
+    ("read, split, preprocess", "training.py", "prepare_data"),
+    ("build model", "builder.py", "build_model"),
+    ("fit (50 epochs)", "checkpoints.py", "fit"),
+    ("evaluate", "trainer.py", "evaluate"),
+    ("save model.keras", "artifacts.py", "save_keras_atomic"),
+    ("export + check ONNX", "export.py", "export_onnx_checked"),
+    ("whole process", "__main__.py", "<module>"),
+]
+
+
+def profile_seed() -> list[dict[str, Any]]:
+    """cumtime of each phase in one profiled ``cnncli train configs/seed.yaml``."""
+    path = OUT / "train.prof"
+    run(
+        [
+            PYTHON,
+            "-m",
+            "cProfile",
+            "-o",
+            str(path),
+            "-m",
+            "cnncli",
+            "train",
+            str(SEED_CONFIG),
+            "--output",
+            str(OUT / "runs"),
+            "--json",
+        ]
+    )
+    stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    rows = []
+    for label, file, function in PHASES:
+        times = [
+            entry[3]
+            for (name, _line, func), entry in stats.items()
+            if name.endswith(file) and func == function
+        ]
+        rows.append({"phase": label, "seconds": round(max(times), 2) if times else None})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. scale
+
+
+def write_seed_like(path: Path, rows: int, seed: int = 0, block: int = 1_000_000) -> None:
+    """A CSV shaped like data/seed.csv (x1, x2, x3, three string classes) with ``rows`` rows."""
+    rng = np.random.default_rng(seed)
+    names = np.array(["low", "medium", "high"])
+    centers = np.array([(2.5, 25.0, 6.0), (5.0, 55.0, 3.0), (7.5, 80.0, 6.5)])
+    spread = np.array([1.0, 5.0, 1.0])
+    partial = path.with_suffix(".part")
+    with partial.open("w") as out:
+        out.write("x1,x2,x3,label\n")
+        for start in range(0, rows, block):
+            classes = np.arange(start, min(rows, start + block)) % 3
+            x = centers[classes] + spread * rng.normal(size=(len(classes), 3))
+            cells = [np.char.mod("%.3f,", x[:, column]) for column in range(3)]
+            lines = np.char.add(
+                np.char.add(np.char.add(cells[0], cells[1]), cells[2]), names[classes]
+            )
+            out.write("\n".join(lines.tolist()) + "\n")
+    partial.replace(path)
+
+
+def data_file(rows: int) -> Path:
+    path = OUT / f"seed_{rows}.csv"
+    if not path.exists():
+        print(f"  writing {path.name} ...", flush=True)
+        write_seed_like(path, rows)
+    return path
+
+
+def measure_way(way: str, path: Path) -> dict[str, Any]:
+    """One epoch with batch 256 on ``path``, one way."""
+    if way == "seed's way (script)":
+        result = run([*SCRIPT, str(path), "1", "256"])
+        result["accuracy"] = script_accuracy(result["stdout"])
+        return result
+    streaming = "true" if way == "cnncli streaming" else "false"
+    overrides = [f"data.path={path}", "fit.epochs=1", "fit.batch_size=256"]
+    return cnncli_train([*overrides, f"data.streaming={streaming}"])
+
+
+def scale(sizes: list[int], seed_way_max: int) -> list[dict[str, Any]]:
+    rows = []
+    for size in sizes:
+        path = data_file(size)
+        ways = ["cnncli streaming"]
+        if size <= seed_way_max:
+            ways += ["cnncli in memory", "seed's way (script)"]
+        for way in ways:
+            result = measure_way(way, path)
+            rows.append(
+                {
+                    "rows": size,
+                    "way": way,
+                    "wall_s": round(result["wall_s"], 1),
+                    "rows_per_s": round(size / result["wall_s"]),
+                    "peak_rss_mb": round(result["peak_rss_mb"]),
+                    "accuracy": round(result["accuracy"], 4),
+                }
+            )
+            print(
+                f"  {size:>10,} {way:20s} {rows[-1]['wall_s']:7.1f} s"
+                f" {rows[-1]['rows_per_s']:>9,} rows/s {rows[-1]['peak_rss_mb']:>6,} MB",
+                flush=True,
+            )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def markdown(report: dict[str, Any]) -> str:
+    seed = report["seed"]
+    lines = [
+        f"Measured {report['when']} on {report['machine']} (`python benchmarks/train.py`).",
+        "",
+        "| seed pipeline, 50 epochs, batch 32 | median wall | runs | test accuracy | peak RSS |",
+        "| --- | ---: | --- | ---: | ---: |",
+    ]
+    for key, label in (
+        ("script", "plain script (the notes)"),
+        ("cnncli", "`cnncli train configs/seed.yaml`"),
+        ("cnncli_cold_cache", "cnncli, cold compile cache"),
+    ):
+        row = seed[key]
+        lines.append(
+            f"| {label} | {row['median_wall_s']:.2f} s |"
+            f" {', '.join(f'{w:.1f}' for w in row['wall_s'])} |"
+            f" {row['median_accuracy']:.4f} | {row['peak_rss_mb']} MB |"
+        )
+    lines += [
+        "",
+        f"cnncli / script wall time: **{seed['ratio']:.2f}**"
+        f" (cold cache {seed['ratio_cold_cache']:.2f});"
+        f" accuracy difference {seed['accuracy_points']:+.2f} points.",
+        "",
+        "| where cnncli's time goes (one run under cProfile) | seconds |",
+        "| --- | ---: |",
+    ]
+    lines += [f"| {row['phase']} | {row['seconds']} |" for row in report["profile"]]
+    if report["scale"]:
+        lines += [
+            "",
+            "| rows | way (1 epoch, batch 256) | wall | rows/s | peak RSS | test accuracy |",
+            "| ---: | --- | ---: | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {r['rows']:,} | {r['way']} | {r['wall_s']} s | {r['rows_per_s']:,} |"
+            f" {r['peak_rss_mb']:,} MB | {r['accuracy']:.4f} |"
+            for r in report["scale"]
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each side")
+    parser.add_argument(
+        "--sizes", default="100000,1000000,10000000", help="comma-separated row counts"
+    )
+    parser.add_argument(
+        "--seed-way-max", type=int, default=1_000_000, help="largest size for the in-memory ways"
+    )
+    parser.add_argument("--skip-seed", action="store_true", help="only the scale part")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    load = os.getloadavg()[0]
+    report: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()},"
+        f" Python {platform.python_version()}, load {load:.1f} at start",
+        "seed": None,
+        "profile": [],
+        "scale": [],
+    }
+    if not args.skip_seed:
+        print("seed pipeline (alternating):", flush=True)
+        report["seed"] = compare_seed(args.repeats)
+        report["profile"] = profile_seed()
+    sizes = [int(float(size)) for size in args.sizes.split(",") if size]
+    if sizes:
+        print("scale:", flush=True)
+        report["scale"] = scale(sizes, args.seed_way_max)
+    (OUT / "train.json").write_text(json.dumps(report, indent=2) + "\n")
+    if report["seed"] is not None:
+        print()
+        print(markdown(report))
+    else:
+        print(json.dumps(report["scale"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
