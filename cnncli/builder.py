@@ -166,7 +166,7 @@ def make_layer(spec: LayerSpec, where: Location, keras: Any) -> Any:
     args = {key: _resolve_argument(key, value, where, keras) for key, value in args.items()}
     try:
         return cls(**args)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError) as exc:  # `padding: 1` → int has no .lower()
         message = keras_message(exc)
         named = [name for name in re.findall(r"`(\w+)`", message) if name in spec.args]
         hint = f"see the Keras docs for {spec.type}({named[0]}=...)" if named else "check this layer's arguments"
