@@ -19,6 +19,7 @@ from cnncli.errors import CnnCliError
 INSTALL_HINT = "pip install 'cnncli[cpu]' (or 'cnncli[gpu]' for CUDA), or run `make install`"
 BACKENDS = ("tensorflow", "jax")
 DEFAULT_BACKEND = "tensorflow"
+FORCE_BACKEND_VARIABLE = "CNNCLI_BACKEND"
 
 #: Environment that keeps TensorFlow's and XLA's C++ logging (absl, oneDNN, CUDA probes) quiet.
 QUIET_ENVIRONMENT = {
@@ -45,12 +46,19 @@ def select_backend(name: str | None) -> str:
 
     Once Keras is imported its backend cannot change in the same process (a test session that
     trains configs with different backends, say); the loaded one is kept and returned.
+    ``CNNCLI_BACKEND`` in the environment overrides every config (a CI that pins one backend).
     """
     loaded = loaded_backend()
     if loaded is not None:
         return loaded
-    os.environ["KERAS_BACKEND"] = name or os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND)
+    chosen = forced_backend() or name or os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND)
+    os.environ["KERAS_BACKEND"] = chosen
     return os.environ["KERAS_BACKEND"]
+
+
+def forced_backend() -> str | None:
+    """The backend ``CNNCLI_BACKEND`` pins for every config, if any."""
+    return os.environ.get(FORCE_BACKEND_VARIABLE) or None
 
 
 def loaded_backend() -> str | None:

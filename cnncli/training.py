@@ -45,7 +45,7 @@ from cnncli.preprocessing import (
     fit_preprocessor,
     transform_features,
 )
-from cnncli.runtime import import_keras, select_backend, seed_everything
+from cnncli.runtime import forced_backend, import_keras, select_backend, seed_everything
 from cnncli.splitting import TEST, TRAIN, VALIDATION, TrainTestSplit, split_rows
 from cnncli.streaming import StreamedData, prepare_stream, wants_streaming
 
@@ -246,7 +246,7 @@ def train_run(
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
     seed = resumed.seed if resumed is not None else seed
     backend = select_backend(config.backend)
-    if backend != config.backend:
+    if backend not in (config.backend, forced_backend()):
         say(f"Keras already runs on {backend} in this process; training there instead of on {config.backend}")
     keras = import_keras()
     seed_everything(seed)

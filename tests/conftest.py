@@ -13,6 +13,9 @@ import yaml
 from click.testing import CliRunner
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# One backend for the whole session, whatever a config asks (Keras fixes it at first import, so
+# otherwise the first test to train would choose); test_training.py runs JAX in a subprocess.
+os.environ.setdefault("CNNCLI_BACKEND", "tensorflow")
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -93,26 +93,29 @@ NOISE = re.compile(
 
 
 @pytest.mark.slow
-def test_jax_backend_trains_exports_onnx_and_never_imports_tensorflow(tmp_path):
+def test_jax_backend_trains_streams_exports_onnx_and_never_imports_tensorflow(tmp_path):
     config = write_tiny_config(tmp_path, "jax")
     code = f"""
 import json, sys
 from cnncli.cli import cli
-try:
-    cli(["train", {str(config)!r}, "--output", {str(tmp_path / "runs")!r}, "--json"])
-except SystemExit as exc:
-    assert not exc.code, exc.code
+for streaming in ("false", "true"):
+    try:
+        cli(["train", {str(config)!r}, "--output", {str(tmp_path / "runs")!r}, "--json",
+             "--set", f"data.streaming={{streaming}}"])
+    except SystemExit as exc:
+        assert not exc.code, exc.code
 print(json.dumps({{name: name in sys.modules for name in ("tensorflow", "sklearn")}}))
 """
     result = _python(
         code, env={"PATH": "/usr/bin:/bin", "CNNCLI_CACHE_DIR": str(tmp_path / "cache")}
     )
-    run = json.loads(result.stdout.splitlines()[0])
-    loaded = json.loads(result.stdout.splitlines()[-1])
+    *runs, loaded = [json.loads(line) for line in result.stdout.splitlines()]
     assert loaded == {"tensorflow": False, "sklearn": False}
-    manifest = json.loads((Path(run["run_dir"]) / "manifest.json").read_text())
-    assert manifest["backend"] == "jax"
-    assert manifest["onnx"]["checked"] is True
+    for run, method in zip(runs, ("train_test_split", "hash"), strict=True):  # in memory, streaming
+        manifest = json.loads((Path(run["run_dir"]) / "manifest.json").read_text())
+        assert manifest["backend"] == "jax"
+        assert manifest["onnx"]["checked"] is True
+        assert json.loads((Path(run["run_dir"]) / "split.json").read_text())["method"] == method
     assert not NOISE.search(result.stderr), result.stderr
     assert any((tmp_path / "cache" / "xla").iterdir())  # compiled programs kept for next time
 
