@@ -20,6 +20,8 @@ INSTALL_HINT = "pip install 'cnncli[cpu]' (or 'cnncli[gpu]' for CUDA), or run `m
 BACKENDS = ("tensorflow", "jax")
 DEFAULT_BACKEND = "tensorflow"
 FORCE_BACKEND_VARIABLE = "CNNCLI_BACKEND"
+#: A small stack's train, test and predict programs take about 1 MB; keep a few hundred configs.
+COMPILATION_CACHE_BYTES = 256 * 2**20
 
 #: Environment that keeps TensorFlow's and XLA's C++ logging (absl, oneDNN, CUDA probes) quiet.
 QUIET_ENVIRONMENT = {
@@ -164,3 +166,4 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", os.path.join(root, "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)  # LRU eviction

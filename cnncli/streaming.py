@@ -23,11 +23,14 @@ from typing import Any
 import numpy as np
 
 from cnncli.config import Config
-from cnncli.data import (
+from cnncli.data import (  # the private two: a streamed file's errors read like a loaded one's
     MAX_INTEGER_CLASSES,
     Columns,
+    _encoding_error,
+    _ragged_error,
     choose_columns,
     file_location,
+    line_numbers,
     read_header,
     read_sample,
 )
@@ -100,6 +103,37 @@ def read_columns(config: Config, path: str) -> tuple[Columns, bool]:
     return columns, sample[columns.label].dtype.kind in "OSUb"
 
 
+def csv_frames(
+    config: Config, path: str, wanted: list[str], text: tuple[str, ...]
+) -> Iterator[Any]:
+    """pandas DataFrames of ``data.chunk_rows`` rows of the ``wanted`` columns (``text`` as str).
+
+    The reader's index counts data rows from 0 across chunks. A ragged row or a file that is not
+    UTF-8 gets the same one-line message as the in-memory reader (data.py).
+    """
+    import pandas as pd
+
+    width = len(read_header(path, config.data.delimiter))
+    try:
+        with pd.read_csv(
+            path,
+            sep=config.data.delimiter,
+            chunksize=config.data.chunk_rows,
+            skipinitialspace=True,
+            encoding="utf-8-sig",
+            index_col=False,
+            usecols=lambda name: name.strip() in wanted,
+            dtype=dict.fromkeys(text, str),
+        ) as reader:
+            for frame in reader:
+                frame.columns = [str(name).strip() for name in frame.columns]
+                yield frame
+    except pd.errors.ParserError as exc:
+        raise _ragged_error(path, config.data.delimiter, width, exc) from exc
+    except UnicodeDecodeError as exc:
+        raise _encoding_error(Path(path), exc) from exc
+
+
 def read_chunks(
     config: Config, path: str, columns: Columns, label_text: bool = False
 ) -> Iterator[Chunk]:
@@ -109,52 +143,21 @@ def read_chunks(
         CnnCliError: an empty cell (under ``missing: error``, or in the label), text in a numeric
             column, or a row with the wrong number of cells, each with its line number.
     """
-    import pandas as pd
-
-    wanted = [*columns.features, columns.label]
-    raw_row = 0  # data rows read so far (line = raw_row + 2)
+    text = (*columns.categorical, *([columns.label] if label_text else []))
     clean_row = 0
-    try:
-        with pd.read_csv(
-            path,
-            sep=config.data.delimiter,
-            chunksize=config.data.chunk_rows,
-            skipinitialspace=True,
-            encoding="utf-8-sig",
-            usecols=lambda name: name.strip() in wanted,
-            dtype={
-                name: str
-                for name in (*columns.categorical, *([columns.label] if label_text else []))
-            },
-        ) as reader:
-            for frame in reader:
-                frame.columns = [str(name).strip() for name in frame.columns]
-                keep = _missing_rows(frame, config.data.missing, path, columns, raw_row)
-                raw_row += len(frame)
-                if keep is not None:
-                    frame = frame[keep]
-                features = {}
-                for name in columns.features:
-                    if name in columns.categorical:
-                        features[name] = frame[name].astype(str).to_numpy()
-                    else:
-                        features[name] = _numeric(frame, name, path)
-                chunk = Chunk(clean_row, features, frame[columns.label].to_numpy())
-                clean_row += chunk.rows
-                yield chunk
-    except pd.errors.ParserError as exc:
-        detail = str(exc).strip().splitlines()[-1].replace("Error tokenizing data. C error: ", "")
-        raise CnnCliError(
-            f"rows have different numbers of cells ({detail})",
-            where=file_location(path),
-            hint="every row needs one cell per header column",
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise CnnCliError(
-            "data file is not UTF-8 text",
-            where=file_location(path),
-            hint="re-save the CSV as UTF-8",
-        ) from exc
+    for frame in csv_frames(config, path, [*columns.features, columns.label], text):
+        keep = _missing_rows(frame, config, path, columns)
+        if keep is not None:
+            frame = frame[keep]
+        features = {}
+        for name in columns.features:
+            if name in columns.categorical:
+                features[name] = frame[name].astype(str).to_numpy()
+            else:
+                features[name] = _numeric(frame, name, path, config.data.delimiter)
+        chunk = Chunk(clean_row, features, frame[columns.label].to_numpy())
+        clean_row += chunk.rows
+        yield chunk
     if clean_row == 0:
         raise CnnCliError(
             "data file has no rows to train on",
@@ -163,35 +166,32 @@ def read_chunks(
         )
 
 
-def _missing_rows(
-    frame: Any, policy: str, path: str, columns: Columns, raw_row: int
-) -> np.ndarray | None:
+def _missing_rows(frame: Any, config: Config, path: str, columns: Columns) -> np.ndarray | None:
     """Rows to keep under ``missing: drop`` (None: keep all); raises for ``error`` and labels."""
     empty = frame.isna().to_numpy()
     if not empty.any():
         return None
     names = list(frame.columns)
     label_empty = empty[:, names.index(columns.label)]
-    if policy == "error" or label_empty.any():
-        column = (
-            columns.label if label_empty.any() else names[int(np.flatnonzero(empty.any(axis=0))[0])]
-        )
-        lines = np.flatnonzero(empty[:, names.index(column)]) + raw_row + 2
+    if config.data.missing == "error" or label_empty.any():
+        first_column = names[int(np.flatnonzero(empty.any(axis=0))[0])]
+        column = columns.label if label_empty.any() else first_column
+        rows = frame.index[np.flatnonzero(empty[:, names.index(column)])]
+        line = line_numbers(path, config.data.delimiter, [int(rows[0])])[0]
         hint = (
             "fill in the label, or remove those rows"
             if column == columns.label
             else "fill them in, or set data.missing: drop or mean"
         )
         raise CnnCliError(
-            f"empty cell on line {lines[0]}"
-            f" ({len(lines)} in lines {raw_row + 2}-{raw_row + len(frame) + 1})",
-            where=file_location(path, column, line=int(lines[0])),
+            f"empty cell on line {line} ({len(rows)} in this chunk of {len(frame)} rows)",
+            where=file_location(path, column, line=line),
             hint=hint,
         )
-    return ~empty.any(axis=1) if policy == "drop" else None
+    return ~empty.any(axis=1) if config.data.missing == "drop" else None
 
 
-def _numeric(frame: Any, name: str, path: str) -> np.ndarray:
+def _numeric(frame: Any, name: str, path: str, delimiter: str) -> np.ndarray:
     import pandas as pd
 
     series = frame[name]
@@ -199,11 +199,10 @@ def _numeric(frame: Any, name: str, path: str) -> np.ndarray:
         return series.to_numpy(dtype=np.float64, na_value=np.nan)
     bad = (pd.to_numeric(series, errors="coerce").isna() & series.notna()).to_numpy()
     position = int(np.argmax(bad))
+    line = line_numbers(path, delimiter, [int(frame.index[position])])[0]
     raise CnnCliError(
         f"numeric column holds text {series.iloc[position]!r}",
-        where=file_location(
-            path, name, line=int(frame.index[position]) + 2
-        ),  # the reader's index runs on
+        where=file_location(path, name, line=line),
         hint="fix or remove that cell, or list only numeric columns in data.features",
     )
 
@@ -224,31 +223,21 @@ def distinct_values(
     labels: list[np.ndarray] = []
     seen = 0
     collect_labels = True
-    with pd.read_csv(
-        path,
-        sep=config.data.delimiter,
-        chunksize=config.data.chunk_rows,
-        skipinitialspace=True,
-        encoding="utf-8-sig",
-        usecols=lambda name: name.strip() in wanted,
-        dtype={name: str for name in columns.categorical},
-    ) as reader:
-        for frame in reader:
-            frame.columns = [str(name).strip() for name in frame.columns]
-            for name, found in categories.items():
-                found.update(pd.unique(frame[name].dropna()).tolist())
-            if collect_labels:
-                values = pd.unique(frame[columns.label].dropna())
-                labels.append(np.asarray(values))
-                seen += len(values)
-                if (
-                    values.dtype.kind in "iuf"
-                    and seen > 4 * MAX_INTEGER_CLASSES
-                    and config.task != "classification"
-                ):
-                    labels = [pd.unique(np.concatenate(labels))]
-                    collect_labels = len(labels[0]) <= MAX_INTEGER_CLASSES
-                    seen = len(labels[0])
+    for frame in csv_frames(config, path, wanted, columns.categorical):
+        for name, found in categories.items():
+            found.update(pd.unique(frame[name].dropna()).tolist())
+        if collect_labels:
+            values = pd.unique(frame[columns.label].dropna())
+            labels.append(np.asarray(values))
+            seen += len(values)
+            if (
+                values.dtype.kind in "iuf"
+                and seen > 4 * MAX_INTEGER_CLASSES
+                and config.task != "classification"
+            ):
+                labels = [pd.unique(np.concatenate(labels))]
+                collect_labels = len(labels[0]) <= MAX_INTEGER_CLASSES
+                seen = len(labels[0])
     merged = np.concatenate(labels) if labels else np.zeros(0)
     return np.asarray(pd.unique(merged)), categories
 
@@ -330,8 +319,7 @@ class StreamedData:
 
     @property
     def n_outputs(self) -> int:
-        label = self.preprocessor.label
-        return len(label.classes) if label.kind in ("onehot", "sparse") else 1
+        return output_units(self.preprocessor.label)
 
     @property
     def n_train(self) -> int:
@@ -376,6 +364,11 @@ class StreamedData:
             if blocks
             else np.zeros((0, *self.preprocessor.input_shape), np.float32)
         )
+
+
+def output_units(label: LabelTransform) -> int:
+    """Units of the model's last layer for this label: one per class, or one value."""
+    return len(label.classes) if label.kind in ("onehot", "sparse") else 1
 
 
 def _encode(label: LabelTransform, values: np.ndarray, config: Config, chunk: Chunk) -> np.ndarray:

@@ -26,8 +26,8 @@ from cnncli.artifacts import (
     PREPROCESS_FILENAME,
     SPLIT_FILENAME,
     abandon_run,
-    finish_run,
     fingerprint_file,
+    finish_run,
     save_keras_atomic,
     start_run,
     write_atomic,
@@ -36,7 +36,14 @@ from cnncli.artifacts import (
 from cnncli.builder import build_model, default_input_shape, make_callbacks
 from cnncli.checkpoints import CheckpointKeeper, resume_point
 from cnncli.config import Config
-from cnncli.data import Dataset, check_classes, describe_cleaning, infer_task, label_values, load_dataset
+from cnncli.data import (
+    Dataset,
+    check_classes,
+    describe_cleaning,
+    infer_task,
+    label_values,
+    load_dataset,
+)
 from cnncli.errors import CnnCliError, Location
 from cnncli.preprocessing import (
     Preprocessor,
@@ -45,14 +52,19 @@ from cnncli.preprocessing import (
     fit_preprocessor,
     transform_features,
 )
-from cnncli.runtime import forced_backend, import_keras, select_backend, seed_everything
+from cnncli.runtime import forced_backend, import_keras, seed_everything, select_backend
 from cnncli.splitting import TEST, TRAIN, VALIDATION, TrainTestSplit, split_rows
-from cnncli.streaming import StreamedData, prepare_stream, wants_streaming
+from cnncli.streaming import StreamedData, output_units, prepare_stream, wants_streaming
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
 MessageCallback = Callable[[str], None]
 
-_BINARY_LOSSES = {"binary_crossentropy", "BinaryCrossentropy", "binary_focal_crossentropy", "BinaryFocalCrossentropy"}
+_BINARY_LOSSES = {
+    "binary_crossentropy",
+    "BinaryCrossentropy",
+    "binary_focal_crossentropy",
+    "BinaryFocalCrossentropy",
+}
 _SPARSE_LOSSES = {"sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"}
 #: Evaluation has no gradient to average: large batches only cut per-step overhead.
 EVALUATE_BATCH = 1024
@@ -84,8 +96,7 @@ class PreparedData:
 
     @property
     def n_outputs(self) -> int:
-        label = self.preprocessor.label
-        return len(label.classes) if label.kind in ("onehot", "sparse") else 1
+        return output_units(self.preprocessor.label)
 
     @property
     def n_train(self) -> int:
@@ -100,10 +111,18 @@ def fit_inputs(config: Config, prepared: PreparedData | StreamedData) -> dict[st
     """``model.fit``'s data arguments: arrays in memory, or streaming ``PyDataset``s."""
     batch_size = config.fit.batch_size
     if isinstance(prepared, StreamedData):
-        validation = prepared.batches(VALIDATION, EVALUATE_BATCH) if prepared.counts.get(VALIDATION) else None
+        validation = (
+            prepared.batches(VALIDATION, EVALUATE_BATCH)
+            if prepared.counts.get(VALIDATION)
+            else None
+        )
         # shuffle=False: a PyDataset shuffled by Keras would be read out of order; the
         # stream shuffles within each chunk instead.
-        return {"x": prepared.batches(TRAIN, batch_size, config.fit.shuffle), "shuffle": False, "validation_data": validation}
+        return {
+            "x": prepared.batches(TRAIN, batch_size, config.fit.shuffle),
+            "shuffle": False,
+            "validation_data": validation,
+        }
     validation = (prepared.x_val, prepared.y_val) if prepared.x_val is not None else None
     return {
         "x": prepared.x_train,
@@ -179,9 +198,15 @@ def prepare_data(config: Config, seed: int) -> PreparedData:
     input_shape = model_input_shape(config, pre.input_width)
     pre = Preprocessor(features=pre.features, label=label, input_shape=input_shape)
 
-    def arrays(source: Dataset, source_labels: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = transform_features(pre, {name: values[rows] for name, values in source.features.items()})
-        return x.reshape((-1, *input_shape)), _encode(config, pre, source_labels[rows], source.path, rows)
+    def arrays(
+        source: Dataset, source_labels: np.ndarray, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        x = transform_features(
+            pre, {name: values[rows] for name, values in source.features.items()}
+        )
+        return x.reshape((-1, *input_shape)), _encode(
+            config, pre, source_labels[rows], source.path, rows
+        )
 
     x_train, y_train = arrays(dataset, labels, train_rows)
     x_val = y_val = None
@@ -208,14 +233,18 @@ def model_input_shape(config: Config, width: int) -> tuple[int, ...]:
     return shape
 
 
-def _encode(config: Config, pre: Preprocessor, values: np.ndarray, path: str, rows: np.ndarray) -> np.ndarray:
+def _encode(
+    config: Config, pre: Preprocessor, values: np.ndarray, path: str, rows: np.ndarray
+) -> np.ndarray:
     try:
         return encode_labels(pre.label, values)
     except KeyError as exc:
         position = next(i for i, v in enumerate(values) if str(v) == str(exc.args[0]))
         raise CnnCliError(
             f"label {exc.args[0]!r} does not occur in the training rows",
-            where=Location(file=path, key=f"column '{pre.label.name}'", line=int(rows[position]) + 2),
+            where=Location(
+                file=path, key=f"column '{pre.label.name}'", line=int(rows[position]) + 2
+            ),
             hint="every class in the test data needs examples in the training data",
         ) from None
 
@@ -247,16 +276,25 @@ def train_run(
     seed = resumed.seed if resumed is not None else seed
     backend = select_backend(config.backend)
     if backend not in (config.backend, forced_backend()):
-        say(f"Keras already runs on {backend} in this process; training there instead of on {config.backend}")
+        say(
+            f"Keras already runs on {backend} in this process;"
+            f" training there instead of on {config.backend}"
+        )
     keras = import_keras()
     seed_everything(seed)
     streaming = wants_streaming(config)
-    prepared = prepare_stream(config, seed, model_input_shape, label_kind) if streaming else prepare_data(config, seed)
+    prepared = (
+        prepare_stream(config, seed, model_input_shape, label_kind)
+        if streaming
+        else prepare_data(config, seed)
+    )
     for note in prepared.notes:
         say(note)
     steps_per_epoch = max(1, int(np.ceil(prepared.n_train / config.fit.batch_size)))
     steps_per_execution = (
-        min(32, steps_per_epoch) if config.fit.steps_per_execution == "auto" else config.fit.steps_per_execution
+        min(32, steps_per_epoch)
+        if config.fit.steps_per_execution == "auto"
+        else config.fit.steps_per_execution
     )
     model = build_model(
         config,
@@ -280,7 +318,9 @@ def train_run(
     scores = model.evaluate(**evaluate_inputs(config, prepared), verbose=0, return_dict=True)
     metrics = {"test": {name: float(value) for name, value in scores.items()}}
     histories = {name: [float(v) for v in values] for name, values in history.history.items()}
-    run_dir, onnx = save_run(config, output_dir, model, prepared, metrics, histories, seed, say, keeper=keeper)
+    run_dir, onnx = save_run(
+        config, output_dir, model, prepared, metrics, histories, seed, say, keeper=keeper
+    )
     return TrainResult(run_dir=run_dir, metrics=metrics, history=histories, seed=seed, onnx=onnx)
 
 
@@ -313,7 +353,11 @@ def save_run(
     """
     from cnncli.export import export_onnx_checked
 
-    staged = keeper.staged if keeper is not None else start_run(Path(output_dir or config.output.dir), config.name)
+    staged = (
+        keeper.staged
+        if keeper is not None
+        else start_run(Path(output_dir or config.output.dir), config.name)
+    )
     try:
         resolved = config.to_yaml_dict()
         resolved["seed"] = seed
@@ -363,7 +407,10 @@ def _installed_version(*distributions: str) -> str | None:
 
 def _data_fingerprints(config: Config) -> dict[str, Any]:
     test_path = config.data.test_path
-    return {"data": fingerprint_file(config.data.path), "test_data": fingerprint_file(test_path) if test_path else None}
+    return {
+        "data": fingerprint_file(config.data.path),
+        "test_data": fingerprint_file(test_path) if test_path else None,
+    }
 
 
 def history_csv(history: dict[str, list[float]]) -> str:
