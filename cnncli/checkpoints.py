@@ -399,12 +399,22 @@ class CheckpointKeeper:
         pairs = zip((*variables, *optimizer_variables), (*weights, *optimizer_values), strict=True)
         for variable, value in pairs:
             variable.assign(value)
-        rng = checkpoint.state["rng"]
+        return checkpoint.epoch
+
+    def restore_rng(self) -> None:
+        """Put Python's and NumPy's global RNG back as they were after the saved epoch.
+
+        Called from ``on_train_begin``, not before ``fit``: while setting up, Keras may draw from
+        them (on JAX it peeks a shuffled batch to build the step), which the uninterrupted run
+        did once at its own start, not between epochs.
+        """
+        if self.resumed is None:
+            return
+        rng = self.resumed.state["rng"]
         version, internal, gauss = rng["python"]
         random.setstate((version, tuple(internal), gauss))
         name, keys, position, has_gauss, cached = rng["numpy"]
         np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
-        return checkpoint.epoch
 
     # -- snapshots and writes -------------------------------------------------------------------
 
@@ -601,6 +611,9 @@ def _make_callback(keras: Any, keeper: CheckpointKeeper, model: Any, epochs: int
             self.history: dict[str, list[float]] = (
                 keeper.resumed.history if keeper.resumed is not None else {}
             )
+
+        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+            keeper.restore_rng()
 
         def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             keeper._epoch_running = epoch + 1

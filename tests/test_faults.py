@@ -65,13 +65,13 @@ def weights_of(run: Path) -> list[np.ndarray]:
     return [np.asarray(w) for w in model.get_weights()]
 
 
-def assert_same_run(first: Path, second: Path) -> None:
+def assert_same_run(first: Path, second: Path, context: str = "") -> None:
     """Bit-identical weights, metrics.json and history.csv."""
     a, b = weights_of(first), weights_of(second)
-    assert len(a) == len(b)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
-    assert (first / "metrics.json").read_bytes() == (second / "metrics.json").read_bytes()
-    assert (first / "history.csv").read_bytes() == (second / "history.csv").read_bytes()
+    assert len(a) == len(b), context
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)), context
+    assert (first / "metrics.json").read_bytes() == (second / "metrics.json").read_bytes(), context
+    assert (first / "history.csv").read_bytes() == (second / "history.csv").read_bytes(), context
 
 
 def staging_folders(output: Path) -> list[Path]:
@@ -241,20 +241,38 @@ def test_signal_saves_checkpoint_says_how_to_resume_and_resume_matches(
     assert_same_run(run, reference_runs[0])
 
 
+def cli_train(args: list[str], backend: str) -> Path:
+    """``cnncli train ... --json`` in a fresh process on ``backend``; returns the run folder."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CNNCLI_BACKEND": backend}
+    command = [sys.executable, "-m", "cnncli", "train", *args, "--json"]
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return Path(json.loads(done.stdout)["run_dir"])
+
+
 @pytest.mark.slow
-def test_sigkill_at_a_random_point_then_resume_matches_an_uninterrupted_run(tmp_path, resume_csv):
-    """SIGKILL the CLI at a random moment of training, resume in-process, compare with a clean run.
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_sigkill_at_a_random_point_then_resume_matches_an_uninterrupted_run(
+    tmp_path, resume_csv, backend
+):
+    """SIGKILL the CLI at a random moment of training, resume, compare with a clean run.
 
     The killed run asks for many epochs so that the kill always lands mid-training on any machine;
     the resume then finishes at N = (epochs saved) + 3, and the clean run trains N epochs. Weights
     after N epochs do not depend on how many were asked for, so the two must match bit for bit.
+    On the session's backend (tensorflow) the resume and the clean run are in-process; on the
+    other backend every step is a fresh ``cnncli`` process.
     """
+    if backend == "jax":
+        pytest.importorskip("jax")
     from cnncli.training import train_run
 
     config_path = tmp_path / "long.yaml"
     config_path.write_text(yaml.safe_dump(resume_config(resume_csv, epochs=10_000)))
     output = tmp_path / "runs"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CNNCLI_BACKEND": backend}
     process = subprocess.Popen(
         [sys.executable, "-m", "cnncli", "train", str(config_path), "--output", str(output)],
         env=env,
@@ -280,13 +298,17 @@ def test_sigkill_at_a_random_point_then_resume_matches_an_uninterrupted_run(tmp_
     [staging] = staging_folders(output)
     saved = checkpoints.load_checkpoint(staging).epoch
     epochs = saved + 3
-    resumed = train_run(
-        load_config(config_path, [f"fit.epochs={epochs}"]), output, resume=str(staging)
-    ).run_dir
-    clean = train_run(
-        load_config(config_path, [f"fit.epochs={epochs}"]), tmp_path / "clean"
-    ).run_dir
-    assert_same_run(resumed, clean), f"killed after {delay:.2f} s with {saved} epochs saved"
+    context = f"{backend}: killed {delay:.2f} s after the first checkpoint, {saved} epochs saved"
+    if backend == os.environ["CNNCLI_BACKEND"]:
+        config = load_config(config_path, [f"fit.epochs={epochs}"])
+        resumed = train_run(config, output, resume=str(staging)).run_dir
+        clean = train_run(config, tmp_path / "clean").run_dir
+    else:
+        common = [str(config_path), "--set", f"fit.epochs={epochs}", "--output"]
+        resumed = cli_train([*common, str(output), "--resume", str(staging)], backend)
+        clean = cli_train([*common, str(tmp_path / "clean")], backend)
+    assert json.loads((resumed / MANIFEST_FILENAME).read_text())["backend"] == backend
+    assert_same_run(resumed, clean, context)
 
 
 def test_resume_without_an_interrupted_run_or_of_a_complete_run(
