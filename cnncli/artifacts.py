@@ -123,11 +123,7 @@ def start_run(output_dir: Path, name: str, now: dt.datetime | None = None) -> St
     stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        final = output_dir / f"{name}-{stamp}"
-        suffix = 1
-        while final.exists():
-            suffix += 1
-            final = output_dir / f"{name}-{stamp}-{suffix}"
+        final = _free_name(output_dir / f"{name}-{stamp}")
         staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=f"{STAGING_PREFIX}{final.name}-"))
     except OSError as exc:
         raise CnnCliError(

@@ -305,15 +305,19 @@ def _find_ragged(path: str | Path, delimiter: str, width: int) -> tuple[int, int
     return None
 
 
+def _ragged_line(path: str | Path, ragged: tuple[int, int], width: int, hint: str) -> CnnCliError:
+    line, cells = ragged
+    return CnnCliError(
+        f"line {line} has {cells} cells but the header has {width}",
+        where=file_location(path, line=line),
+        hint=f"every row needs one cell per header column; {hint}",
+    )
+
+
 def _ragged_error(path: str | Path, delimiter: str, width: int, exc: Exception) -> CnnCliError:
     ragged = _find_ragged(path, delimiter, width)
     if ragged is not None:
-        line, cells = ragged
-        return CnnCliError(
-            f"line {line} has {cells} cells but the header has {width}",
-            where=file_location(path, line=line),
-            hint="every row needs one cell per header column; look for extra or missing delimiters",
-        )
+        return _ragged_line(path, ragged, width, "look for extra or missing delimiters")
     detail = str(exc).strip().splitlines()[-1].replace("Error tokenizing data. C error: ", "")
     return CnnCliError(
         f"cannot parse the CSV ({detail})",
@@ -407,12 +411,7 @@ def _handle_missing(
         return frame, 0, 0
     ragged = _find_ragged(path, delimiter, width)  # short rows read as empty cells: say so instead
     if ragged is not None:
-        line, cells = ragged
-        raise CnnCliError(
-            f"line {line} has {cells} cells but the header has {width}",
-            where=file_location(path, line=line),
-            hint="every row needs one cell per header column; check for missing delimiters",
-        )
+        raise _ragged_line(path, ragged, width, "check for missing delimiters")
     label_empty = empty[columns.label].to_numpy()
     if policy == "error" or (policy == "mean" and label_empty.any()):
         column = (
