@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,15 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from train import run as measure  # a whole process: wall time, its own peak RSS
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 PYTHON = sys.executable
 _SCRIPT = Path(PYTHON).with_name("cnncli")
 CNNCLI = [str(_SCRIPT)] if _SCRIPT.exists() else [PYTHON, "-m", "cnncli"]
-ENV = {key: value for key, value in os.environ.items() if key not in ("PYTHONDONTWRITEBYTECODE",)}
-ENV["TF_CPP_MIN_LOG_LEVEL"] = "3"  # the seed's way gets the same quiet TensorFlow as cnncli
-
 SEED_ROW = """
 import pickle, sys
 import numpy as np
@@ -69,21 +66,6 @@ out = pd.DataFrame(Y, columns=[f"prob_{c}" for c in classes])
 out.insert(0, "predicted", np.asarray(classes)[Y.argmax(axis=1)])
 out.to_csv(sys.argv[4], index_label="row")
 """
-
-
-def measure(command: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run a whole process: wall seconds and its own peak RSS (wait4)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err, cwd=ROOT, env=env or ENV)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(command)}\n{stderr[-3000:]}")
-    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "stdout": stdout}
 
 
 def train_seed(folder: Path) -> Path:
@@ -157,7 +139,7 @@ def single_row(run: Path, scaler: Path, folder: Path, repeats: int) -> dict[str,
     script.write_text(SEED_ROW)
     cnncli = [*CNNCLI, "predict", str(run), "--input", "3,30,5"]
     seed = [PYTHON, str(script), str(run), str(scaler)]
-    tf_env = {**ENV, "KERAS_BACKEND": "tensorflow"}
+    tf_env = {"KERAS_BACKEND": "tensorflow"}
     measure(cnncli), measure(seed, tf_env)  # warm-up: bytecode caches, page cache
     ours, theirs = [], []
     for _ in range(repeats):  # alternate, so a busy moment hits both sides alike
@@ -198,7 +180,7 @@ def file_rows(
         write_rows(seed_source, seed_rows)
     theirs = measure(
         [PYTHON, str(script), str(run), str(scaler), str(seed_source), str(folder / "theirs.csv")],
-        {**ENV, "KERAS_BACKEND": "tensorflow"},
+        {"KERAS_BACKEND": "tensorflow"},
     )
     agreement = labels_agree(folder / "ours.csv", folder / "theirs.csv", seed_rows)
     summary = summarize(ours)
@@ -249,6 +231,7 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # children cache bytecode, as installed
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--run", type=Path, help="a seed run folder (default: train one for 5 epochs)"

@@ -276,14 +276,18 @@ def predict(
         from cnncli.batch import predict_file
 
         destination = output if output is not None else sys.stdout.buffer
-        summary = predict_file(
-            predictor,
-            input_file,
-            destination,
-            skip_bad_rows=skip_bad_rows,
-            as_json=as_json,
-            on_bad_row=lambda bad: render.warning(f"{input_file}:{bad.line}: {bad.message}"),
-        )
+        try:
+            summary = predict_file(
+                predictor,
+                input_file,
+                destination,
+                skip_bad_rows=skip_bad_rows,
+                as_json=as_json,
+                on_bad_row=lambda bad: render.warning(f"{input_file}:{bad.line}: {bad.message}"),
+            )
+        except BrokenPipeError:  # `... | head` stopped reading: stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_BUG)
         for text in summary.notes:
             render.warning(text)
         render.note(summary.describe())

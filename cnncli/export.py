@@ -469,12 +469,8 @@ def _cancel_transposes(graph: Any) -> bool:
         outer, inner = _perm(first), _perm(second)
         if outer is None or inner is None or [outer[i] for i in inner] != list(range(len(inner))):
             continue
-        if second.output[0] in _graph_outputs(graph):
-            continue
-        _rename_input(graph, second.output[0], first.input[0])
-        graph.node.remove(first)
-        graph.node.remove(second)
-        return True
+        if _drop_pair(graph, first, second):
+            return True
     return False
 
 
@@ -505,13 +501,19 @@ def _cancel_squeeze(graph: Any) -> bool:
             or min(axes, default=-1) < 0
         ):
             continue
-        if unsqueeze.output[0] in _graph_outputs(graph):
-            continue
-        _rename_input(graph, unsqueeze.output[0], squeeze.input[0])
-        graph.node.remove(squeeze)
-        graph.node.remove(unsqueeze)
-        return True
+        if _drop_pair(graph, squeeze, unsqueeze):
+            return True
     return False
+
+
+def _drop_pair(graph: Any, first: Any, second: Any) -> bool:
+    """Remove two nodes that undo each other, wiring ``first``'s input to ``second``'s users."""
+    if second.output[0] in _graph_outputs(graph):
+        return False  # a graph output keeps its name
+    _rename_input(graph, second.output[0], first.input[0])
+    graph.node.remove(first)
+    graph.node.remove(second)
+    return True
 
 
 def _sort_nodes(graph: Any) -> None:
