@@ -20,8 +20,6 @@ INSTALL_HINT = "pip install 'cnncli[cpu]' (or 'cnncli[gpu]' for CUDA), or run `m
 BACKENDS = ("tensorflow", "jax")
 DEFAULT_BACKEND = "tensorflow"
 FORCE_BACKEND_VARIABLE = "CNNCLI_BACKEND"
-#: A small stack's train, test and predict programs take about 1 MB; keep a few hundred configs.
-COMPILATION_CACHE_BYTES = 256 * 2**20
 
 #: Environment that keeps TensorFlow's and XLA's C++ logging (absl, oneDNN, CUDA probes) quiet.
 QUIET_ENVIRONMENT = {
@@ -148,7 +146,8 @@ def enable_compilation_cache() -> None:
 
     Compiling the train, test and predict steps is most of a small run's time on JAX; the
     cached programs are the same programs, so results do not change. ``CNNCLI_CACHE_DIR`` moves
-    the cache (default ``~/.cache/cnncli``); an empty value turns it off.
+    the cache (default ``~/.cache/cnncli``); an empty value turns it off. A small stack's programs
+    take about 1 MB; the folder can be deleted at any time.
     """
     global _cache_enabled
     root = os.environ.get(
@@ -166,4 +165,3 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_compilation_cache_dir", os.path.join(root, "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)  # LRU eviction
