@@ -9,14 +9,41 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+
+class _LazyConsole:
+    """A rich ``Console`` made on first use: importing rich is a quarter of a cold
+    ``cnncli predict --input`` (issue 4), which prints its result without it."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.console, name)
+
+
+stdout = _LazyConsole(soft_wrap=True)
+stderr = _LazyConsole(stderr=True, soft_wrap=True)
+
+
+def escape(text: str) -> str:
+    """rich's markup escape, imported with rich."""
+    from rich.markup import escape as escape_markup
+
+    return escape_markup(text)
 
 
 def print_json(data: Any) -> None:
@@ -48,8 +75,8 @@ def _format(value: float) -> str:
 class EpochProgress:
     """An epoch bar with loss and metrics, redrawn at most a few times a second."""
 
-    def __init__(self, console: Console = stderr, min_interval: float = 0.2) -> None:
-        self.console = console
+    def __init__(self, console: Console | _LazyConsole = stderr, min_interval: float = 0.2) -> None:
+        self.console = console.console if isinstance(console, _LazyConsole) else console
         self.min_interval = min_interval
         self._last = 0.0
         self._progress: Any = None
@@ -85,6 +112,8 @@ class EpochProgress:
 
 
 def metrics_table(metrics: dict[str, dict[str, float]], title: str = "Results") -> None:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     table.add_column("split")
     names = sorted({name for values in metrics.values() for name in values})
@@ -96,6 +125,8 @@ def metrics_table(metrics: dict[str, dict[str, float]], title: str = "Results") 
 
 
 def layers_table(rows: list[dict[str, Any]], input_shape: tuple[int, ...], title: str) -> None:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for column, justify in (("#", "right"), ("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
@@ -108,18 +139,23 @@ def layers_table(rows: list[dict[str, Any]], input_shape: tuple[int, ...], title
 
 
 def predictions(result: Any, inputs: list[str]) -> None:
-    """One line per input row: the label, then each class's confidence."""
+    """One line per input row: the label (bold on a terminal), then each class's confidence.
+
+    Printed with click rather than rich, so a cold ``predict --input`` never imports rich.
+    """
+    import click
+
     for index, label in enumerate(result.labels):
-        line = f"{escape(inputs[index])} → [bold]{escape(str(label))}[/bold]"
+        line = f"{inputs[index]} → {click.style(str(label), bold=True)}"
         if result.probabilities is not None:
-            scores = "  ".join(
-                f"{escape(str(name))}: {prob:.3f}" for name, prob in zip(result.classes, result.probabilities[index])
-            )
-            line += f"  ({scores})"
-        stdout.print(line, highlight=False)
+            pairs = zip(result.classes, result.probabilities[index], strict=True)
+            line += "  (" + "  ".join(f"{name}: {prob:.3f}" for name, prob in pairs) + ")"
+        click.echo(line)
 
 
 def evaluation(result: Any) -> None:
+    from rich.table import Table
+
     stderr.print(f"[dim]{escape(result.source)} · {result.rows} rows · {result.backend}[/dim]", highlight=False)
     metrics_table({"test": result.metrics}, title="Evaluation")
     if not result.per_class:
