@@ -333,8 +333,8 @@ class CheckpointKeeper:
         }
         if resumed is None:
             staged = start_run(output_dir, config.name)
-        else:
-            final = output_dir / str(resumed.state["final_name"])
+        else:  # finish beside the staging folder: the rename stays on one file system
+            final = resumed.run.parent / str(resumed.state["final_name"])
             staged = StagedRun(staging=resumed.run, final=final)
         return cls(config=config, staged=staged, seed=seed, data=data, resumed=resumed)
 

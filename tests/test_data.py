@@ -41,8 +41,12 @@ def test_clean_file_gives_float_features_and_raw_labels(tmp_path, write_config):
     assert set(dataset.labels) == {"low", "medium", "high"}
 
 
-def test_text_column_is_categorical_but_a_numeric_column_with_a_typo_is_an_error(tmp_path, write_config):
-    text = "colour,size,label\n" + "".join(f"{c},{i},{'a' if i % 2 else 'b'}\n" for i, c in enumerate("rgbrgbrgb"))
+def test_text_column_is_categorical_but_a_numeric_column_with_a_typo_is_an_error(
+    tmp_path, write_config
+):
+    text = "colour,size,label\n" + "".join(
+        f"{c},{i},{'a' if i % 2 else 'b'}\n" for i, c in enumerate("rgbrgbrgb")
+    )
     dataset = load(tmp_path, write_config, text)
     assert dataset.columns.categorical == ("colour",)
     typo = text.replace("g,4,", "g,4x,")
@@ -100,10 +104,22 @@ def test_trailing_delimiter_in_header_is_named(tmp_path, write_config):
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ("x1;x2;x3;label\n1;2;3;a\n".encode(), "the header has one column when split on ',' but contains ';'"),
-        ("x1,x2,x3,label\n1,2,3,caf\u00e9\n".encode("latin-1"), "data file is not UTF-8 text (byte 0xe9 on line 2)"),
-        ("x1,x2,x3,label\n1,2,3,a\n".encode("utf-16"), "data file is UTF-16 text, not UTF-8 CSV text"),
-        (b"PK\x03\x04\x14\x00\x00\x00", "data file is a zip archive (an Excel workbook?), not UTF-8 CSV text"),
+        (
+            b"x1;x2;x3;label\n1;2;3;a\n",
+            "the header has one column when split on ',' but contains ';'",
+        ),
+        (
+            "x1,x2,x3,label\n1,2,3,caf\u00e9\n".encode("latin-1"),
+            "data file is not UTF-8 text (byte 0xe9 on line 2)",
+        ),
+        (
+            "x1,x2,x3,label\n1,2,3,a\n".encode("utf-16"),
+            "data file is UTF-16 text, not UTF-8 CSV text",
+        ),
+        (
+            b"PK\x03\x04\x14\x00\x00\x00",
+            "data file is a zip archive (an Excel workbook?), not UTF-8 CSV text",
+        ),
         (b"\x1f\x8b\x08\x00\x00\x00", "data file is gzip-compressed, not UTF-8 CSV text"),
     ],
     ids=["semicolons", "latin-1", "utf-16", "xlsx", "gzip"],
@@ -142,11 +158,17 @@ def test_drop_and_mean_report_what_they_did(tmp_path, write_config):
     text = "\n".join(rows) + "\n"
     dropped = load(tmp_path, write_config, text, missing="drop")
     assert (dropped.rows, dropped.dropped_rows) == (10, 2)
-    assert describe_cleaning(dropped) == "dropped 2 of 12 row(s) with empty cells from data.csv (missing: drop)"
+    assert (
+        describe_cleaning(dropped)
+        == "dropped 2 of 12 row(s) with empty cells from data.csv (missing: drop)"
+    )
     assert dropped.lines([2, 3]) == [5, 7]  # rows after the dropped lines 4 and 6 keep their lines
     filled = load(tmp_path, write_config, text, missing="mean")
     assert (filled.rows, filled.filled_cells) == (12, 2)
-    assert describe_cleaning(filled) == "filled 2 empty cell(s) in data.csv with the column mean (missing: mean)"
+    assert (
+        describe_cleaning(filled)
+        == "filled 2 empty cell(s) in data.csv with the column mean (missing: mean)"
+    )
 
 
 def test_empty_label_is_dropped_under_drop_but_an_error_under_mean(tmp_path, write_config):
@@ -169,7 +191,10 @@ def test_test_file_with_other_columns_names_them(tmp_path, write_config):
     other.write_text("x1,x2,y\n1,2,low\n")
     with pytest.raises(CnnCliError) as caught:
         load_dataset(config, str(other), train.columns)
-    assert caught.value.message == "2 column(s) of the training data are missing: x3, label (the file has x1, x2, y)"
+    assert (
+        caught.value.message
+        == "2 column(s) of the training data are missing: x3, label (the file has x1, x2, y)"
+    )
     assert caught.value.where.file == str(other)
 
 
@@ -190,7 +215,11 @@ def test_single_class_and_too_small_class(tmp_path, write_config):
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("", "data file is empty"), ("\n\n", "data file is empty"), ("x1,x2,x3,label\n", "data file has a header but no rows")],
+    [
+        ("", "data file is empty"),
+        ("\n\n", "data file is empty"),
+        ("x1,x2,x3,label\n", "data file has a header but no rows"),
+    ],
     ids=["empty", "blank-lines", "header-only"],
 )
 def test_empty_and_header_only(tmp_path, write_config, text, message):
