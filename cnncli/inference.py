@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,21 +96,31 @@ def parse_input(pre: Preprocessor, text: str) -> dict[str, Any]:
                 import difflib
 
                 match = difflib.get_close_matches(name, names, n=1)
-                hint = f"did you mean '{match[0]}'?" if match else f"features are: {', '.join(names)}"
+                hint = (
+                    f"did you mean '{match[0]}'?" if match else f"features are: {', '.join(names)}"
+                )
                 raise CnnCliError(f"unknown feature '{name}'", where=where, hint=hint)
             row[name] = value.strip()
         absent = [name for name in names if name not in row]
         if absent:
-            raise CnnCliError(f"missing feature(s) {', '.join(absent)}", where=where, hint=f"give all of: {', '.join(names)}")
+            raise CnnCliError(
+                f"missing feature(s) {', '.join(absent)}",
+                where=where,
+                hint=f"give all of: {', '.join(names)}",
+            )
     else:
         if len(cells) != len(names):
             raise CnnCliError(
                 f"got {len(cells)} value(s), the model expects {len(names)}: {', '.join(names)}",
                 where=where,
-                hint=f"for example --input {','.join(names)} values in that order, or name=value pairs",
+                hint=f"for example --input {','.join(names)} values in that order,"
+                " or name=value pairs",
             )
-        row = dict(zip(names, cells))
-    return {feature.name: _parse_cell(feature.name, feature.kind, row[feature.name], where) for feature in pre.features}
+        row = dict(zip(names, cells, strict=True))
+    return {
+        feature.name: _parse_cell(feature.name, feature.kind, row[feature.name], where)
+        for feature in pre.features
+    }
 
 
 def _parse_cell(name: str, kind: str, value: str, where: Location) -> Any:
@@ -120,7 +129,9 @@ def _parse_cell(name: str, kind: str, value: str, where: Location) -> Any:
     try:
         number = float(value)
     except ValueError:
-        raise CnnCliError(f"feature '{name}' expects a number, got {value!r}", where=where) from None
+        raise CnnCliError(
+            f"feature '{name}' expects a number, got {value!r}", where=where
+        ) from None
     if math.isnan(number) or math.isinf(number):
         raise CnnCliError(f"feature '{name}' is {value}", where=where, hint="give a finite number")
     return number
@@ -130,7 +141,9 @@ def rows_to_columns(pre: Preprocessor, rows: list[dict[str, Any]]) -> dict[str, 
     columns: dict[str, np.ndarray] = {}
     for feature in pre.features:
         values = [row[feature.name] for row in rows]
-        columns[feature.name] = np.asarray(values, dtype=np.float64 if feature.kind == "numeric" else object)
+        columns[feature.name] = np.asarray(
+            values, dtype=np.float64 if feature.kind == "numeric" else object
+        )
     return columns
 
 
@@ -158,7 +171,9 @@ def predict_columns(predictor: Predictor, columns: dict[str, np.ndarray]) -> Pre
         features = transform_features(pre, columns)
     notes = [str(w.message) for w in caught] + range_warnings(pre, columns)
     labels, probabilities = decode_outputs(pre.label, predictor.outputs(features))
-    return Predictions(labels=labels, probabilities=probabilities, classes=pre.label.classes, warnings=notes)
+    return Predictions(
+        labels=labels, probabilities=probabilities, classes=pre.label.classes, warnings=notes
+    )
 
 
 def predict_rows(predictor: Predictor, texts: list[str]) -> Predictions:
@@ -182,7 +197,9 @@ class Evaluation:
     confusion: list[list[int]] = field(default_factory=list)
 
 
-def evaluation_data(run: RunFolder, data: Path | None) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
+def evaluation_data(
+    run: RunFolder, data: Path | None
+) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
     """Raw feature columns and labels of the run's stored test split, or of another CSV."""
     import json
 
@@ -209,7 +226,8 @@ def evaluation_data(run: RunFolder, data: Path | None) -> tuple[dict[str, np.nda
         dataset = load_dataset(config, config.data.path, columns)
         if dataset.rows != split["rows"]:
             raise CnnCliError(
-                f"the data file now has {dataset.rows} rows, the run was trained on {split['rows']}",
+                f"the data file now has {dataset.rows} rows, the run was trained on"
+                f" {split['rows']}",
                 where=Location(file=config.data.path),
                 hint="the stored split no longer applies; pass the test data with --data",
             )
@@ -239,7 +257,9 @@ def evaluate_run(run: RunFolder, data: Path | None = None, backend: str = "auto"
                 hint=f"classes are: {', '.join(map(str, pre.label.classes))}",
             ) from None
         metrics, per_class, confusion = classification_scores(pre, outputs, truth, run.config)
-        return Evaluation(metrics, len(truth), predictor.backend, source, pre.label.classes, per_class, confusion)
+        return Evaluation(
+            metrics, len(truth), predictor.backend, source, pre.label.classes, per_class, confusion
+        )
     target = encode_labels(pre.label, labels)
     metrics = regression_scores(pre, outputs, target, labels, run.config)
     return Evaluation(metrics, len(labels), predictor.backend, source)
@@ -247,7 +267,13 @@ def evaluate_run(run: RunFolder, data: Path | None = None, backend: str = "auto"
 
 def _loss_name(config: dict[str, Any]) -> str | None:
     loss = config.get("compile", {}).get("loss")
-    return loss if isinstance(loss, str) else (loss or {}).get("type") if isinstance(loss, dict) else None
+    return (
+        loss
+        if isinstance(loss, str)
+        else (loss or {}).get("type")
+        if isinstance(loss, dict)
+        else None
+    )
 
 
 def classification_scores(
@@ -273,19 +299,33 @@ def classification_scores(
         recall = tp / confusion[index].sum() if confusion[index].sum() else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_class.append(
-            {"class": name, "precision": float(precision), "recall": float(recall), "f1": float(f1), "support": int(confusion[index].sum())}
+            {
+                "class": name,
+                "precision": float(precision),
+                "recall": float(recall),
+                "f1": float(f1),
+                "support": int(confusion[index].sum()),
+            }
         )
     metrics = {"loss": float(loss), "accuracy": float(np.mean(predicted == truth))}
     return metrics, per_class, confusion.tolist()
 
 
 def regression_scores(
-    pre: Preprocessor, outputs: np.ndarray, target: np.ndarray, labels: np.ndarray, config: dict[str, Any]
+    pre: Preprocessor,
+    outputs: np.ndarray,
+    target: np.ndarray,
+    labels: np.ndarray,
+    config: dict[str, Any],
 ) -> dict[str, float]:
     scaled = outputs.reshape(len(target), -1)[:, :1].astype(np.float64)
     error = scaled - target.astype(np.float64)
     loss_name = _loss_name(config) or "mean_squared_error"
-    loss = np.mean(np.abs(error)) if loss_name in ("mae", "mean_absolute_error", "MeanAbsoluteError") else np.mean(error**2)
+    loss = (
+        np.mean(np.abs(error))
+        if loss_name in ("mae", "mean_absolute_error", "MeanAbsoluteError")
+        else np.mean(error**2)
+    )
     values, _ = decode_outputs(pre.label, outputs)
     original_error = np.asarray(values) - labels.astype(np.float64)
     return {
@@ -293,5 +333,3 @@ def regression_scores(
         "mae": float(np.mean(np.abs(original_error))),
         "rmse": float(np.sqrt(np.mean(original_error**2))),
     }
-
-
