@@ -173,10 +173,24 @@ def make_layer(spec: LayerSpec, where: Location, keras: Any) -> Any:
         raise CnnCliError(message, where=where.child(named[0]) if named else where, hint=hint) from exc
 
 
+#: Sizes beyond this are typos (a million units is 10^6 weights per input); Keras would try
+#: to allocate them and the process would die of memory exhaustion instead of saying why.
+MAX_LAYER_SIZE = 1 << 20
+_SIZE_ARGUMENTS = ("units", "filters", "output_dim", "input_dim", "num_heads", "key_dim")
+
+
 def _check_arguments(
     cls: type, args: dict[str, Any], where: Location, extra_bases: tuple[type, ...] = ()
 ) -> dict[str, Any]:
     accepted = _accepted_arguments(cls, extra_bases)
+    for name in _SIZE_ARGUMENTS:
+        value = args.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_LAYER_SIZE:
+            raise CnnCliError(
+                f"{name}: {value:,} is too large (at most {MAX_LAYER_SIZE:,})",
+                where=where.child(name),
+                hint=f"check for a typo; {cls.__name__} layers rarely need more than a few thousand",
+            )
     for name in args:
         if name in accepted and name not in ("input_shape", "input_dim", "batch_input_shape"):
             continue

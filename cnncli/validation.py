@@ -30,7 +30,7 @@ from cnncli.builder import (
 )
 from cnncli.config import Config, LayerSpec
 from cnncli.data import Columns, choose_columns, infer_task, label_values, read_header, read_sample
-from cnncli.errors import CnnCliError, ConfigErrors
+from cnncli.errors import CnnCliError, ConfigErrors, Location
 from cnncli.runtime import import_keras
 
 _CLASSIFICATION_LOSSES = {
@@ -102,6 +102,12 @@ def inspect_data(config: Config) -> DataFacts:
     labels = label_values(distinct_labels)
     task = config.task or infer_task(labels)
     classes = tuple(np.unique(labels).tolist()) if task == "classification" else ()
+    if task == "classification" and len(classes) < 2:
+        raise CnnCliError(
+            f"the label column '{columns.label}' has a single class ({classes[0]!r})" if classes else "the label column is empty",
+            where=config.locate("data.label") if config.data.label else Location(file=config.data.path, key=f"column '{columns.label}'"),
+            hint="classification needs at least two classes; check data.label",
+        )
     kind = label_kind(config, task, len(classes))
     return DataFacts(columns, width, task, classes, kind)
 

@@ -59,6 +59,7 @@ def test_seed_notes_model_gets_every_problem_with_its_line(write_config):
         ("compile.metrics=[acuracy]", "compile.metrics[0]", "unknown metric 'acuracy'", "did you mean 'accuracy'?"),
         ("fit.callbacks=[{type: EarlyStoping}]", "fit.callbacks[0]", "unknown callback 'EarlyStoping'", "did you mean 'EarlyStopping'?"),
         ("data.label=lable", "data.label", "column 'lable' is not in seed.csv", "did you mean 'label'? columns are: x1, x2, x3, label"),
+        ("model.layers[3].units=1000000000000", "model.layers[3].units", "units: 1,000,000,000,000 is too large (at most 1,048,576)", "check for a typo; Dense layers rarely need more than a few thousand"),
         ("data.features=[x1, x4]", "data.features[1]", "column 'x4' is not in seed.csv", "did you mean 'x3'? columns are: x1, x2, x3, label"),
     ],
 )
@@ -128,6 +129,15 @@ def test_softmax_on_a_single_unit():
     found = problems(CONFIGS / "gunpoint_conv1d.yaml", ["compile.loss=binary_crossentropy"])
     assert [(p.where.key, p.message) for p in found] == [("model.layers[5]", "softmax over a single unit always outputs 1.0")]
     assert found[0].hint.startswith("use activation: sigmoid with loss: binary_crossentropy")
+
+
+def test_single_class_label_is_named_as_the_cause(write_config, tmp_path):
+    data = tmp_path / "one.csv"
+    data.write_text("a,b,y\n1,2,yes\n3,4,yes\n5,6,yes\n")
+    path = write_config({"data": {"path": str(data), "label": "y"}, "model": {"layers": [{"type": "Dense", "units": "auto", "activation": "softmax"}]}})
+    (found,) = problems(path)
+    assert found.message == "the label column 'y' has a single class ('yes')"
+    assert found.where.key == "data.label"
 
 
 def test_classification_loss_on_regression_task():
