@@ -104,8 +104,8 @@ def inspect_data(config: Config) -> DataFacts:
     classes = tuple(np.unique(labels).tolist()) if task == "classification" else ()
     if task == "classification" and len(classes) < 2:
         raise CnnCliError(
-            f"the label column '{columns.label}' has a single class ({classes[0]!r})" if classes else "the label column is empty",
-            where=config.locate("data.label") if config.data.label else Location(file=config.data.path, key=f"column '{columns.label}'"),
+            f"the label column has a single class ({classes[0]!r})" if classes else "the label column is empty",
+            where=Location(file=config.data.path, key=f"column '{columns.label}'"),
             hint="classification needs at least two classes; check data.label",
         )
     kind = label_kind(config, task, len(classes))

@@ -136,8 +136,10 @@ def test_single_class_label_is_named_as_the_cause(write_config, tmp_path):
     data.write_text("a,b,y\n1,2,yes\n3,4,yes\n5,6,yes\n")
     path = write_config({"data": {"path": str(data), "label": "y"}, "model": {"layers": [{"type": "Dense", "units": "auto", "activation": "softmax"}]}})
     (found,) = problems(path)
-    assert found.message == "the label column 'y' has a single class ('yes')"
-    assert found.where.key == "data.label"
+    assert found.one_line() == (
+        f"{data}: column 'y': the label column has a single class ('yes');"
+        " classification needs at least two classes; check data.label"
+    )
 
 
 def test_classification_loss_on_regression_task():
