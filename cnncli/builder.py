@@ -90,7 +90,9 @@ def build_model(
     for index, spec in enumerate(resolve_units(config, n_outputs)):
         key = f"model.layers[{index}]"
         if "name" not in spec.args:  # stable names: the same config gives the same weight names
-            spec = spec.model_copy(update={"args": {**spec.args, "name": f"{_snake(spec.type)}_{index}"}})
+            spec = spec.model_copy(
+                update={"args": {**spec.args, "name": f"{_snake(spec.type)}_{index}"}}
+            )
         layer = make_layer(spec, config.locate(key, label=spec.type), keras)
         try:
             model.add(layer)
@@ -148,7 +150,11 @@ def layer_classes(keras: Any) -> dict[str, type]:
     classes = {}
     for name in dir(keras.layers):
         obj = getattr(keras.layers, name)
-        if inspect.isclass(obj) and issubclass(obj, keras.layers.Layer) and name not in FORBIDDEN_LAYERS:
+        if (
+            inspect.isclass(obj)
+            and issubclass(obj, keras.layers.Layer)
+            and name not in FORBIDDEN_LAYERS
+        ):
             classes[name] = obj
     return classes
 
@@ -169,8 +175,14 @@ def make_layer(spec: LayerSpec, where: Location, keras: Any) -> Any:
     except (TypeError, ValueError, AttributeError) as exc:  # `padding: 1` → int has no .lower()
         message = keras_message(exc)
         named = [name for name in re.findall(r"`(\w+)`", message) if name in spec.args]
-        hint = f"see the Keras docs for {spec.type}({named[0]}=...)" if named else "check this layer's arguments"
-        raise CnnCliError(message, where=where.child(named[0]) if named else where, hint=hint) from exc
+        hint = (
+            f"see the Keras docs for {spec.type}({named[0]}=...)"
+            if named
+            else "check this layer's arguments"
+        )
+        raise CnnCliError(
+            message, where=where.child(named[0]) if named else where, hint=hint
+        ) from exc
 
 
 #: Sizes beyond this are typos (a million units is 10^6 weights per input); Keras would try
@@ -189,7 +201,7 @@ def _check_arguments(
             raise CnnCliError(
                 f"{name}: {value:,} is too large (at most {MAX_LAYER_SIZE:,})",
                 where=where.child(name),
-                hint=f"check for a typo; {cls.__name__} layers rarely need more than a few thousand",
+                hint=f"check for a typo; {cls.__name__} layers rarely need over a few thousand",
             )
     for name in args:
         if name in accepted and name not in ("input_shape", "input_dim", "batch_input_shape"):
@@ -203,7 +215,9 @@ def _check_arguments(
         raise CnnCliError(
             f"{cls.__name__} has no argument '{name}'",
             where=where.child(name),
-            hint=did_you_mean(name, sorted(accepted), f"its arguments are: {', '.join(sorted(accepted))}"),
+            hint=did_you_mean(
+                name, sorted(accepted), f"its arguments are: {', '.join(sorted(accepted))}"
+            ),
         )
     return args
 
@@ -241,9 +255,15 @@ def _check_activation(name: str, where: Location, keras: Any) -> str:
     try:
         keras.activations.get(name)
     except (ValueError, TypeError):
-        known = [n for n in dir(keras.activations) if not n.startswith("_") and n not in ("get", "serialize", "deserialize")]
+        known = [
+            n
+            for n in dir(keras.activations)
+            if not n.startswith("_") and n not in ("get", "serialize", "deserialize")
+        ]
         raise CnnCliError(
-            f"unknown activation '{name}'", where=where, hint=did_you_mean(name, known, f"known: {', '.join(known)}")
+            f"unknown activation '{name}'",
+            where=where,
+            hint=did_you_mean(name, known, f"known: {', '.join(known)}"),
         ) from None
     return name
 
@@ -261,7 +281,11 @@ def _named_object(module: Any, namespace: str, value: Any, where: Location) -> A
         except (ValueError, TypeError):
             pass
     if cls is None:
-        aliases = [n for n in dir(module) if not n.startswith("_") and n not in ("get", "serialize", "deserialize")]
+        aliases = [
+            n
+            for n in dir(module)
+            if not n.startswith("_") and n not in ("get", "serialize", "deserialize")
+        ]
         raise CnnCliError(
             f"unknown {namespace[:-1]} '{spec.type}'",
             where=where,
@@ -277,7 +301,9 @@ def _named_object(module: Any, namespace: str, value: Any, where: Location) -> A
 def did_you_mean(name: str, options: Any, fallback: str) -> str:
     """A close match, compared without case; the same-case spelling wins a tie."""
     lowered: dict[str, str] = {}
-    for option in sorted(options, key=lambda o: o != o.lower() if name == name.lower() else o == o.lower()):
+    for option in sorted(
+        options, key=lambda o: o != o.lower() if name == name.lower() else o == o.lower()
+    ):
         lowered.setdefault(option.lower(), option)
     if name.lower() in lowered and lowered[name.lower()] != name:
         return f"did you mean '{lowered[name.lower()]}'? names are case-sensitive"
@@ -293,7 +319,9 @@ def _class_table(module: Any, base: type) -> dict[str, type]:
     return {
         name: obj
         for name in dir(module)
-        if inspect.isclass(obj := getattr(module, name)) and issubclass(obj, base) and obj is not base
+        if inspect.isclass(obj := getattr(module, name))
+        and issubclass(obj, base)
+        and obj is not base
     }
 
 
@@ -312,7 +340,9 @@ def make_optimizer(config: Config, keras: Any) -> Any:
     args = _check_arguments(cls, spec.args, where)
     if isinstance(args.get("learning_rate"), dict):
         schedules = keras.optimizers.schedules
-        args["learning_rate"] = _named_object(schedules, "schedules", args["learning_rate"], where.child("learning_rate"))
+        args["learning_rate"] = _named_object(
+            schedules, "schedules", args["learning_rate"], where.child("learning_rate")
+        )
     try:
         return cls(**args)
     except (TypeError, ValueError) as exc:
@@ -321,7 +351,9 @@ def make_optimizer(config: Config, keras: Any) -> Any:
 
 def make_loss(config: Config, keras: Any, default: str) -> Any:
     spec = config.compile.loss or NamedObject(type=default)
-    return _loss_or_metric(spec, config.locate("compile.loss"), keras.losses, keras.losses.Loss, "loss")
+    return _loss_or_metric(
+        spec, config.locate("compile.loss"), keras.losses, keras.losses.Loss, "loss"
+    )
 
 
 def make_metrics(config: Config, keras: Any, defaults: tuple[str, ...]) -> list[Any]:
@@ -329,7 +361,13 @@ def make_metrics(config: Config, keras: Any, defaults: tuple[str, ...]) -> list[
     if specs is None:
         return list(defaults)
     return [
-        _loss_or_metric(spec, config.locate(f"compile.metrics[{i}]"), keras.metrics, keras.metrics.Metric, "metric")
+        _loss_or_metric(
+            spec,
+            config.locate(f"compile.metrics[{i}]"),
+            keras.metrics,
+            keras.metrics.Metric,
+            "metric",
+        )
         for i, spec in enumerate(specs)
     ]
 
@@ -349,11 +387,19 @@ def _loss_or_metric(spec: NamedObject, where: Location, module: Any, base: type,
             return spec.type
         except (ValueError, TypeError):
             names = set(classes) | {n for n in dir(module) if n.islower() and not n.startswith("_")}
-            names = (names | (_COMPILE_ALIASES if kind == "metric" else set())) - {"get", "serialize", "deserialize"}
+            names = (names | (_COMPILE_ALIASES if kind == "metric" else set())) - {
+                "get",
+                "serialize",
+                "deserialize",
+            }
             raise CnnCliError(
                 f"unknown {kind} '{spec.type}'",
                 where=where,
-                hint=did_you_mean(spec.type, names, f"see keras.io/api/{kind}es" if kind == "loss" else "see keras.io/api/metrics"),
+                hint=did_you_mean(
+                    spec.type,
+                    names,
+                    f"see keras.io/api/{kind}es" if kind == "loss" else "see keras.io/api/metrics",
+                ),
             ) from None
     cls = classes.get(spec.type)
     if cls is None:
@@ -383,7 +429,9 @@ def make_callbacks(config: Config, keras: Any) -> list[Any]:
             raise CnnCliError(
                 f"unknown callback '{spec.type}'",
                 where=where,
-                hint=did_you_mean(spec.type, sorted(classes), f"known: {', '.join(sorted(classes))}"),
+                hint=did_you_mean(
+                    spec.type, sorted(classes), f"known: {', '.join(sorted(classes))}"
+                ),
             )
         args = _check_arguments(cls, spec.args, where)
         try:
@@ -406,5 +454,3 @@ def describe_layers(model: Any) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-

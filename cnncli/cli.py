@@ -18,7 +18,6 @@ import click
 
 from cnncli import __version__, render
 from cnncli.errors import CnnCliError
-
 from cnncli.runtime import select_backend
 
 EXIT_USER_ERROR = 2
@@ -26,7 +25,7 @@ EXIT_BUG = 1
 
 
 def load_config(path: Path, overrides: tuple[str, ...] | list[str] = ()) -> Any:
-    """``cnncli.config.load_config``, imported on first use: pydantic costs ``predict`` 0.1-0.2 s."""
+    """``cnncli.config.load_config``, imported on first use (pydantic costs predict 0.1-0.2 s)."""
     from cnncli.config import load_config as load
 
     return load(path, overrides)
@@ -67,7 +66,8 @@ class CnnCliGroup(click.Group):
             else:
                 detail = str(exc).splitlines()[0] if str(exc) else ""
                 render.error(
-                    f"unexpected {type(exc).__name__}: {detail} (this is a bug in cnncli; rerun with --debug"
+                    f"unexpected {type(exc).__name__}: {detail} (this is a bug in cnncli;"
+                    " rerun with --debug"
                     " for the traceback and report it)"
                 )
             sys.exit(EXIT_BUG)
@@ -120,10 +120,14 @@ def config_argument(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def run_argument(function: Callable[..., Any]) -> Callable[..., Any]:
-    return click.argument("run", required=False, type=click.Path(file_okay=False, path_type=Path))(function)
+    return click.argument("run", required=False, type=click.Path(file_okay=False, path_type=Path))(
+        function
+    )
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object on stdout."
+)
 backend_option = click.option(
     "--backend",
     type=click.Choice(["auto", "onnx", "keras"]),
@@ -139,7 +143,11 @@ backend_option = click.option(
 
 @cli.command()
 @config_argument
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Folder for run folders (default: output.dir).")
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for run folders (default: output.dir).",
+)
 @json_option
 @click.option(
     "--resume",
@@ -147,7 +155,7 @@ backend_option = click.option(
     flag_value="",
     default=None,
     metavar="[RUN]",
-    help="Continue an interrupted run from its last complete epoch: RUN, or the newest of this name.",
+    help="Continue an interrupted run from its last complete epoch (default: the newest one).",
 )
 def train(config: Any, output: Path | None, as_json: bool, resume: str | None) -> None:
     """Train the model described by CONFIG and save it as a run folder.
@@ -168,7 +176,9 @@ def train(config: Any, output: Path | None, as_json: bool, resume: str | None) -
     validate_config(config)
     progress = render.EpochProgress() if config.fit.verbose and not as_json else None
     try:
-        result = train_run(config, output, on_epoch_end=progress, on_message=render.warning, resume=resume)
+        result = train_run(
+            config, output, on_epoch_end=progress, on_message=render.warning, resume=resume
+        )
     except TrainingInterrupted as exc:
         if progress is not None:
             progress.close()
@@ -178,7 +188,9 @@ def train(config: Any, output: Path | None, as_json: bool, resume: str | None) -
         if progress is not None:
             progress.close()
     if as_json:
-        render.print_json({"run_dir": str(result.run_dir), "metrics": result.metrics, "seed": result.seed})
+        render.print_json(
+            {"run_dir": str(result.run_dir), "metrics": result.metrics, "seed": result.seed}
+        )
         return
     render.metrics_table(result.metrics)
     click.echo(str(result.run_dir))
@@ -186,7 +198,11 @@ def train(config: Any, output: Path | None, as_json: bool, resume: str | None) -
 
 @cli.command()
 @run_argument
-@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), help="Evaluate on this CSV instead of the run's test split.")
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Evaluate on this CSV instead of the run's test split.",
+)
 @backend_option
 @json_option
 def evaluate(run: Path | None, data: Path | None, backend: str, as_json: bool) -> None:
@@ -221,19 +237,27 @@ def evaluate(run: Path | None, data: Path | None, backend: str, as_json: bool) -
 @cli.command()
 @run_argument
 @click.option(
-    "--input", "inputs", multiple=True, metavar="VALUES", help="One row: 3,30,5 in feature order, or x1=3,x2=30,x3=5."
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="VALUES",
+    help="One row: 3,30,5 in feature order, or x1=3,x2=30,x3=5.",
 )
 @click.option(
     "--input-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="CSV of rows to predict, streamed in chunks (label column optional; other columns are kept as keys).",
+    help="CSV of rows to predict, streamed (label optional; other columns are kept as keys).",
 )
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="With --input-file: write predictions here (CSV, or JSON if it ends in .json); default stdout.",
+    help="With --input-file: write here (CSV, or JSON for a .json name); default stdout.",
 )
-@click.option("--skip-bad-rows", is_flag=True, help="With --input-file: report unparseable rows, predict the rest, exit 2.")
+@click.option(
+    "--skip-bad-rows",
+    is_flag=True,
+    help="With --input-file: report unparseable rows, predict the rest, exit 2.",
+)
 @backend_option
 @json_option
 def predict(
@@ -266,9 +290,14 @@ def predict(
     if not inputs and input_file is None:
         raise CnnCliError("nothing to predict", hint="give --input 3,30,5 or --input-file rows.csv")
     if inputs and input_file is not None:
-        raise CnnCliError("--input and --input-file both given", hint="predict rows or a file, one at a time")
+        raise CnnCliError(
+            "--input and --input-file both given", hint="predict rows or a file, one at a time"
+        )
     if output is not None and input_file is None:
-        raise CnnCliError("--output goes with --input-file", hint="--input prints its predictions; redirect them with >")
+        raise CnnCliError(
+            "--output goes with --input-file",
+            hint="--input prints its predictions; redirect them with >",
+        )
     # One ONNX Runtime thread: a single row gains nothing from a pool, and a file's reader
     # thread keeps the other core busy.
     predictor = Predictor(open_run(resolve_run_dir(run)), backend, threads=1)
@@ -302,7 +331,10 @@ def predict(
         for index, label in enumerate(result.labels):
             row: dict[str, Any] = {"input": inputs[index], "label": label}
             if result.probabilities is not None:
-                row["probabilities"] = {str(c): float(p) for c, p in zip(result.classes, result.probabilities[index])}
+                row["probabilities"] = {
+                    str(c): float(p)
+                    for c, p in zip(result.classes, result.probabilities[index], strict=True)
+                }
             rows.append(row)
         render.print_json({"predictions": rows, "backend": predictor.backend})
         return
@@ -362,7 +394,9 @@ def summary(config: Any) -> None:
     from cnncli.validation import summarize_config
 
     report = summarize_config(config)
-    render.layers_table(report.layers, report.input_shape, title=f"{config.name}: {report.description}")
+    render.layers_table(
+        report.layers, report.input_shape, title=f"{config.name}: {report.description}"
+    )
 
 
 @cli.command()
@@ -382,7 +416,9 @@ def validate(config: Any, as_json: bool) -> None:
 
     report = summarize_config(config)
     if as_json:
-        render.print_json({"ok": True, "input_shape": list(report.input_shape), "layers": report.layers})
+        render.print_json(
+            {"ok": True, "input_shape": list(report.input_shape), "layers": report.layers}
+        )
         return
     click.echo(f"ok: {config.name}: {report.description}")
     render.layers_table(report.layers, report.input_shape, title=config.name)

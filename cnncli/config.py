@@ -48,7 +48,7 @@ class _Strict(BaseModel):
 
 
 class NamedObject(_Strict):
-    """A Keras object by class or alias name plus keyword arguments: ``adam`` or ``{type: Adam}``."""
+    """A Keras object by name plus keyword arguments: ``adam`` or ``{type: Adam, ...}``."""
 
     type: str = Field(min_length=1)
     args: dict[str, Any] = Field(default_factory=dict)
@@ -85,7 +85,9 @@ class CallbackSpec(NamedObject):
     @classmethod
     def _not_forbidden(cls, value: str) -> str:
         if value in FORBIDDEN_CALLBACKS:
-            raise ValueError(f"callback '{value}' is not allowed: it runs code or talks to a server")
+            raise ValueError(
+                f"callback '{value}' is not allowed: it runs code or talks to a server"
+            )
         return value
 
 
@@ -272,7 +274,9 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
     return resolved
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...], source: SourceMap) -> dict[str, Any]:
+def apply_overrides(
+    raw: dict[str, Any], overrides: list[str] | tuple[str, ...], source: SourceMap
+) -> dict[str, Any]:
     """Apply ``--set key=value`` overrides; values are parsed as YAML."""
     raw = copy.deepcopy(raw)
     for text in overrides:
@@ -303,7 +307,9 @@ def _step_into(container: Any, part: str | int, nxt: str | int, text: str, path:
             item = container[part] = {"type": item}
         return item
     if not isinstance(container, dict):
-        raise CnnCliError(f"{path_to_key(path[:-1])} is not a mapping", where=Location(file=f"--set {text}"))
+        raise CnnCliError(
+            f"{path_to_key(path[:-1])} is not a mapping", where=Location(file=f"--set {text}")
+        )
     if part not in container or container[part] is None:
         container[part] = [] if isinstance(nxt, int) else {}
     return container[part]
@@ -316,7 +322,9 @@ def _assign(container: Any, part: str | int, value: Any, text: str, path: tuple)
     elif isinstance(container, dict):
         container[part] = value
     else:
-        raise CnnCliError(f"{path_to_key(path[:-1])} is not a mapping", where=Location(file=f"--set {text}"))
+        raise CnnCliError(
+            f"{path_to_key(path[:-1])} is not a mapping", where=Location(file=f"--set {text}")
+        )
 
 
 def _check_index(container: Any, index: int, text: str, path: tuple) -> None:
@@ -359,7 +367,7 @@ _MODELS_BY_PATH: dict[tuple[str, ...], type[BaseModel]] = {
 
 _EXAMPLES = {
     "data.path": "path: data/train.csv",
-    "model.layers": "layers: [{type: Dense, units: 16, activation: relu}, {type: Dense, units: auto}]",
+    "model.layers": "layers: [{type: Dense, units: 16}, {type: Dense, units: auto}]",
     "model": "model: {layers: [{type: Dense, units: auto}]}",
     "data": "data: {path: data/train.csv}",
 }
@@ -371,7 +379,9 @@ def _yaml_path(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     for part in loc:
         if part == "args" and path and isinstance(path[-1], int):
             continue  # NamedObject keeps extra keys under "args"; users write them inline
-        if isinstance(part, str) and (part.startswith("function-") or part in ("str", "int", "literal['auto']")):
+        if isinstance(part, str) and (
+            part.startswith("function-") or part in ("str", "int", "literal['auto']")
+        ):
             continue  # union branch labels
         path.append(part)
     return tuple(path)
@@ -388,7 +398,9 @@ def _explain(error: dict[str, Any], source: SourceMap) -> CnnCliError:
         allowed = sorted(model.model_fields) if model else []
         match = difflib.get_close_matches(name, allowed, n=1)
         hint = f"did you mean '{match[0]}'?" if match else f"allowed keys: {', '.join(allowed)}"
-        return CnnCliError(f"unknown key '{name}'", where=source.locate(path, on_key=True), hint=hint)
+        return CnnCliError(
+            f"unknown key '{name}'", where=source.locate(path, on_key=True), hint=hint
+        )
     if kind == "missing":
         example = _EXAMPLES.get(key)
         return CnnCliError(
@@ -401,7 +413,11 @@ def _explain(error: dict[str, Any], source: SourceMap) -> CnnCliError:
         options = [option.strip(" '") for option in expected.replace(" or ", ",").split(",")]
         match = difflib.get_close_matches(str(received), options, n=1)
         hint = f"did you mean '{match[0]}'?" if match else f"use one of: {', '.join(options)}"
-        return CnnCliError(f"got {received!r}, expected one of {', '.join(options)}", where=source.locate(path), hint=hint)
+        return CnnCliError(
+            f"got {received!r}, expected one of {', '.join(options)}",
+            where=source.locate(path),
+            hint=hint,
+        )
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         ctx = error.get("ctx", {})
         if "gt" in ctx and ctx["gt"] == 0 and isinstance(received, int):
@@ -410,7 +426,12 @@ def _explain(error: dict[str, Any], source: SourceMap) -> CnnCliError:
                 where=source.locate(path),
                 hint=f"set {path[-1]} to 1 or more",
             )
-        bound = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+        bound = {
+            "greater_than": ">",
+            "greater_than_equal": ">=",
+            "less_than": "<",
+            "less_than_equal": "<=",
+        }
         return CnnCliError(
             f"expected a value {bound[kind]} {next(iter(ctx.values()))}, got {received}",
             where=source.locate(path),
@@ -469,7 +490,9 @@ def check_label_preprocessing_fits_task(config: Config) -> CnnCliError | None:
     label, task = config.preprocess.label, config.task
     if label is None or task is None:
         return None
-    fits = label in ("onehot", "sparse") if task == "classification" else label in ("none", "standard")
+    fits = (
+        label in ("onehot", "sparse") if task == "classification" else label in ("none", "standard")
+    )
     if fits:
         return None
     options = "onehot or sparse" if task == "classification" else "none or standard"
@@ -503,7 +526,7 @@ def check_conv_strides_with_dilation(config: Config) -> CnnCliError | None:
             return CnnCliError(
                 f"strides={strides} together with dilation_rate={dilation}",
                 where=config.locate(f"model.layers[{index}]", label=layer.type),
-                hint="Keras allows strides != 1 or dilation_rate != 1, not both; set one of them to 1",
+                hint="Keras allows strides or dilation_rate other than 1, not both; set one to 1",
             )
     return None
 

@@ -121,7 +121,9 @@ class RunningMoments:
         return float(np.sqrt(self.m2 / self.count)) if self.count else 0.0
 
 
-def numeric_transform(name: str, moments: RunningMoments, method: str, fill_missing: bool) -> FeatureTransform:
+def numeric_transform(
+    name: str, moments: RunningMoments, method: str, fill_missing: bool
+) -> FeatureTransform:
     """Turn a column's moments into its scaling: standard, minmax or none."""
     if method == "standard":
         center, scale = moments.mean, moments.std
@@ -185,7 +187,9 @@ def fit_preprocessor(
 
 def fit_label(labels: np.ndarray, kind: str, name: str) -> LabelTransform:
     if kind in ("onehot", "sparse", "binary"):
-        return LabelTransform(kind=kind, name=name, classes=tuple(_python(v) for v in np.unique(labels)))
+        return LabelTransform(
+            kind=kind, name=name, classes=tuple(_python(v) for v in np.unique(labels))
+        )
     if kind == "standard":
         values = np.asarray(labels, dtype=np.float64)
         scale = float(values.std()) or 1.0
@@ -258,7 +262,9 @@ def class_indices(label: LabelTransform, values: np.ndarray) -> np.ndarray:
     """Position of each raw label value in the stored class list."""
     lookup = {_key(c): i for i, c in enumerate(label.classes)}
     try:
-        return np.fromiter((lookup[_key(_python(v))] for v in values), dtype=np.int64, count=len(values))
+        return np.fromiter(
+            (lookup[_key(_python(v))] for v in values), dtype=np.int64, count=len(values)
+        )
     except KeyError as exc:
         raise KeyError(exc.args[0]) from None
 
@@ -267,7 +273,9 @@ def _key(value: Any) -> str:
     return str(value)
 
 
-def decode_outputs(label: LabelTransform, outputs: np.ndarray) -> tuple[list[Any], np.ndarray | None]:
+def decode_outputs(
+    label: LabelTransform, outputs: np.ndarray
+) -> tuple[list[Any], np.ndarray | None]:
     """Model outputs → predicted labels in their original form, and class probabilities."""
     outputs = np.asarray(outputs)
     if label.kind == "binary":

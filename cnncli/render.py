@@ -83,7 +83,13 @@ class EpochProgress:
         self._task: Any = None
 
     def __call__(self, epoch: int, epochs: int, logs: dict[str, float]) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         if self._progress is None:
             self._progress = Progress(
@@ -128,11 +134,19 @@ def layers_table(rows: list[dict[str, Any]], input_shape: tuple[int, ...], title
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for column, justify in (("#", "right"), ("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right")):
+    for column, justify in (
+        ("#", "right"),
+        ("layer", "left"),
+        ("type", "left"),
+        ("output shape", "left"),
+        ("params", "right"),
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     table.add_row("", "input", "Input", "(batch, " + ", ".join(map(str, input_shape)) + ")", "0")
     for index, row in enumerate(rows):
-        table.add_row(str(index), row["name"], row["type"], row["output_shape"], f"{row['params']:,}")
+        table.add_row(
+            str(index), row["name"], row["type"], row["output_shape"], f"{row['params']:,}"
+        )
     total = sum(row["params"] for row in rows)
     table.caption = f"total parameters: {total:,}"
     stdout.print(table)
@@ -156,7 +170,10 @@ def predictions(result: Any, inputs: list[str]) -> None:
 def evaluation(result: Any) -> None:
     from rich.table import Table
 
-    stderr.print(f"[dim]{escape(result.source)} · {result.rows} rows · {result.backend}[/dim]", highlight=False)
+    stderr.print(
+        f"[dim]{escape(result.source)} · {result.rows} rows · {result.backend}[/dim]",
+        highlight=False,
+    )
     metrics_table({"test": result.metrics}, title="Evaluation")
     if not result.per_class:
         return
@@ -164,13 +181,19 @@ def evaluation(result: Any) -> None:
     for column in ("class", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for row in result.per_class:
-        table.add_row(str(row["class"]), _format(row["precision"]), _format(row["recall"]), _format(row["f1"]), str(row["support"]))
+        table.add_row(
+            str(row["class"]),
+            _format(row["precision"]),
+            _format(row["recall"]),
+            _format(row["f1"]),
+            str(row["support"]),
+        )
     stderr.print(table)
     matrix = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
     matrix.add_column("")
     for name in result.classes:
         matrix.add_column(str(name), justify="right")
-    for name, counts in zip(result.classes, result.confusion):
+    for name, counts in zip(result.classes, result.confusion, strict=True):
         matrix.add_row(str(name), *map(str, counts))
     stderr.print(matrix)
 
@@ -178,4 +201,6 @@ def evaluation(result: Any) -> None:
 def error(text: str) -> None:
     """A user's mistake: one line per problem, no traceback."""
     for line in text.splitlines():
-        stderr.print(f"[red]error:[/red] {escape(line)}", highlight=False, markup=True, soft_wrap=True)
+        stderr.print(
+            f"[red]error:[/red] {escape(line)}", highlight=False, markup=True, soft_wrap=True
+        )

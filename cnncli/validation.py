@@ -54,7 +54,12 @@ _CLASSIFICATION_LOSSES = {
     "KLDivergence",
 }
 _SPARSE_LOSSES = {"sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"}
-_ONEHOT_LOSSES = {"categorical_crossentropy", "CategoricalCrossentropy", "categorical_focal_crossentropy", "CategoricalFocalCrossentropy"}
+_ONEHOT_LOSSES = {
+    "categorical_crossentropy",
+    "CategoricalCrossentropy",
+    "categorical_focal_crossentropy",
+    "CategoricalFocalCrossentropy",
+}
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,9 @@ def inspect_data(config: Config) -> DataFacts:
     header = read_header(config.data.path, config.data.delimiter)
     sample = read_sample(config.data.path, config.data.delimiter)
     columns = choose_columns(config, header, sample)
-    from cnncli.streaming import distinct_values  # chunked: a file larger than memory stays out of it
+    from cnncli.streaming import (
+        distinct_values,
+    )  # chunked: a file larger than memory stays out of it
 
     distinct_labels, categories = distinct_values(config, config.data.path, columns)
     width = len(columns.features) - len(columns.categorical)
@@ -104,7 +111,9 @@ def inspect_data(config: Config) -> DataFacts:
     classes = tuple(np.unique(labels).tolist()) if task == "classification" else ()
     if task == "classification" and len(classes) < 2:
         raise CnnCliError(
-            f"the label column has a single class ({classes[0]!r})" if classes else "the label column is empty",
+            f"the label column has a single class ({classes[0]!r})"
+            if classes
+            else "the label column is empty",
             where=Location(file=config.data.path, key=f"column '{columns.label}'"),
             hint="classification needs at least two classes; check data.label",
         )
@@ -119,7 +128,10 @@ def summarize_config(config: Config) -> ConfigReport:
     keras = import_keras()
     n_outputs = facts.n_outputs if facts else 1
     specs = resolve_units(config, n_outputs)
-    built = [_collect(problems, make_layer, spec, _layer_where(config, index, spec), keras) for index, spec in enumerate(specs)]
+    built = [
+        _collect(problems, make_layer, spec, _layer_where(config, index, spec), keras)
+        for index, spec in enumerate(specs)
+    ]
     _collect(problems, make_optimizer, config, keras)
     _collect(problems, make_metrics, config, keras, ())
     _collect(problems, make_callbacks, config, keras)
@@ -163,7 +175,8 @@ def _propagate_shapes(config: Config, facts: DataFacts, specs: list[LayerSpec]) 
     input_shape = default_input_shape(config, facts.input_width)
     if int(np.prod(input_shape)) != facts.input_width:
         raise CnnCliError(
-            f"input_shape {list(input_shape)} holds {int(np.prod(input_shape))} values but each row has"
+            f"input_shape {list(input_shape)} holds {int(np.prod(input_shape))} values"
+            " but each row has"
             f" {facts.input_width} features after one-hot encoding",
             where=config.locate("model.input_shape"),
             hint=f"use a shape whose product is {facts.input_width}, e.g. [{facts.input_width}, 1]",
@@ -183,7 +196,10 @@ def _propagate_shapes(config: Config, facts: DataFacts, specs: list[LayerSpec]) 
                 problem = _rank_problem(spec, shape, exc, previous)
             else:
                 if any(dim is not None and dim <= 0 for dim in shape[1:]):
-                    problem = f"output would be empty: {shape_text(shape)}", "make the layers above keep more steps"
+                    problem = (
+                        f"output would be empty: {shape_text(shape)}",
+                        "make the layers above keep more steps",
+                    )
         if problem is not None:
             message, hint = problem
             raise CnnCliError(f"{message} (shapes: {' → '.join(trail)})", where=where, hint=hint)
@@ -197,12 +213,22 @@ def _propagate_shapes(config: Config, facts: DataFacts, specs: list[LayerSpec]) 
     return ConfigReport(input_shape, describe_layers(model), description, facts)
 
 
-_WINDOW_ARGS = (("Conv", "kernel_size", None), ("SeparableConv", "kernel_size", None), ("DepthwiseConv", "kernel_size", None), ("MaxPooling", "pool_size", 2), ("AveragePooling", "pool_size", 2))
+_WINDOW_ARGS = (
+    ("Conv", "kernel_size", None),
+    ("SeparableConv", "kernel_size", None),
+    ("DepthwiseConv", "kernel_size", None),
+    ("MaxPooling", "pool_size", 2),
+    ("AveragePooling", "pool_size", 2),
+)
 
 
-def window_problem(spec: LayerSpec, shape: tuple[Any, ...], previous: LayerSpec | None) -> tuple[str, str] | None:
+def window_problem(
+    spec: LayerSpec, shape: tuple[Any, ...], previous: LayerSpec | None
+) -> tuple[str, str] | None:
     """A conv or pooling window larger than its input, in the user's words."""
-    match = re.fullmatch(r"(Conv|SeparableConv|DepthwiseConv|MaxPooling|AveragePooling)([123])D", spec.type)
+    match = re.fullmatch(
+        r"(Conv|SeparableConv|DepthwiseConv|MaxPooling|AveragePooling)([123])D", spec.type
+    )
     if match is None or spec.args.get("padding", "valid") in ("same", "causal"):
         return None
     rank = int(match.group(2))
@@ -214,12 +240,16 @@ def window_problem(spec: LayerSpec, shape: tuple[Any, ...], previous: LayerSpec 
     argument = "pool_size" if "Pooling" in family else "kernel_size"
     default = 2 if "Pooling" in family else None
     window = _as_tuple(spec.args.get(argument, default), rank)
-    dilation = _as_tuple(spec.args.get("dilation_rate", 1), rank) if "Pooling" not in family else (1,) * rank
+    dilation = (
+        _as_tuple(spec.args.get("dilation_rate", 1), rank)
+        if "Pooling" not in family
+        else (1,) * rank
+    )
     if window is None or dilation is None:
         return None
     sizes = shape[1:-1]
-    effective = tuple((w - 1) * d + 1 for w, d in zip(window, dilation))
-    if all(size is None or size >= eff for size, eff in zip(sizes, effective)):
+    effective = tuple((w - 1) * d + 1 for w, d in zip(window, dilation, strict=True))
+    if all(size is None or size >= eff for size, eff in zip(sizes, effective, strict=True)):
         return None
     if rank == 1:
         steps = sizes[0]
@@ -228,7 +258,11 @@ def window_problem(spec: LayerSpec, shape: tuple[Any, ...], previous: LayerSpec 
         got = f"input is {'×'.join(map(str, sizes))} but {argument} is {'×'.join(map(str, window))}"
     if dilation != (1,) * rank:
         got += f" with dilation_rate {list(dilation)} (window {'×'.join(map(str, effective))})"
-    above = previous is not None and previous.type.startswith(("Conv", "SeparableConv", "DepthwiseConv")) and previous.args.get("padding", "valid") == "valid"
+    above = (
+        previous is not None
+        and previous.type.startswith(("Conv", "SeparableConv", "DepthwiseConv"))
+        and previous.args.get("padding", "valid") == "valid"
+    )
     if above:
         hint = f"use padding: same on the {previous.type} above, or a smaller {argument}"
     else:
@@ -239,7 +273,11 @@ def window_problem(spec: LayerSpec, shape: tuple[Any, ...], previous: LayerSpec 
 def _as_tuple(value: Any, rank: int) -> tuple[int, ...] | None:
     if isinstance(value, int):
         return (value,) * rank
-    if isinstance(value, (list, tuple)) and len(value) == rank and all(isinstance(v, int) for v in value):
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == rank
+        and all(isinstance(v, int) for v in value)
+    ):
         return tuple(value)
     return None
 
@@ -249,10 +287,16 @@ _SPATIAL = re.compile(
     r"|UpSampling|ZeroPadding|Cropping)([123])D(?:Transpose)?"
 )
 _SEQUENCE_LAYERS = {"LSTM", "GRU", "SimpleRNN", "Bidirectional", "Attention"}
-_AXES = {3: "(batch, steps, channels)", 4: "(batch, height, width, channels)", 5: "(batch, depth, height, width, channels)"}
+_AXES = {
+    3: "(batch, steps, channels)",
+    4: "(batch, height, width, channels)",
+    5: "(batch, depth, height, width, channels)",
+}
 
 
-def rank_problem(spec: LayerSpec, shape: tuple[Any, ...], previous: LayerSpec | None) -> tuple[str, str] | None:
+def rank_problem(
+    spec: LayerSpec, shape: tuple[Any, ...], previous: LayerSpec | None
+) -> tuple[str, str] | None:
     """A layer that needs a sequence or image input but gets something of another rank."""
     match = _SPATIAL.fullmatch(spec.type)
     if match:
@@ -276,22 +320,29 @@ def rank_problem(spec: LayerSpec, shape: tuple[Any, ...], previous: LayerSpec | 
     return message, hint
 
 
-def _rank_problem(spec: LayerSpec, shape: tuple[Any, ...], exc: Exception, previous: LayerSpec | None) -> tuple[str, str]:
+def _rank_problem(
+    spec: LayerSpec, shape: tuple[Any, ...], exc: Exception, previous: LayerSpec | None
+) -> tuple[str, str]:
     text = keras_message(exc)
     found = re.search(r"expected (min_)?ndim=(\d+), found ndim=(\d+)", text)
     if found:
         expected, got = int(found.group(2)), int(found.group(3))
-        message = f"expects input of rank {expected}{'+' if found.group(1) else ''} but gets rank {got} {shape_text(shape)}"
+        at_least = "+" if found.group(1) else ""
+        message = f"expects input of rank {expected}{at_least} but gets {shape_text(shape)}"
         if previous is not None and previous.type == "Flatten" and got < expected:
             hint = "remove the Flatten above, or move this layer before it"
         elif got < expected and previous is None:
-            hint = f"set model.input_shape to a shape of rank {expected - 1}, e.g. [{', '.join(['n'] * (expected - 2))}, 1]"
+            example = ", ".join(["n"] * (expected - 2))
+            hint = f"set model.input_shape to rank {expected - 1}, e.g. [{example}, 1]"
         elif got > expected:
             hint = "add a Flatten (or a global pooling layer) above it"
         else:
             hint = "add a Reshape above it, or change model.input_shape"
         return message, hint
-    return f"does not fit its input {shape_text(shape)}: {text}", "check this layer's arguments against the shapes shown"
+    return (
+        f"does not fit its input {shape_text(shape)}: {text}",
+        "check this layer's arguments against the shapes shown",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +375,8 @@ def head_and_loss_problems(config: Config, facts: DataFacts) -> list[CnnCliError
                 CnnCliError(
                     "softmax over a single unit always outputs 1.0",
                     where=where,
-                    hint="use activation: sigmoid with loss: binary_crossentropy, or units: auto with categorical_crossentropy",
+                    hint="use activation: sigmoid with loss: binary_crossentropy,"
+                    " or units: auto with categorical_crossentropy",
                 )
             )
         if activation == "sigmoid" and loss in _ONEHOT_LOSSES and n_classes > 2:
@@ -365,7 +417,8 @@ def head_and_loss_problems(config: Config, facts: DataFacts) -> list[CnnCliError
                 CnnCliError(
                     f"{loss} is a classification loss but the task is regression",
                     where=config.locate("compile.loss"),
-                    hint="use mean_squared_error or mean_absolute_error, or set task: classification",
+                    hint="use mean_squared_error or mean_absolute_error,"
+                    " or set task: classification",
                 )
             )
         if activation in ("softmax", "sigmoid"):

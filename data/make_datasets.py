@@ -154,7 +154,9 @@ def parse_ts(text: str) -> tuple[np.ndarray, list[str]]:
 def ts_frame(series: np.ndarray, labels: list[str]) -> pd.DataFrame:
     """Columns t0..t{n-1}, then label (integer when all labels are integers)."""
     frame = pd.DataFrame(series, columns=[f"t{i}" for i in range(series.shape[1])])
-    frame["label"] = [int(x) for x in labels] if all(x.lstrip("-").isdigit() for x in labels) else labels
+    frame["label"] = (
+        [int(x) for x in labels] if all(x.lstrip("-").isdigit() for x in labels) else labels
+    )
     return frame
 
 
@@ -175,7 +177,9 @@ def make_ucr(wheel: Path, name: str = "GunPoint") -> dict[str, pd.DataFrame]:
 def write_csv(frame: pd.DataFrame, path: Path, float_format: str | None = None) -> None:
     """Write without index, with '\\n' line endings; report the size."""
     frame.to_csv(path, index=False, float_format=float_format, lineterminator="\n")
-    print(f"wrote {path.name}: {len(frame)} rows x {frame.shape[1]} columns, {path.stat().st_size} bytes")
+    print(
+        f"wrote {path.name}: {len(frame)} rows x {frame.shape[1]} columns, {path.stat().st_size} bytes"
+    )
 
 
 def build_all(out: Path, ucr_wheel: Path | None = None, ucr_name: str = "GunPoint") -> None:
@@ -194,9 +198,17 @@ def build_all(out: Path, ucr_wheel: Path | None = None, ucr_name: str = "GunPoin
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DATA_DIR, help="output folder (default: this script's folder)")
-    parser.add_argument("--ucr-wheel", type=Path, help="sktime/aeon wheel to read the UCR .ts files from")
-    parser.add_argument("--ucr-name", default="GunPoint", help="UCR problem name inside the wheel (default: GunPoint)")
+    parser.add_argument(
+        "--out", type=Path, default=DATA_DIR, help="output folder (default: this script's folder)"
+    )
+    parser.add_argument(
+        "--ucr-wheel", type=Path, help="sktime/aeon wheel to read the UCR .ts files from"
+    )
+    parser.add_argument(
+        "--ucr-name",
+        default="GunPoint",
+        help="UCR problem name inside the wheel (default: GunPoint)",
+    )
     return parser.parse_args(argv)
 
 

@@ -32,7 +32,9 @@ def seed_like_rows(rows: int, seed: int = 0) -> str:
     for index in range(rows):
         name = names[index % 3]
         x1, x2, x3 = centers[name]
-        lines.append(f"{x1 + rng.normal():.3f},{x2 + 5 * rng.normal():.3f},{x3 + rng.normal():.3f},{name}")
+        lines.append(
+            f"{x1 + rng.normal():.3f},{x2 + 5 * rng.normal():.3f},{x3 + rng.normal():.3f},{name}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -56,7 +58,11 @@ def base_config(data_path: Path | str, **sections: Any) -> dict[str, Any]:
                 {"type": "Dense", "units": "auto", "activation": "softmax"},
             ]
         },
-        "compile": {"optimizer": "adam", "loss": "categorical_crossentropy", "metrics": ["accuracy"]},
+        "compile": {
+            "optimizer": "adam",
+            "loss": "categorical_crossentropy",
+            "metrics": ["accuracy"],
+        },
         "fit": {"epochs": 1, "batch_size": 8, "verbose": False},
     }
     for key, value in sections.items():
@@ -117,7 +123,9 @@ EXAMPLE_EPOCHS = {
 
 
 @pytest.fixture(scope="session")
-def example_runs(tmp_path_factory: pytest.TempPathFactory, seed_run: Path, iris_run: Path) -> dict[str, Path]:
+def example_runs(
+    tmp_path_factory: pytest.TempPathFactory, seed_run: Path, iris_run: Path
+) -> dict[str, Path]:
     """Every configs/*.yaml trained once for a few epochs: name (file stem) → run folder."""
     from cnncli.config import load_config
     from cnncli.training import train_run

@@ -29,7 +29,9 @@ def test_help_does_not_import_heavy_libraries():
         "try:\n    cli(['train', '--help'])\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('tensorflow', 'keras', 'pandas', 'sklearn') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip().splitlines()[-1] == "[]"
 
 
@@ -45,10 +47,15 @@ def test_config_error_is_one_line_without_traceback(runner, write_config, tiny_c
     assert result.exit_code == 2
     assert result.stdout == ""
     line = path.read_text().splitlines().index("  epochs: 0") + 1
-    assert result.stderr == f"error: {path}:{line}:11: fit.epochs: expected a positive integer, got 0; set epochs to 1 or more\n"
+    assert (
+        result.stderr
+        == f"error: {path}:{line}:11: fit.epochs: expected a positive integer, got 0; set epochs to 1 or more\n"
+    )
 
 
-def test_unexpected_errors_exit_1_and_show_traceback_only_with_debug(runner, monkeypatch, write_config, tiny_csv):
+def test_unexpected_errors_exit_1_and_show_traceback_only_with_debug(
+    runner, monkeypatch, write_config, tiny_csv
+):
     import cnncli.config
 
     def broken(*args, **kwargs):
@@ -85,12 +92,17 @@ def test_schema_command_prints_json_schema(runner):
 def test_committed_schema_is_current(runner):
     result = runner.invoke(cli, ["schema"], catch_exceptions=False)
     committed = (CONFIGS.parent / "cnncli.schema.json").read_text()
-    assert json.loads(committed) == json.loads(result.stdout), "run: cnncli schema > cnncli.schema.json"
+    assert json.loads(committed) == json.loads(result.stdout), (
+        "run: cnncli schema > cnncli.schema.json"
+    )
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_example_configs_point_editors_at_the_schema(config):
-    assert config.read_text().splitlines()[0] == "# yaml-language-server: $schema=../cnncli.schema.json"
+    assert (
+        config.read_text().splitlines()[0]
+        == "# yaml-language-server: $schema=../cnncli.schema.json"
+    )
 
 
 # --- a real run through the CLI ------------------------------------------------------------
@@ -106,16 +118,29 @@ def test_train_json_then_predict_and_evaluate(runner, write_config, tmp_path):
     config["compile"]["optimizer"] = {"type": "Adam", "learning_rate": 0.01}
     path = write_config(config)
     output = tmp_path / "runs"
-    result = runner.invoke(cli, ["train", str(path), "--output", str(output), "--json"], catch_exceptions=False)
+    result = runner.invoke(
+        cli, ["train", str(path), "--output", str(output), "--json"], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)  # stdout holds exactly one JSON document
     run_dir = payload["run_dir"]
     assert payload["metrics"]["test"]["accuracy"] >= 0.9
     assert (output / "latest").resolve() == output / run_dir.split("/")[-1]
-    for name in ("config.yaml", "preprocess.json", "model.keras", "metrics.json", "history.csv", "manifest.json"):
+    for name in (
+        "config.yaml",
+        "preprocess.json",
+        "model.keras",
+        "metrics.json",
+        "history.csv",
+        "manifest.json",
+    ):
         assert (output / "latest" / name).is_file(), name
 
-    result = runner.invoke(cli, ["predict", run_dir, "--input", "2.5,25,6", "--input", "x1=7.5,x2=80,x3=6.5"], catch_exceptions=False)
+    result = runner.invoke(
+        cli,
+        ["predict", run_dir, "--input", "2.5,25,6", "--input", "x1=7.5,x2=80,x3=6.5"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0].startswith("2.5,25,6 → low  (high: ")

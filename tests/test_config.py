@@ -19,7 +19,13 @@ def test_example_config_loads_with_absolute_data_path():
     config = load_config(CONFIGS / "seed.yaml")
     assert config.name == "seed-conv1d"
     assert config.data.path == str((CONFIGS.parent / "data" / "seed.csv").resolve())
-    assert [layer.type for layer in config.model.layers] == ["Conv1D", "MaxPooling1D", "Flatten", "Dense", "Dense"]
+    assert [layer.type for layer in config.model.layers] == [
+        "Conv1D",
+        "MaxPooling1D",
+        "Flatten",
+        "Dense",
+        "Dense",
+    ]
     assert config.model.layers[2].args == {}
     assert config.model.layers[4].args["units"] == "auto"
 
@@ -53,7 +59,10 @@ fit:
     assert problem.message == "unknown key 'epochz'"
     assert problem.hint == "did you mean 'epochs'?"
     assert (problem.where.line, problem.where.column) == (7, 3)
-    assert problem.one_line() == f"{path}:7:3: fit.epochz: unknown key 'epochz'; did you mean 'epochs'?"
+    assert (
+        problem.one_line()
+        == f"{path}:7:3: fit.epochz: unknown key 'epochz'; did you mean 'epochs'?"
+    )
 
 
 def test_every_schema_problem_is_reported(write_config, tiny_csv):
@@ -105,7 +114,9 @@ def test_python_tags_are_refused(write_config, tiny_csv):
     text = f"name: !!python/object/apply:os.system ['echo hacked']\ndata: {{path: {tiny_csv}}}\nmodel: {{layers: [Dense]}}\n"
     with pytest.raises(CnnCliError) as caught:
         load_config(write_config(text))
-    assert "tag:yaml.org,2002:python/object/apply:os.system is not allowed" in caught.value.one_line()
+    assert (
+        "tag:yaml.org,2002:python/object/apply:os.system is not allowed" in caught.value.one_line()
+    )
 
 
 @pytest.mark.parametrize("layer", ["Lambda", "TFSMLayer", "InputLayer"])
@@ -131,7 +142,9 @@ def test_label_cannot_be_a_feature(write_config, tiny_csv):
 
 def test_conv_strides_and_dilation_conflict(write_config, tiny_csv):
     config = base_config(tiny_csv)
-    config["model"]["layers"].insert(0, {"type": "Conv1D", "filters": 4, "kernel_size": 2, "strides": 2, "dilation_rate": 2})
+    config["model"]["layers"].insert(
+        0, {"type": "Conv1D", "filters": 4, "kernel_size": 2, "strides": 2, "dilation_rate": 2}
+    )
     with pytest.raises(CnnCliError, match="strides=2 together with dilation_rate=2") as caught:
         load_config(write_config(config))
     assert problems_of(caught)[0].where.label == "Conv1D"
@@ -139,7 +152,9 @@ def test_conv_strides_and_dilation_conflict(write_config, tiny_csv):
 
 def test_causal_padding_only_for_1d(write_config, tiny_csv):
     config = base_config(tiny_csv)
-    config["model"]["layers"].insert(0, {"type": "Conv2D", "filters": 4, "kernel_size": 2, "padding": "causal"})
+    config["model"]["layers"].insert(
+        0, {"type": "Conv2D", "filters": 4, "kernel_size": 2, "padding": "causal"}
+    )
     with pytest.raises(CnnCliError, match="only defined for 1-D convolutions, not Conv2D"):
         load_config(write_config(config))
 
@@ -149,7 +164,14 @@ def test_causal_padding_only_for_1d(write_config, tiny_csv):
 
 def test_overrides_apply_and_parse_as_yaml(write_config, tiny_csv):
     path = write_config(base_config(tiny_csv))
-    config = load_config(path, ["fit.epochs=5", "model.layers[0].units=128", "compile.optimizer={type: Adam, learning_rate: 1e-2}"])
+    config = load_config(
+        path,
+        [
+            "fit.epochs=5",
+            "model.layers[0].units=128",
+            "compile.optimizer={type: Adam, learning_rate: 1e-2}",
+        ],
+    )
     assert config.fit.epochs == 5
     assert config.model.layers[0].args["units"] == 128
     assert config.compile.optimizer.args["learning_rate"] == pytest.approx(0.01)
@@ -159,10 +181,16 @@ def test_override_errors_point_at_the_override(write_config, tiny_csv):
     path = write_config(base_config(tiny_csv))
     with pytest.raises(CnnCliError) as caught:
         load_config(path, ["model.layers[9].units=8"])
-    assert caught.value.one_line() == "--set model.layers[9].units=8: the stack has 2 layers; use an index from 0 to 1"
+    assert (
+        caught.value.one_line()
+        == "--set model.layers[9].units=8: the stack has 2 layers; use an index from 0 to 1"
+    )
     with pytest.raises(CnnCliError) as caught:
         load_config(path, ["fit.epochs=-1"])
-    assert caught.value.one_line() == "--set fit.epochs=-1: fit.epochs: expected a positive integer, got -1; set epochs to 1 or more"
+    assert (
+        caught.value.one_line()
+        == "--set fit.epochs=-1: fit.epochs: expected a positive integer, got -1; set epochs to 1 or more"
+    )
 
 
 def test_override_can_turn_a_bare_layer_into_a_mapping(write_config, tiny_csv):
@@ -198,7 +226,9 @@ def test_schema_errors_do_not_import_tensorflow(write_config, tiny_csv):
         "print(round(time.perf_counter()-t, 3))\n"
         "print(sorted(m for m in ('tensorflow','keras','pandas','sklearn') if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out[0] == "ConfigErrors"
     assert out[2] == "[]"
 

@@ -22,7 +22,10 @@ def test_every_example_config_has_a_trained_run(example_runs):
         assert np.isfinite(metrics["test"]["loss"]), name
 
 
-@pytest.mark.parametrize(("name", "threshold"), [("iris", 0.9), ("digits_conv2d", 0.9), ("seed", 0.9), ("gunpoint_conv1d", 0.85)])
+@pytest.mark.parametrize(
+    ("name", "threshold"),
+    [("iris", 0.9), ("digits_conv2d", 0.9), ("seed", 0.9), ("gunpoint_conv1d", 0.85)],
+)
 def test_accuracy_after_a_short_fit(example_runs, name, threshold):
     metrics = json.loads((example_runs[name] / METRICS_FILENAME).read_text())
     assert metrics["test"]["accuracy"] >= threshold
@@ -41,7 +44,7 @@ def test_predict_on_the_test_split_agrees_with_evaluate(example_runs, name):
     run = open_run(example_runs[name])
     features, labels, _ = evaluation_data(run, None)
     predicted = predict_columns(Predictor(run), features).labels
-    accuracy = float(np.mean([str(p) == str(t) for p, t in zip(predicted, labels)]))
+    accuracy = float(np.mean([str(p) == str(t) for p, t in zip(predicted, labels, strict=True)]))
     assert accuracy == pytest.approx(evaluate_run(run).metrics["accuracy"])
     stored = json.loads((run.path / METRICS_FILENAME).read_text())["test"]["accuracy"]
     assert accuracy == pytest.approx(stored, abs=1e-6)

@@ -35,7 +35,11 @@ def test_running_moments_ignore_empty_cells():
 
 
 def fitted(method="standard", fill=False):
-    columns = {"a": np.array([1.0, 2.0, 3.0, 4.0]), "b": np.array([5.0, 5.0, 5.0, 5.0]), "c": np.array(["x", "y", "x", "z"], dtype=object)}
+    columns = {
+        "a": np.array([1.0, 2.0, 3.0, 4.0]),
+        "b": np.array([5.0, 5.0, 5.0, 5.0]),
+        "c": np.array(["x", "y", "x", "z"], dtype=object),
+    }
     return fit_preprocessor(
         columns,
         np.array(["p", "q", "p", "q"]),
@@ -59,7 +63,9 @@ def test_standard_minmax_and_constant_columns():
 
 def test_transform_is_float32_and_one_hot():
     pre = fitted()
-    x = transform_features(pre, {"a": np.array([2.5]), "b": np.array([5.0]), "c": np.array(["y"], dtype=object)})
+    x = transform_features(
+        pre, {"a": np.array([2.5]), "b": np.array([5.0]), "c": np.array(["y"], dtype=object)}
+    )
     assert x.dtype == np.float32
     np.testing.assert_array_equal(x, [[0.0, 0.0, 0.0, 1.0, 0.0]])
 
@@ -67,13 +73,17 @@ def test_transform_is_float32_and_one_hot():
 def test_unseen_category_is_all_zeros_with_a_warning():
     pre = fitted()
     with pytest.warns(UnknownCategoryWarning, match="column 'c': 1 value"):
-        x = transform_features(pre, {"a": np.array([1.0]), "b": np.array([5.0]), "c": np.array(["new"], dtype=object)})
+        x = transform_features(
+            pre, {"a": np.array([1.0]), "b": np.array([5.0]), "c": np.array(["new"], dtype=object)}
+        )
     np.testing.assert_array_equal(x[0, 2:], [0, 0, 0])
 
 
 def test_missing_mean_fills_with_the_training_mean():
     pre = fitted(fill=True)
-    x = transform_features(pre, {"a": np.array([np.nan]), "b": np.array([5.0]), "c": np.array(["x"], dtype=object)})
+    x = transform_features(
+        pre, {"a": np.array([np.nan]), "b": np.array([5.0]), "c": np.array(["x"], dtype=object)}
+    )
     assert x[0, 0] == 0.0
 
 
