@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +50,7 @@ def _python(code: str, **kwargs) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_help_imports_no_heavy_library_and_starts_fast():
+def test_help_imports_no_heavy_library():
     code = f"""
 import json, sys
 from click.testing import CliRunner
@@ -62,15 +61,7 @@ print(json.dumps({{"codes": codes, "loaded": [m for m in {HEAVY!r} if m in sys.m
 """
     report = json.loads(_python(code).stdout)
     assert set(report["codes"]) == {0}
-    assert report["loaded"] == []
-    best = float("inf")
-    for _ in range(3):  # best of three: a busy machine only adds time
-        start = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "cnncli", "--help"], capture_output=True, check=True, cwd=ROOT
-        )
-        best = min(best, time.perf_counter() - start)
-    assert best < 0.5
+    assert report["loaded"] == []  # the start-up time itself: benchmarks/startup.py
 
 
 def write_tiny_config(tmp_path: Path, backend: str) -> Path:
