@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -143,3 +145,18 @@ def test_train_json_then_predict_and_evaluate(runner, write_config, tmp_path):
     report = json.loads(result.stdout)
     assert report["metrics"]["accuracy"] == pytest.approx(payload["metrics"]["test"]["accuracy"])
     assert sum(map(sum, report["confusion_matrix"])) == report["rows"] == 30
+
+
+def test_without_a_backend_says_which_command_installs_one():
+    code = (
+        "import sys\nsys.modules['keras'] = None  # as if neither Keras nor TensorFlow were installed\n"
+        "from cnncli.cli import cli\ncli(['validate', 'configs/iris.yaml'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=CONFIGS.parent
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: no deep-learning backend is installed (keras); install one:"
+        " pip install 'cnncli[cpu]' (or 'cnncli[gpu]' for CUDA), or run `make install`\n"
+    )
