@@ -4,7 +4,7 @@ Prints a table and writes ``benchmarks/out/predict.json``. Not a test: run it on
 
 1. Cold single row: ``cnncli predict RUN --input 3,30,5`` as a whole process, median of N runs,
    and its peak RSS; against a script that does it the seed's way (load ``model.keras`` with
-   Keras on TensorFlow, a pickled scikit-learn StandardScaler, ``model.predict``), alternately.
+   Keras on TensorFlow, scikit-learn's StandardScaler, ``model.predict``), alternately.
 2. A 1,000,000-row CSV: ``cnncli predict RUN --input-file rows.csv --output preds.csv`` end to
    end (read, preprocess, infer, write), rows/s and peak RSS; against the seed's way (pandas
    ``read_csv``, ``scaler.transform``, ``model.predict`` at its default batch size of 32,
@@ -40,24 +40,30 @@ PYTHON = sys.executable
 _SCRIPT = Path(PYTHON).with_name("cnncli")
 CNNCLI = [str(_SCRIPT)] if _SCRIPT.exists() else [PYTHON, "-m", "cnncli"]
 SEED_ROW = """
-import pickle, sys
+import json, sys
 import numpy as np
 import keras
 model = keras.saving.load_model(sys.argv[1] + "/model.keras", compile=False)
-with open(sys.argv[2], "rb") as handle:
-    scaler = pickle.load(handle)
+from sklearn.preprocessing import StandardScaler
+state = json.load(open(sys.argv[2]))
+scaler = StandardScaler()
+scaler.mean_, scaler.scale_ = np.array(state["mean"]), np.array(state["scale"])
+scaler.var_, scaler.n_features_in_, scaler.n_samples_seen_ = scaler.scale_**2, len(state["mean"]), 1
 X_new = scaler.transform(np.array([[3, 30, 5]]))
 print(model.predict(X_new.reshape(-1, 3, 1), verbose=0))
 """
 
 SEED_FILE = """
-import json, pickle, sys
+import json, sys
 import numpy as np
 import pandas as pd
 import keras
 model = keras.saving.load_model(sys.argv[1] + "/model.keras", compile=False)
-with open(sys.argv[2], "rb") as handle:
-    scaler = pickle.load(handle)
+from sklearn.preprocessing import StandardScaler
+state = json.load(open(sys.argv[2]))
+scaler = StandardScaler()
+scaler.mean_, scaler.scale_ = np.array(state["mean"]), np.array(state["scale"])
+scaler.var_, scaler.n_features_in_, scaler.n_samples_seen_ = scaler.scale_**2, len(state["mean"]), 1
 classes = json.load(open(sys.argv[1] + "/preprocess.json"))["label"]["classes"]
 data = pd.read_csv(sys.argv[3])
 X = scaler.transform(data.values)
@@ -84,29 +90,14 @@ def train_seed(folder: Path) -> Path:
     return Path(json.loads(result["stdout"])["run_dir"])
 
 
-PICKLE_SCALER = """
-import json, pickle, sys
-import numpy as np
-from sklearn.preprocessing import StandardScaler
-features = json.load(open(sys.argv[1] + "/preprocess.json"))["features"]
-scaler = StandardScaler()
-scaler.mean_ = np.array([f["center"] for f in features])
-scaler.scale_ = np.array([f["scale"] for f in features])
-scaler.var_ = scaler.scale_**2
-scaler.n_features_in_ = len(features)
-scaler.n_samples_seen_ = 1
-open(sys.argv[2], "wb").write(pickle.dumps(scaler))
-"""
-
-
-def pickled_scaler(run: Path, folder: Path) -> Path:
-    """The seed's StandardScaler with the run's fitted state, pickled as the seed's user would.
-
-    In a child process: a forked child's peak RSS starts from this process's, so this process
-    stays small (no scikit-learn, no pandas) until every measurement is done.
+def scaler_state(run: Path, folder: Path) -> Path:
+    """The run's fitted StandardScaler state as JSON, which the seed-way scripts load into
+    scikit-learn's StandardScaler (the notes' user would pickle it; this project uses no pickle).
     """
-    path = folder / "scaler.pkl"
-    measure([PYTHON, "-c", PICKLE_SCALER, str(run), str(path)])
+    features = json.loads((run / "preprocess.json").read_text())["features"]
+    path = folder / "scaler.json"
+    state = {"mean": [f["center"] for f in features], "scale": [f["scale"] for f in features]}
+    path.write_text(json.dumps(state))
     return path
 
 
@@ -244,7 +235,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cnncli-bench-") as temp:
         folder = Path(temp)
         run = args.run.resolve() if args.run else train_seed(folder / "runs")
-        scaler = pickled_scaler(run, folder)
+        scaler = scaler_state(run, folder)
         started = time.time()
         load_before = os.getloadavg()
         result: dict[str, Any] = {
