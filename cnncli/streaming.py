@@ -325,11 +325,16 @@ class StreamedData:
     def n_train(self) -> int:
         return self.counts.get(TRAIN, 0)
 
-    def batches(self, part: int, batch_size: int, shuffle: bool = False) -> Any:
-        """A Keras ``PyDataset`` over one part's rows (TEST: the test file when there is one)."""
+    def batches(
+        self, part: int, batch_size: int, shuffle: bool = False, first_epoch: int = 0
+    ) -> Any:
+        """A Keras ``PyDataset`` over one part's rows (TEST: the test file when there is one).
+
+        ``first_epoch`` is where a resumed fit starts, so epoch N shuffles as epoch N did.
+        """
         test_file = part == TEST and self.config.data.test_path is not None
         rows = self.test_rows if test_file else self.counts.get(part, 0)
-        return make_row_batches(self, part, rows, batch_size, shuffle)
+        return make_row_batches(self, part, rows, batch_size, shuffle, first_epoch)
 
     def arrays(self, chunk: Chunk) -> tuple[np.ndarray, np.ndarray]:
         """Model inputs and targets of a chunk's rows."""
@@ -493,7 +498,7 @@ def prepare_stream(
 
 
 def make_row_batches(
-    data: StreamedData, part: int, rows: int, batch_size: int, shuffle: bool
+    data: StreamedData, part: int, rows: int, batch_size: int, shuffle: bool, first_epoch: int = 0
 ) -> Any:
     """A Keras ``PyDataset`` of (inputs, targets) batches of one part, read chunk by chunk."""
     from cnncli.runtime import import_keras
@@ -505,7 +510,7 @@ def make_row_batches(
 
         def __init__(self) -> None:
             super().__init__(workers=1, use_multiprocessing=False)
-            self.passes = 0
+            self.passes = first_epoch  # seeds each pass's shuffle: a resume continues the sequence
             self.next_index = 0
             self.reader: _ChunkPrefetcher | None = None
             self.pending: tuple[np.ndarray, np.ndarray] | None = None

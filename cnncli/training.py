@@ -107,8 +107,13 @@ class PreparedData:
         return self.x_test
 
 
-def fit_inputs(config: Config, prepared: PreparedData | StreamedData) -> dict[str, Any]:
-    """``model.fit``'s data arguments: arrays in memory, or streaming ``PyDataset``s."""
+def fit_inputs(
+    config: Config, prepared: PreparedData | StreamedData, first_epoch: int = 0
+) -> dict[str, Any]:
+    """``model.fit``'s data arguments: arrays in memory, or streaming ``PyDataset``s.
+
+    ``first_epoch`` is the epoch a resumed run starts from (streaming shuffles by epoch).
+    """
     batch_size = config.fit.batch_size
     if isinstance(prepared, StreamedData):
         validation = (
@@ -119,7 +124,7 @@ def fit_inputs(config: Config, prepared: PreparedData | StreamedData) -> dict[st
         # shuffle=False: a PyDataset shuffled by Keras would be read out of order; the
         # stream shuffles within each chunk instead.
         return {
-            "x": prepared.batches(TRAIN, batch_size, config.fit.shuffle),
+            "x": prepared.batches(TRAIN, batch_size, config.fit.shuffle, first_epoch),
             "shuffle": False,
             "validation_data": validation,
         }
@@ -310,7 +315,7 @@ def train_run(
     keeper = CheckpointKeeper.open(config, output, seed, resumed)  # staging folder + checkpoints
     history = keeper.fit(
         model,
-        **fit_inputs(config, prepared),
+        **fit_inputs(config, prepared, resumed.epoch if resumed is not None else 0),
         epochs=config.fit.epochs,
         callbacks=callbacks,
         verbose=0,

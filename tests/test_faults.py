@@ -831,3 +831,34 @@ def test_predict_out_of_range_warns_and_keeps_going(runner, tiny_run):
     assert result.exit_code == 0
     assert "x1: 1 value(s) outside the training range" in result.stderr
     assert "→" in result.stdout
+
+
+@pytest.mark.slow
+def test_streaming_run_interrupted_then_resumed_matches_an_uninterrupted_run(
+    runner, tmp_path, monkeypatch, resume_csv
+):
+    """Streaming shuffles each chunk with a generator seeded by the epoch, so a resume that starts
+    at epoch 3 draws epoch 3's order, not epoch 1's."""
+    from cnncli.training import train_run
+
+    config = resume_config(resume_csv, epochs=5)
+    config["data"].update(streaming=True, chunk_rows=64)
+    config_path = tmp_path / "stream.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    output = tmp_path / "runs"
+    take_snapshot = checkpoints.CheckpointKeeper.take_snapshot
+
+    def interrupt_after_epoch_2(self, model, epoch, history, **kwargs):
+        take_snapshot(self, model, epoch, history, **kwargs)
+        if epoch == 2 and not kwargs.get("done"):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(checkpoints.CheckpointKeeper, "take_snapshot", interrupt_after_epoch_2)
+    result = runner.invoke(cli, ["train", str(config_path), "--output", str(output)])
+    assert result.exit_code == 130, result.output
+    monkeypatch.undo()
+    [staging] = staging_folders(output)
+    assert checkpoints.load_checkpoint(staging).epoch == 2
+    resumed = train_run(load_config(config_path), output, resume=str(staging)).run_dir
+    clean = train_run(load_config(config_path), tmp_path / "clean").run_dir
+    assert_same_run(resumed, clean, "streaming resume")
