@@ -43,7 +43,10 @@ def main() -> None:
             "cnncli --help": (["--help"], 0.5),
             "cnncli train --help": (["train", "--help"], 0.5),
             "cnncli validate (schema error)": (["validate", bad.name], 1.0),
-            "cnncli validate (YAML error in --set)": (["validate", "--set", "fit=[", bad.name], 1.0),
+            "cnncli validate (YAML error in --set)": (
+                ["validate", "--set", "fit=[", bad.name],
+                1.0,
+            ),
         }
         print(f"| command | median of {runs} | best | target |")
         print("| --- | ---: | ---: | ---: |")
