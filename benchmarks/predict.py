@@ -39,31 +39,31 @@ OUT = ROOT / "benchmarks" / "out"
 PYTHON = sys.executable
 _SCRIPT = Path(PYTHON).with_name("cnncli")
 CNNCLI = [str(_SCRIPT)] if _SCRIPT.exists() else [PYTHON, "-m", "cnncli"]
-SEED_ROW = """
+# What both seed-way scripts start with: the model through Keras, the scaler through sklearn.
+SEED_LOAD = """
 import json, sys
 import numpy as np
 import keras
-model = keras.saving.load_model(sys.argv[1] + "/model.keras", compile=False)
 from sklearn.preprocessing import StandardScaler
+model = keras.saving.load_model(sys.argv[1] + "/model.keras", compile=False)
 state = json.load(open(sys.argv[2]))
 scaler = StandardScaler()
 scaler.mean_, scaler.scale_ = np.array(state["mean"]), np.array(state["scale"])
 scaler.var_, scaler.n_features_in_, scaler.n_samples_seen_ = scaler.scale_**2, len(state["mean"]), 1
+"""
+
+SEED_ROW = (
+    SEED_LOAD
+    + """
 X_new = scaler.transform(np.array([[3, 30, 5]]))
 print(model.predict(X_new.reshape(-1, 3, 1), verbose=0))
 """
+)
 
-SEED_FILE = """
-import json, sys
-import numpy as np
+SEED_FILE = (
+    SEED_LOAD
+    + """
 import pandas as pd
-import keras
-model = keras.saving.load_model(sys.argv[1] + "/model.keras", compile=False)
-from sklearn.preprocessing import StandardScaler
-state = json.load(open(sys.argv[2]))
-scaler = StandardScaler()
-scaler.mean_, scaler.scale_ = np.array(state["mean"]), np.array(state["scale"])
-scaler.var_, scaler.n_features_in_, scaler.n_samples_seen_ = scaler.scale_**2, len(state["mean"]), 1
 classes = json.load(open(sys.argv[1] + "/preprocess.json"))["label"]["classes"]
 data = pd.read_csv(sys.argv[3])
 X = scaler.transform(data.values)
@@ -72,6 +72,7 @@ out = pd.DataFrame(Y, columns=[f"prob_{c}" for c in classes])
 out.insert(0, "predicted", np.asarray(classes)[Y.argmax(axis=1)])
 out.to_csv(sys.argv[4], index_label="row")
 """
+)
 
 
 def train_seed(folder: Path) -> Path:
