@@ -7,15 +7,17 @@ moves only to complete runs. Every file goes through write-to-temp, fsync, renam
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cnncli import RUN_FORMAT_VERSION, __version__
 from cnncli.errors import CnnCliError, Location
@@ -49,18 +51,22 @@ FILE_MODE = 0o666 & ~_umask()
 DIR_MODE = 0o777 & ~_umask()
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write a file so that readers see either the old content or the whole new one.
+@contextlib.contextmanager
+def open_atomic(path: Path, buffering: int = -1) -> Iterator[IO[bytes]]:
+    """A binary stream whose content replaces ``path`` only if the block completes.
 
     The bytes go to a temporary file beside ``path``, are fsynced, and the file is renamed over
     ``path``; the folder is fsynced too so the rename survives a power cut. On any failure
     (a full disk included) the temporary file is removed and ``path`` is untouched.
+
+    Raises:
+        OSError: the temporary file cannot be created (callers say where and what to do).
     """
-    payload = data.encode() if isinstance(data, str) else data
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    folder = path.parent if str(path.parent) else Path(".")
+    handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
+        with os.fdopen(handle, "wb", buffering=buffering) as stream:
+            yield stream
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(temp, FILE_MODE)
@@ -68,7 +74,13 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    _fsync_dir(folder)
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write a file so that readers see either the old content or the whole new one."""
+    with open_atomic(path) as stream:
+        stream.write(data.encode() if isinstance(data, str) else data)
 
 
 def save_keras_atomic(model: Any, path: Path) -> None:

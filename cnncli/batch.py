@@ -17,10 +17,8 @@ import contextlib
 import csv
 import io
 import json
-import os
 import queue
 import re
-import tempfile
 import threading
 import time
 import warnings
@@ -31,7 +29,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from cnncli.artifacts import FILE_MODE
+from cnncli.artifacts import open_atomic
 from cnncli.errors import CnnCliError, Location
 from cnncli.inference import Predictor
 from cnncli.preprocessing import (
@@ -604,23 +602,18 @@ def _open_output(output: Path | IO[bytes], input_file: Path) -> Iterator[IO[byte
             where=Location(file=str(output)),
             hint="write the predictions elsewhere",
         )
-    folder = output.parent if str(output.parent) else Path(".")
     try:
-        handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{output.name}.", suffix=".part")
+        atomic = open_atomic(output, buffering=1 << 20)
+        stream = atomic.__enter__()
     except OSError as exc:
         raise CnnCliError(
             f"cannot write there: {exc.strerror}",
             where=Location(file=str(output)),
             hint="choose another --output",
         ) from None
-    try:
-        with os.fdopen(handle, "wb", buffering=1 << 20) as stream:
-            yield stream
-        os.chmod(temp, FILE_MODE)
-        os.replace(temp, output)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with contextlib.ExitStack() as stack:  # entered above, so creation errors get their message
+        stack.push(atomic)
+        yield stream
 
 
 def neutralise(text: str) -> str:
