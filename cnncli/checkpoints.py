@@ -106,6 +106,13 @@ class Checkpoint:
 
     def load_arrays(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Model and optimizer variables, after checking the file against its sha256."""
+        model, optimizer, _ = self.load_all_arrays()
+        return model, optimizer
+
+    def load_all_arrays(
+        self,
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[list[np.ndarray] | None]]:
+        """Model and optimizer variables and each callback's best weights (None where absent)."""
         where = Location(file=str(self.arrays_path))
         if (
             not self.arrays_path.is_file()
@@ -121,7 +128,11 @@ class Checkpoint:
             optimizer = [
                 arrays[f"optimizer_{i}"] for i in range(int(self.state["optimizer_variables"]))
             ]
-        return model, optimizer
+            best = [
+                None if count is None else [arrays[f"callback_{i}_{j}"] for j in range(count)]
+                for i, count in enumerate(self.state.get("callback_arrays", []))
+            ]
+        return model, optimizer, best
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,6 +311,8 @@ class _Snapshot:
     history: dict[str, list[float]]
     python_rng: Any
     numpy_rng: Any
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
+    callback_arrays: list[list[np.ndarray] | None] = field(default_factory=list)
     written: bool = False
 
 
@@ -321,6 +334,8 @@ class CheckpointKeeper:
     _last_write: float = field(default=float("-inf"), repr=False)
     _signal: int | None = field(default=None, repr=False)
     _epoch_running: int = field(default=0, repr=False)
+    _callbacks: list[Any] = field(default_factory=list, repr=False)
+    _resumed_best: list[list[np.ndarray] | None] = field(default_factory=list, repr=False)
 
     @classmethod
     def open(
@@ -361,10 +376,8 @@ class CheckpointKeeper:
             previous = self.resumed.history
             if self.resumed.done or initial_epoch >= epochs:
                 return _History(previous)
-        callbacks = [
-            *(kwargs.pop("callbacks", None) or []),
-            _make_callback(keras, self, model, epochs),
-        ]
+        self._callbacks = list(kwargs.pop("callbacks", None) or [])
+        callbacks = [*self._callbacks, _make_callback(keras, self, model, epochs)]
         try:
             with self._signals():
                 history = model.fit(
@@ -381,7 +394,7 @@ class CheckpointKeeper:
         return history
 
     def _restore(self, model: Any, checkpoint: Checkpoint) -> int:
-        weights, optimizer_values = checkpoint.load_arrays()
+        weights, optimizer_values, self._resumed_best = checkpoint.load_all_arrays()
         where = Location(file=str(checkpoint.run))
         variables = list(model.variables)
         optimizer = model.optimizer
@@ -410,11 +423,26 @@ class CheckpointKeeper:
         """
         if self.resumed is None:
             return
+        self._restore_callbacks(self.resumed)
         rng = self.resumed.state["rng"]
         version, internal, gauss = rng["python"]
         random.setstate((version, tuple(internal), gauss))
         name, keys, position, has_gauss, cached = rng["numpy"]
         np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+
+    def _restore_callbacks(self, checkpoint: Checkpoint) -> None:
+        """Give EarlyStopping, ReduceLROnPlateau & co. back their counters and best weights.
+
+        Runs after their own ``on_train_begin``, which resets them (our callback comes last).
+        """
+        saved = checkpoint.state.get("callbacks", [])
+        for callback, scalars, best in zip(
+            self._callbacks, saved, self._resumed_best or [None] * len(saved), strict=False
+        ):
+            for name, value in scalars.items():
+                setattr(callback, name, value)
+            if best is not None:
+                callback.best_weights = best
 
     # -- snapshots and writes -------------------------------------------------------------------
 
@@ -433,6 +461,8 @@ class CheckpointKeeper:
             history={name: list(values) for name, values in history.items()},
             python_rng=random.getstate(),
             numpy_rng=np.random.get_state(),
+            callbacks=[_callback_scalars(callback) for callback in self._callbacks],
+            callback_arrays=[_callback_best_weights(callback) for callback in self._callbacks],
         )
         due = (
             done
@@ -455,6 +485,11 @@ class CheckpointKeeper:
             buffer,
             **{f"model_{i}": value for i, value in enumerate(snapshot.model)},
             **{f"optimizer_{i}": value for i, value in enumerate(snapshot.optimizer)},
+            **{
+                f"callback_{i}_{j}": value
+                for i, best in enumerate(snapshot.callback_arrays)
+                for j, value in enumerate(best or [])
+            },
         )
         write_atomic(folder / arrays_name, buffer.getvalue())
         version, internal, gauss = snapshot.python_rng
@@ -480,6 +515,10 @@ class CheckpointKeeper:
                 "arrays_sha256": sha256_file(folder / arrays_name),
                 "model_variables": len(snapshot.model),
                 "optimizer_variables": len(snapshot.optimizer),
+                "callbacks": snapshot.callbacks,
+                "callback_arrays": [
+                    None if best is None else len(best) for best in snapshot.callback_arrays
+                ],
                 "rng": {
                     "python": [version, list(internal), gauss],
                     "numpy": [
@@ -589,6 +628,33 @@ class CheckpointKeeper:
             parts += ["--set", text]
         parts += ["--resume", str(self.staged.staging)]
         return " ".join(shlex.quote(part) for part in parts)
+
+
+def _callback_scalars(callback: Any) -> dict[str, Any]:
+    """A callback's counters and thresholds (``wait``, ``best``, ...): its plain, finite numbers.
+
+    Settings from the config come back identical; skipped values (functions, the model,
+    infinities a callback starts from) are re-created by the callback itself.
+    """
+    scalars: dict[str, Any] = {}
+    for name, value in vars(callback).items():
+        if name.startswith("_") or name == "best_weights":
+            continue
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not np.isfinite(value):
+            continue
+        if value is None or isinstance(value, (bool, int, float, str)):
+            scalars[name] = value
+    return scalars
+
+
+def _callback_best_weights(callback: Any) -> list[np.ndarray] | None:
+    """EarlyStopping(restore_best_weights=True) keeps a copy of the best epoch's weights."""
+    best = getattr(callback, "best_weights", None)
+    if not isinstance(best, (list, tuple)):
+        return None
+    return [np.array(value, copy=True) for value in best]
 
 
 class _Stop(Exception):

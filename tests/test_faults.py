@@ -862,3 +862,44 @@ def test_streaming_run_interrupted_then_resumed_matches_an_uninterrupted_run(
     resumed = train_run(load_config(config_path), output, resume=str(staging)).run_dir
     clean = train_run(load_config(config_path), tmp_path / "clean").run_dir
     assert_same_run(resumed, clean, "streaming resume")
+
+
+@pytest.mark.slow
+def test_resume_keeps_early_stopping_state(runner, tmp_path, monkeypatch, resume_csv):
+    """EarlyStopping's patience count, best value and best weights survive the interruption."""
+    from cnncli.training import train_run
+
+    config = resume_config(resume_csv, epochs=12)
+    config["compile"]["optimizer"] = {"type": "Adam", "learning_rate": 0.05}
+    config["fit"].update(
+        validation_split=0.3,
+        callbacks=[
+            {
+                "type": "EarlyStopping",
+                "monitor": "val_loss",
+                "patience": 2,
+                "restore_best_weights": True,
+            }
+        ],
+    )
+    config_path = tmp_path / "early.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    clean = train_run(load_config(config_path), tmp_path / "clean").run_dir
+    clean_epochs = len((clean / "history.csv").read_text().splitlines()) - 1
+    # val_loss is best at epoch 7 and worse at 8, so the interruption falls mid-patience
+    assert 8 < clean_epochs < 12, "the config must stop early after the interruption point"
+    output = tmp_path / "runs"
+    take_snapshot = checkpoints.CheckpointKeeper.take_snapshot
+
+    def interrupt_after_epoch_8(self, model, epoch, history, **kwargs):
+        take_snapshot(self, model, epoch, history, **kwargs)
+        if epoch == 8 and not kwargs.get("done"):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(checkpoints.CheckpointKeeper, "take_snapshot", interrupt_after_epoch_8)
+    result = runner.invoke(cli, ["train", str(config_path), "--output", str(output)])
+    assert result.exit_code == 130, result.output
+    monkeypatch.undo()
+    [staging] = staging_folders(output)
+    resumed = train_run(load_config(config_path), output, resume=str(staging)).run_dir
+    assert_same_run(resumed, clean, "EarlyStopping resume")
