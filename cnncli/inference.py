@@ -222,6 +222,9 @@ def evaluation_data(
         dataset = load_dataset(config, config.data.test_path, columns)
         rows = np.arange(dataset.rows)
         source = str(config.data.test_path)
+    elif split["method"] == "hash":  # a streaming run: keep only the test rows of each chunk
+        features, labels, rows = _hashed_test_rows(config, columns, split, pre)
+        return features, labels, f"{config.data.path} (test split, {rows} rows)"
     else:
         dataset = load_dataset(config, config.data.path, columns)
         if dataset.rows != split["rows"]:
@@ -231,12 +234,42 @@ def evaluation_data(
                 where=Location(file=config.data.path),
                 hint="the stored split no longer applies; pass the test data with --data",
             )
-        from cnncli.splitting import stored_test_rows  # a list, or the hash rule of a streaming run
+        from cnncli.splitting import stored_test_rows
 
         rows = stored_test_rows(split, dataset.rows)
         source = f"{config.data.path} (test split, {len(rows)} rows)"
     features = {name: values[rows] for name, values in dataset.features.items()}
     return features, label_values(dataset.labels)[rows], source
+
+
+def _hashed_test_rows(
+    config: Any, columns: Any, split: dict[str, Any], pre: Preprocessor
+) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+    """The test rows of a hash-split run, read chunk by chunk: memory holds the test rows only."""
+    from cnncli.data import label_values
+    from cnncli.splitting import TEST, HashSplit
+    from cnncli.streaming import read_chunks
+
+    rule = HashSplit.from_json(split)
+    text = any(isinstance(value, str) for value in pre.label.classes)
+    parts: list[Any] = []
+    total = 0
+    for chunk in read_chunks(config, config.data.path, columns, label_text=text):
+        numbers = np.arange(chunk.first_row, chunk.first_row + chunk.rows)
+        parts.append(chunk.take(rule.parts(numbers) == TEST))
+        total += chunk.rows
+    if total != split["rows"]:
+        raise CnnCliError(
+            f"the data file now has {total} rows, the run was trained on {split['rows']}",
+            where=Location(file=config.data.path),
+            hint="the stored split no longer applies; pass the test data with --data",
+        )
+    features = {
+        name: np.concatenate([p.features[name] for p in parts]) for name in columns.features
+    }
+    labels = np.concatenate([p.labels for p in parts])
+    labels = labels.astype(str) if text else label_values(labels)
+    return features, labels, len(labels)
 
 
 def evaluate_run(run: RunFolder, data: Path | None = None, backend: str = "auto") -> Evaluation:
