@@ -32,9 +32,11 @@ format: $(STAMP)
 	$(BIN)/ruff format cnncli tests benchmarks
 	$(BIN)/ruff check --fix cnncli tests benchmarks
 
-bench: $(STAMP)
+bench: $(STAMP)  # not CI: prints the tables the README quotes (about 15 minutes on 2 cores)
+	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/predict.py
 	$(BIN)/python benchmarks/train.py
+	$(BIN)/python benchmarks/accuracy.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache
