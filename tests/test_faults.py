@@ -86,6 +86,20 @@ def fake_complete_run(output: Path) -> Path:
     return finish_run(staged, {})
 
 
+def interrupt_after(
+    monkeypatch: pytest.MonkeyPatch, epoch: int, signum: int = signal.SIGINT
+) -> None:
+    """Send ``signum`` to this process right after the snapshot of ``epoch`` is taken."""
+    take_snapshot = checkpoints.CheckpointKeeper.take_snapshot
+
+    def take_then_signal(self, model, done_epoch, history, **kwargs):
+        take_snapshot(self, model, done_epoch, history, **kwargs)
+        if done_epoch == epoch and not kwargs.get("done"):
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(checkpoints.CheckpointKeeper, "take_snapshot", take_then_signal)
+
+
 def error_lines(result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
@@ -192,14 +206,7 @@ def test_signal_saves_checkpoint_says_how_to_resume_and_resume_matches(
     config_path.write_text(yaml.safe_dump(resume_config(resume_csv, epochs=6)))
     output = tmp_path / "runs"
     earlier = fake_complete_run(output)
-    take_snapshot = checkpoints.CheckpointKeeper.take_snapshot
-
-    def signal_after_epoch_2(self, model, epoch, history, **kwargs):
-        take_snapshot(self, model, epoch, history, **kwargs)
-        if epoch == 2 and not kwargs.get("done"):
-            os.kill(os.getpid(), signum)
-
-    monkeypatch.setattr(checkpoints.CheckpointKeeper, "take_snapshot", signal_after_epoch_2)
+    interrupt_after(monkeypatch, epoch=2, signum=signum)
     result = runner.invoke(cli, ["train", str(config_path), "--output", str(output)])
     assert result.exit_code == code, result.output
     [staging] = staging_folders(output)
@@ -846,14 +853,7 @@ def test_streaming_run_interrupted_then_resumed_matches_an_uninterrupted_run(
     config_path = tmp_path / "stream.yaml"
     config_path.write_text(yaml.safe_dump(config))
     output = tmp_path / "runs"
-    take_snapshot = checkpoints.CheckpointKeeper.take_snapshot
-
-    def interrupt_after_epoch_2(self, model, epoch, history, **kwargs):
-        take_snapshot(self, model, epoch, history, **kwargs)
-        if epoch == 2 and not kwargs.get("done"):
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(checkpoints.CheckpointKeeper, "take_snapshot", interrupt_after_epoch_2)
+    interrupt_after(monkeypatch, epoch=2)
     result = runner.invoke(cli, ["train", str(config_path), "--output", str(output)])
     assert result.exit_code == 130, result.output
     monkeypatch.undo()
@@ -889,14 +889,7 @@ def test_resume_keeps_early_stopping_state(runner, tmp_path, monkeypatch, resume
     # val_loss is best at epoch 7 and worse at 8, so the interruption falls mid-patience
     assert 8 < clean_epochs < 12, "the config must stop early after the interruption point"
     output = tmp_path / "runs"
-    take_snapshot = checkpoints.CheckpointKeeper.take_snapshot
-
-    def interrupt_after_epoch_8(self, model, epoch, history, **kwargs):
-        take_snapshot(self, model, epoch, history, **kwargs)
-        if epoch == 8 and not kwargs.get("done"):
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(checkpoints.CheckpointKeeper, "take_snapshot", interrupt_after_epoch_8)
+    interrupt_after(monkeypatch, epoch=8)
     result = runner.invoke(cli, ["train", str(config_path), "--output", str(output)])
     assert result.exit_code == 130, result.output
     monkeypatch.undo()
