@@ -100,6 +100,19 @@ def interrupt_after(
     monkeypatch.setattr(checkpoints.CheckpointKeeper, "take_snapshot", take_then_signal)
 
 
+def interrupt_then_resume(runner, monkeypatch, config_path: Path, output: Path, epoch: int) -> Path:
+    """``cnncli train`` stopped by SIGINT after ``epoch``, then resumed in-process: the run."""
+    from cnncli.training import train_run
+
+    interrupt_after(monkeypatch, epoch=epoch)
+    result = runner.invoke(cli, ["train", str(config_path), "--output", str(output)])
+    assert result.exit_code == 130, result.output
+    monkeypatch.undo()
+    [staging] = staging_folders(output)
+    assert checkpoints.load_checkpoint(staging).epoch == epoch
+    return train_run(load_config(config_path), output, resume=str(staging)).run_dir
+
+
 def error_lines(result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
@@ -852,14 +865,7 @@ def test_streaming_run_interrupted_then_resumed_matches_an_uninterrupted_run(
     config["data"].update(streaming=True, chunk_rows=64)
     config_path = tmp_path / "stream.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    output = tmp_path / "runs"
-    interrupt_after(monkeypatch, epoch=2)
-    result = runner.invoke(cli, ["train", str(config_path), "--output", str(output)])
-    assert result.exit_code == 130, result.output
-    monkeypatch.undo()
-    [staging] = staging_folders(output)
-    assert checkpoints.load_checkpoint(staging).epoch == 2
-    resumed = train_run(load_config(config_path), output, resume=str(staging)).run_dir
+    resumed = interrupt_then_resume(runner, monkeypatch, config_path, tmp_path / "runs", epoch=2)
     clean = train_run(load_config(config_path), tmp_path / "clean").run_dir
     assert_same_run(resumed, clean, "streaming resume")
 
@@ -888,11 +894,5 @@ def test_resume_keeps_early_stopping_state(runner, tmp_path, monkeypatch, resume
     clean_epochs = len((clean / "history.csv").read_text().splitlines()) - 1
     # val_loss is best at epoch 7 and worse at 8, so the interruption falls mid-patience
     assert 8 < clean_epochs < 12, "the config must stop early after the interruption point"
-    output = tmp_path / "runs"
-    interrupt_after(monkeypatch, epoch=8)
-    result = runner.invoke(cli, ["train", str(config_path), "--output", str(output)])
-    assert result.exit_code == 130, result.output
-    monkeypatch.undo()
-    [staging] = staging_folders(output)
-    resumed = train_run(load_config(config_path), output, resume=str(staging)).run_dir
+    resumed = interrupt_then_resume(runner, monkeypatch, config_path, tmp_path / "runs", epoch=8)
     assert_same_run(resumed, clean, "EarlyStopping resume")
