@@ -104,15 +104,11 @@ class Checkpoint:
     def arrays_path(self) -> Path:
         return self.run / CHECKPOINTS_DIRNAME / self.state["arrays"]
 
-    def load_arrays(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Model and optimizer variables, after checking the file against its sha256."""
-        model, optimizer, _ = self.load_all_arrays()
-        return model, optimizer
-
-    def load_all_arrays(
+    def load_arrays(
         self,
     ) -> tuple[list[np.ndarray], list[np.ndarray], list[list[np.ndarray] | None]]:
-        """Model and optimizer variables and each callback's best weights (None where absent)."""
+        """Model and optimizer variables and each callback's best weights (None where absent),
+        after checking the file against its sha256."""
         where = Location(file=str(self.arrays_path))
         if (
             not self.arrays_path.is_file()
@@ -394,7 +390,7 @@ class CheckpointKeeper:
         return history
 
     def _restore(self, model: Any, checkpoint: Checkpoint) -> int:
-        weights, optimizer_values, self._resumed_best = checkpoint.load_all_arrays()
+        weights, optimizer_values, self._resumed_best = checkpoint.load_arrays()
         where = Location(file=str(checkpoint.run))
         variables = list(model.variables)
         optimizer = model.optimizer

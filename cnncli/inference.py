@@ -289,7 +289,7 @@ def evaluate_run(run: RunFolder, data: Path | None = None, backend: str = "auto"
                 where=Location(file=source),
                 hint=f"classes are: {', '.join(map(str, pre.label.classes))}",
             ) from None
-        metrics, per_class, confusion = classification_scores(pre, outputs, truth, run.config)
+        metrics, per_class, confusion = classification_scores(pre, outputs, truth)
         return Evaluation(
             metrics, len(truth), predictor.backend, source, pre.label.classes, per_class, confusion
         )
@@ -299,18 +299,13 @@ def evaluate_run(run: RunFolder, data: Path | None = None, backend: str = "auto"
 
 
 def _loss_name(config: dict[str, Any]) -> str | None:
+    """The loss a saved config names: ``mse`` or ``{type: MeanSquaredError, ...}``."""
     loss = config.get("compile", {}).get("loss")
-    return (
-        loss
-        if isinstance(loss, str)
-        else (loss or {}).get("type")
-        if isinstance(loss, dict)
-        else None
-    )
+    return loss.get("type") if isinstance(loss, dict) else loss
 
 
 def classification_scores(
-    pre: Preprocessor, outputs: np.ndarray, truth: np.ndarray, config: dict[str, Any]
+    pre: Preprocessor, outputs: np.ndarray, truth: np.ndarray
 ) -> tuple[dict[str, float], list[dict[str, Any]], list[list[int]]]:
     n_classes = len(pre.label.classes)
     if pre.label.kind == "binary":

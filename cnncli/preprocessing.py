@@ -157,7 +157,7 @@ def fit_preprocessor(
     feature_method: str,
     label_kind: str,
     fill_missing: bool,
-    input_shape: tuple[int, ...] = (),
+    label_name: str = "",
 ) -> Preprocessor:
     """Fit every feature's transform and the label encoding on the training rows.
 
@@ -168,7 +168,10 @@ def fit_preprocessor(
         feature_method: ``standard``, ``minmax`` or ``none``.
         label_kind: ``onehot``, ``sparse``, ``binary``, ``none`` or ``standard``.
         fill_missing: whether empty numeric cells become the column mean.
-        input_shape: how one row's feature vector is shaped for the model.
+        label_name: the label column's name, kept for messages and decoding.
+
+    Returns:
+        The fitted preprocessor; its ``input_shape`` is set once the width is known.
     """
     features = []
     for name, values in columns.items():
@@ -180,8 +183,7 @@ def fit_preprocessor(
             features.append(numeric_transform(name, moments, feature_method, fill_missing))
     return Preprocessor(
         features=tuple(features),
-        label=fit_label(labels, label_kind, name=""),
-        input_shape=input_shape,
+        label=fit_label(labels, label_kind, name=label_name),
     )
 
 
@@ -260,17 +262,8 @@ def encode_labels(label: LabelTransform, values: np.ndarray) -> np.ndarray:
 
 def class_indices(label: LabelTransform, values: np.ndarray) -> np.ndarray:
     """Position of each raw label value in the stored class list."""
-    lookup = {_key(c): i for i, c in enumerate(label.classes)}
-    try:
-        return np.fromiter(
-            (lookup[_key(_python(v))] for v in values), dtype=np.int64, count=len(values)
-        )
-    except KeyError as exc:
-        raise KeyError(exc.args[0]) from None
-
-
-def _key(value: Any) -> str:
-    return str(value)
+    lookup = {str(c): i for i, c in enumerate(label.classes)}
+    return np.fromiter((lookup[str(v)] for v in values), dtype=np.int64, count=len(values))
 
 
 def decode_outputs(

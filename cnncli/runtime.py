@@ -17,7 +17,6 @@ from typing import Any
 from cnncli.errors import CnnCliError
 
 INSTALL_HINT = "pip install 'cnncli[cpu]' (or 'cnncli[gpu]' for CUDA), or run `make install`"
-BACKENDS = ("tensorflow", "jax")
 DEFAULT_BACKEND = "tensorflow"
 FORCE_BACKEND_VARIABLE = "CNNCLI_BACKEND"
 

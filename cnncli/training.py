@@ -10,7 +10,7 @@ import csv
 import io
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,6 @@ from cnncli.errors import CnnCliError, Location
 from cnncli.preprocessing import (
     Preprocessor,
     encode_labels,
-    fit_label,
     fit_preprocessor,
     transform_features,
 )
@@ -198,10 +197,10 @@ def prepare_data(config: Config, seed: int) -> PreparedData:
         feature_method=config.preprocess.features,
         label_kind=kind,
         fill_missing=config.data.missing == "mean",
+        label_name=dataset.columns.label,
     )
-    label = fit_label(labels[train_rows], kind, name=dataset.columns.label)
     input_shape = model_input_shape(config, pre.input_width)
-    pre = Preprocessor(features=pre.features, label=label, input_shape=input_shape)
+    pre = replace(pre, input_shape=input_shape)
 
     def arrays(
         source: Dataset, source_labels: np.ndarray, rows: np.ndarray
