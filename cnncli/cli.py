@@ -25,8 +25,8 @@ EXIT_BUG = 1
 
 
 def load_config(path: Path, overrides: tuple[str, ...] | list[str] = ()) -> Any:
-    """``cnncli.config.load_config``, imported on first use (pydantic costs predict 0.1-0.2 s)."""
-    from cnncli.config import load_config as load
+    """``config.models.load_config``, imported on first use (pydantic costs 0.1-0.2 s)."""
+    from cnncli.config.models import load_config as load
 
     return load(path, overrides)
 
@@ -169,9 +169,9 @@ def train(config: Any, output: Path | None, as_json: bool, resume: str | None) -
       cnncli train configs/iris.yaml --set fit.epochs=5 --json
       cnncli train configs/seed.yaml --resume
     """
-    from cnncli.checkpoints import TrainingInterrupted
-    from cnncli.training import train_run  # TensorFlow loads only here
-    from cnncli.validation import validate_config
+    from cnncli.train.check import validate_config
+    from cnncli.train.checkpoints import TrainingInterrupted
+    from cnncli.train.run import train_run  # TensorFlow loads only here
 
     validate_config(config)
     progress = render.EpochProgress() if config.fit.verbose and not as_json else None
@@ -215,8 +215,8 @@ def evaluate(run: Path | None, data: Path | None, backend: str, as_json: bool) -
       cnncli evaluate
       cnncli evaluate runs/iris-20261126-101500 --data data/iris.csv --json
     """
-    from cnncli.artifacts import open_run, resolve_run_dir
-    from cnncli.inference import evaluate_run
+    from cnncli.runs import open_run, resolve_run_dir
+    from cnncli.serve.predictor import evaluate_run
 
     result = evaluate_run(open_run(resolve_run_dir(run)), data, backend)
     if as_json:
@@ -284,8 +284,8 @@ def predict(
     # Prediction needs no BLAS (ONNX Runtime has its own kernels); OpenBLAS would start a
     # thread pool while NumPy imports, a tenth of a cold `predict --input` (issue 4).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from cnncli.artifacts import open_run, resolve_run_dir
-    from cnncli.inference import Predictor, predict_rows
+    from cnncli.runs import open_run, resolve_run_dir
+    from cnncli.serve.predictor import Predictor, predict_rows
 
     if not inputs and input_file is None:
         raise CnnCliError("nothing to predict", hint="give --input 3,30,5 or --input-file rows.csv")
@@ -302,7 +302,7 @@ def predict(
     # thread keeps the other core busy.
     predictor = Predictor(open_run(resolve_run_dir(run)), backend, threads=1)
     if input_file is not None:
-        from cnncli.batch import predict_file
+        from cnncli.serve.batch import predict_file
 
         destination = output if output is not None else sys.stdout.buffer
         try:
@@ -370,8 +370,8 @@ def export(run: Path | None, fmt: str, output: Path | None, as_json: bool) -> No
       cnncli export --format onnx --output seed.onnx
       cnncli export runs/latest --format litert --output seed.tflite
     """
-    from cnncli.artifacts import open_run, resolve_run_dir
-    from cnncli.export import export_run
+    from cnncli.runs import open_run, resolve_run_dir
+    from cnncli.serve.export import export_run
 
     paths = export_run(open_run(resolve_run_dir(run)), fmt, output)
     if as_json:
@@ -391,7 +391,7 @@ def summary(config: Any) -> None:
       cnncli summary configs/seed.yaml
       cnncli summary configs/seed.yaml --set model.layers[0].filters=128
     """
-    from cnncli.validation import summarize_config
+    from cnncli.train.check import summarize_config
 
     report = summarize_config(config)
     render.layers_table(
@@ -412,7 +412,7 @@ def validate(config: Any, as_json: bool) -> None:
       cnncli validate configs/seed.yaml
       cnncli validate configs/seed.yaml --set model.layers[1].pool_size=4
     """
-    from cnncli.validation import summarize_config
+    from cnncli.train.check import summarize_config
 
     report = summarize_config(config)
     if as_json:
@@ -432,6 +432,6 @@ def schema() -> None:
     Example:
       cnncli schema > cnncli.schema.json
     """
-    from cnncli.schema import config_json_schema
+    from cnncli.config.schema import config_json_schema
 
     render.print_json(config_json_schema())

@@ -93,8 +93,8 @@ def runner() -> CliRunner:
 @pytest.fixture(scope="session")
 def seed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """configs/seed.yaml trained for a few epochs once per test session."""
-    from cnncli.config import load_config
-    from cnncli.training import train_run
+    from cnncli.config.models import load_config
+    from cnncli.train.run import train_run
 
     output = tmp_path_factory.mktemp("seed-runs")
     config = load_config(CONFIGS / "seed.yaml", ["fit.epochs=8"])
@@ -103,8 +103,8 @@ def seed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def iris_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cnncli.config import load_config
-    from cnncli.training import train_run
+    from cnncli.config.models import load_config
+    from cnncli.train.run import train_run
 
     output = tmp_path_factory.mktemp("iris-runs")
     config = load_config(CONFIGS / "iris.yaml", ["fit.epochs=60"])
@@ -127,8 +127,8 @@ def example_runs(
     tmp_path_factory: pytest.TempPathFactory, seed_run: Path, iris_run: Path
 ) -> dict[str, Path]:
     """Every configs/*.yaml trained once for a few epochs: name (file stem) → run folder."""
-    from cnncli.config import load_config
-    from cnncli.training import train_run
+    from cnncli.config.models import load_config
+    from cnncli.train.run import train_run
 
     output = tmp_path_factory.mktemp("example-runs")
     runs = {"seed": seed_run, "iris": iris_run}
@@ -153,8 +153,8 @@ def mixed_rows(rows: int, seed: int = 0) -> str:
 @pytest.fixture(scope="session")
 def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Dense model on numeric + one-hot features with `missing: mean`, trained one epoch."""
-    from cnncli.config import load_config
-    from cnncli.training import train_run
+    from cnncli.config.models import load_config
+    from cnncli.train.run import train_run
 
     folder = tmp_path_factory.mktemp("mixed-run")
     (folder / "mixed.csv").write_text(mixed_rows(120))

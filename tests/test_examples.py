@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from cnncli.artifacts import METRICS_FILENAME, PREPROCESS_FILENAME, open_run
-from cnncli.inference import Predictor, evaluate_run, evaluation_data, predict_columns
-from cnncli.preprocessing import Preprocessor
+from cnncli.data.preprocess import Preprocessor
+from cnncli.runs import METRICS_FILENAME, PREPROCESS_FILENAME, open_run
+from cnncli.serve.predictor import Predictor, evaluate_run, evaluation_data, predict_columns
 from tests.conftest import CONFIGS, DATA
 
 pytestmark = pytest.mark.slow

@@ -26,8 +26,10 @@ import pytest
 import yaml
 
 import cnncli
-from cnncli import checkpoints
-from cnncli.artifacts import (
+from cnncli.cli import cli
+from cnncli.config.models import load_config
+from cnncli.errors import CnnCliError
+from cnncli.runs import (
     CHECKPOINTS_DIRNAME,
     LATEST_LINK,
     MANIFEST_FILENAME,
@@ -38,9 +40,7 @@ from cnncli.artifacts import (
     sha256_file,
     start_run,
 )
-from cnncli.cli import cli
-from cnncli.config import load_config
-from cnncli.errors import CnnCliError
+from cnncli.train import checkpoints
 from tests.conftest import base_config, seed_like_rows
 
 PACKAGE = Path(cnncli.__file__).parent
@@ -102,7 +102,7 @@ def interrupt_after(
 
 def interrupt_then_resume(runner, monkeypatch, config_path: Path, output: Path, epoch: int) -> Path:
     """``cnncli train`` stopped by SIGINT after ``epoch``, then resumed in-process: the run."""
-    from cnncli.training import train_run
+    from cnncli.train.run import train_run
 
     interrupt_after(monkeypatch, epoch=epoch)
     result = runner.invoke(cli, ["train", str(config_path), "--output", str(output)])
@@ -127,7 +127,7 @@ def resume_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def reference_runs(tmp_path_factory: pytest.TempPathFactory, resume_csv: Path) -> tuple[Path, Path]:
     """The same 6-epoch config trained twice, uninterrupted."""
-    from cnncli.training import train_run
+    from cnncli.train.run import train_run
 
     folder = tmp_path_factory.mktemp("reference")
     config_path = folder / "resume.yaml"
@@ -140,7 +140,7 @@ def reference_runs(tmp_path_factory: pytest.TempPathFactory, resume_csv: Path) -
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-epoch run trained without a seed."""
-    from cnncli.training import train_run
+    from cnncli.train.run import train_run
 
     folder = tmp_path_factory.mktemp("tiny")
     csv = folder / "tiny.csv"
@@ -287,7 +287,7 @@ def test_sigkill_at_a_random_point_then_resume_matches_an_uninterrupted_run(
     """
     if backend == "jax":
         pytest.importorskip("jax")
-    from cnncli.training import train_run
+    from cnncli.train.run import train_run
 
     config_path = tmp_path / "long.yaml"
     config_path.write_text(yaml.safe_dump(resume_config(resume_csv, epochs=10_000)))
@@ -438,7 +438,7 @@ def test_full_disk_while_saving_the_model_keeps_the_run_resumable(
     def full(model, path):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr("cnncli.training.save_keras_atomic", full)
+    monkeypatch.setattr("cnncli.train.run.save_keras_atomic", full)
     result = runner.invoke(cli, ["train", str(config_path), "--output", str(output)])
     assert result.exit_code == 2
     [staging] = staging_folders(output)
@@ -449,7 +449,7 @@ def test_full_disk_while_saving_the_model_keeps_the_run_resumable(
 
 @pytest.mark.slow
 def test_data_file_disappearing_mid_run(tmp_path, tiny_csv, write_config):
-    from cnncli.training import train_run
+    from cnncli.train.run import train_run
 
     original = sha256_file(tiny_csv)
     config = base_config(tiny_csv)
@@ -859,7 +859,7 @@ def test_streaming_run_interrupted_then_resumed_matches_an_uninterrupted_run(
 ):
     """Streaming shuffles each chunk with a generator seeded by the epoch, so a resume that starts
     at epoch 3 draws epoch 3's order, not epoch 1's."""
-    from cnncli.training import train_run
+    from cnncli.train.run import train_run
 
     config = resume_config(resume_csv, epochs=5)
     config["data"].update(streaming=True, chunk_rows=64)
@@ -873,7 +873,7 @@ def test_streaming_run_interrupted_then_resumed_matches_an_uninterrupted_run(
 @pytest.mark.slow
 def test_resume_keeps_early_stopping_state(runner, tmp_path, monkeypatch, resume_csv):
     """EarlyStopping's patience count, best value and best weights survive the interruption."""
-    from cnncli.training import train_run
+    from cnncli.train.run import train_run
 
     config = resume_config(resume_csv, epochs=12)
     config["compile"]["optimizer"] = {"type": "Adam", "learning_rate": 0.05}

@@ -210,8 +210,8 @@ def test_random_csv_bytes_never_crash_train(runner, tmp_path, write_config, raw)
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cnncli.config import load_config
-    from cnncli.training import train_run
+    from cnncli.config.models import load_config
+    from cnncli.train.run import train_run
 
     folder = tmp_path_factory.mktemp("property-run")
     csv = folder / "data.csv"

@@ -1,0 +1,373 @@
+"""Write and read run folders, atomically and with checksums.
+
+A run is written into a hidden staging folder beside its final place and renamed when every
+file is in, so a folder without a leading dot is always complete. ``latest`` is a symlink that
+moves only to complete runs. Every file goes through write-to-temp, fsync, rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from cnncli import RUN_FORMAT_VERSION, __version__
+from cnncli.data.preprocess import Preprocessor
+from cnncli.errors import CnnCliError, Location
+
+CONFIG_FILENAME = "config.yaml"
+PREPROCESS_FILENAME = "preprocess.json"
+MODEL_FILENAME = "model.keras"
+ONNX_FILENAME = "model.onnx"
+METRICS_FILENAME = "metrics.json"
+HISTORY_FILENAME = "history.csv"
+SPLIT_FILENAME = "split.json"
+MANIFEST_FILENAME = "manifest.json"
+LATEST_LINK = "latest"
+STAGING_PREFIX = ".tmp-"
+#: Inside a staging folder only: per-epoch checkpoints of a run in progress (see checkpoints.py).
+CHECKPOINTS_DIRNAME = "checkpoints"
+CHECKPOINT_STATE_FILENAME = "state.json"  # written last: a checkpoint exists once it does
+#: Files every complete run lists in its manifest; a manifest without them is refused.
+REQUIRED_FILES = (CONFIG_FILENAME, PREPROCESS_FILENAME, MODEL_FILENAME)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: mkstemp/mkdtemp create private files; published runs get the user's usual permissions.
+FILE_MODE = 0o666 & ~_umask()
+DIR_MODE = 0o777 & ~_umask()
+
+
+@contextlib.contextmanager
+def open_atomic(path: Path, buffering: int = -1) -> Iterator[IO[bytes]]:
+    """A binary stream whose content replaces ``path`` only if the block completes.
+
+    The bytes go to a temporary file beside ``path``, are fsynced, and the file is renamed over
+    ``path``; the folder is fsynced too so the rename survives a power cut. On any failure
+    (a full disk included) the temporary file is removed and ``path`` is untouched.
+
+    Raises:
+        OSError: the temporary file cannot be created (callers say where and what to do).
+    """
+    folder = path.parent if str(path.parent) else Path(".")
+    handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb", buffering=buffering) as stream:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temp, FILE_MODE)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(folder)
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write a file so that readers see either the old content or the whole new one."""
+    with open_atomic(path) as stream:
+        stream.write(data.encode() if isinstance(data, str) else data)
+
+
+def save_keras_atomic(model: Any, path: Path) -> None:
+    """``model.save`` through a temporary file, fsync and rename, like ``write_atomic``."""
+    temp = path.with_name(f".{path.name}.part{path.suffix}")  # Keras insists on the suffix
+    try:
+        model.save(temp)
+        with temp.open("rb") as stream:
+            os.fsync(stream.fileno())
+        os.chmod(temp, FILE_MODE)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint_file(path: str | Path) -> dict[str, Any]:
+    """Size and sha256 of a data file, recorded in the manifest and checked on resume."""
+    file = Path(path)
+    return {"path": str(file), "bytes": file.stat().st_size, "sha256": sha256_file(file)}
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class StagedRun:
+    staging: Path
+    final: Path
+
+
+def start_run(output_dir: Path, name: str, now: dt.datetime | None = None) -> StagedRun:
+    """Create the staging folder for a new run ``<output_dir>/<name>-<timestamp>``."""
+    stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        final = _free_name(output_dir / f"{name}-{stamp}")
+        staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=f"{STAGING_PREFIX}{final.name}-"))
+    except OSError as exc:
+        raise CnnCliError(
+            f"cannot write the output folder: {exc.strerror or exc}",
+            where=Location(file=str(output_dir)),
+            hint="choose a writable folder with --output or output.dir",
+        ) from exc
+    return StagedRun(staging=staging, final=final)
+
+
+def has_checkpoint(staging: Path) -> bool:
+    """Whether a staging folder holds a committed checkpoint (work worth keeping)."""
+    return (staging / CHECKPOINTS_DIRNAME / CHECKPOINT_STATE_FILENAME).is_file()
+
+
+def abandon_run(staged: StagedRun) -> None:
+    """Clean up a staging folder after a failure, but never lose a checkpoint.
+
+    A folder without a committed checkpoint is removed; one with a checkpoint stays where it is
+    (still hidden, never ``latest``) so ``cnncli train --resume`` can continue it.
+    """
+    if not has_checkpoint(staged.staging):
+        shutil.rmtree(staged.staging, ignore_errors=True)
+
+
+def _is_temporary(path: Path) -> bool:
+    return path.name.startswith(".") and ".part" in path.name
+
+
+def finish_run(staged: StagedRun, manifest: dict[str, Any]) -> Path:
+    """Write the manifest with every file's sha256, rename into place, move ``latest``.
+
+    Checkpoints and temporary files left by an interrupted attempt are not part of the run:
+    temporary files are removed first, the checkpoint folder right after the rename.
+    """
+    for path in list(staged.staging.glob(".*")):
+        if path.is_file() and _is_temporary(path):
+            path.unlink()
+    files = {
+        path.relative_to(staged.staging).as_posix(): sha256_file(path)
+        for path in sorted(staged.staging.rglob("*"))
+        if path.is_file()
+        and path.name != MANIFEST_FILENAME
+        and path.relative_to(staged.staging).parts[0] != CHECKPOINTS_DIRNAME
+    }
+    write_json(
+        staged.staging / MANIFEST_FILENAME,
+        {
+            "format": RUN_FORMAT_VERSION,
+            "cnncli": __version__,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            **manifest,
+            "files": files,
+        },
+    )
+    os.chmod(staged.staging, DIR_MODE)
+    _fsync_dir(staged.staging)
+    final = _free_name(staged.final)
+    os.rename(staged.staging, final)
+    shutil.rmtree(final / CHECKPOINTS_DIRNAME, ignore_errors=True)
+    _fsync_dir(final.parent)
+    point_latest(final)
+    return final
+
+
+def _free_name(final: Path) -> Path:
+    """``final``, or ``final-2``, ``final-3`` ... if a run of that name appeared meanwhile."""
+    candidate, suffix = final, 1
+    while candidate.exists() or candidate.is_symlink():
+        suffix += 1
+        candidate = final.with_name(f"{final.name}-{suffix}")
+    return candidate
+
+
+def point_latest(run_dir: Path) -> None:
+    """Atomically point ``<output>/latest`` at a complete run."""
+    link = run_dir.parent / LATEST_LINK
+    temp = run_dir.parent / f".{LATEST_LINK}.{os.getpid()}"
+    temp.unlink(missing_ok=True)
+    os.symlink(run_dir.name, temp)
+    os.replace(temp, link)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A verified run folder and the plain-data parts of it."""
+
+    path: Path
+    manifest: dict[str, Any]
+    preprocessor: Preprocessor
+    config: dict[str, Any]
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def has(self, name: str) -> bool:
+        return name in self.manifest.get("files", {})
+
+    @property
+    def onnx_ok(self) -> bool:
+        return bool(self.manifest.get("onnx", {}).get("checked")) and self.has(ONNX_FILENAME)
+
+
+def resolve_run_dir(run: Path | None, default_output: Path = Path("runs")) -> Path:
+    """RUN as given, or ``runs/latest``; a clear message when there is none."""
+    path = run if run is not None else default_output / LATEST_LINK
+    if not path.exists():
+        if run is None:
+            raise CnnCliError(
+                f"no trained run at {path}",
+                hint="train one first: cnncli train configs/seed.yaml, or pass the run folder",
+            )
+        raise CnnCliError(
+            "run folder not found",
+            where=Location(file=str(path)),
+            hint="pass a folder made by cnncli train",
+        )
+    return path.resolve()
+
+
+def open_run(path: Path, verify: bool = True) -> RunFolder:
+    """Read a run's manifest, check every file against its sha256, load the plain data.
+
+    Raises:
+        CnnCliError: not a run folder, written by a newer cnncli, or a file changed since.
+    """
+    manifest_path = path / MANIFEST_FILENAME
+    if not manifest_path.is_file():
+        if has_checkpoint(path):
+            raise CnnCliError(
+                "this is an interrupted run, not a complete one",
+                where=Location(file=str(path)),
+                hint=f"finish it first: cnncli train CONFIG --resume {path}",
+            )
+        raise CnnCliError(
+            "not a complete run folder (no manifest.json)",
+            where=Location(file=str(path)),
+            hint="pass a folder made by cnncli train; interrupted runs are never complete",
+        )
+    manifest = _read_manifest(manifest_path)
+    if verify:
+        verify_files(path, manifest)
+    try:
+        preprocessor = Preprocessor.from_json((path / PREPROCESS_FILENAME).read_text())
+        import yaml
+
+        config = yaml.safe_load((path / CONFIG_FILENAME).read_text())
+    except Exception as exc:  # checked files that still do not parse: a hand-made manifest
+        raise CnnCliError(
+            f"run files do not parse ({type(exc).__name__})",
+            where=Location(file=str(path)),
+            hint="the folder was not written by cnncli train; retrain",
+        ) from exc
+    return RunFolder(path=path, manifest=manifest, preprocessor=preprocessor, config=config)
+
+
+def _read_manifest(manifest_path: Path) -> dict[str, Any]:
+    """Parse manifest.json and check its shape and format version before trusting anything in it."""
+    where = Location(file=str(manifest_path))
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CnnCliError(
+            "manifest.json is unreadable", where=where, hint="retrain, or restore the folder"
+        ) from exc
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise CnnCliError(
+            "manifest.json has no list of files and checksums", where=where, hint="retrain"
+        )
+    version = manifest.get("format")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CnnCliError(
+            f"manifest.json has no valid run format (got {version!r})", where=where, hint="retrain"
+        )
+    if version > RUN_FORMAT_VERSION:
+        raise CnnCliError(
+            f"run was written by cnncli {manifest.get('cnncli')} (run format {version}),"
+            f" newer than this cnncli {__version__} (format {RUN_FORMAT_VERSION})",
+            where=Location(file=str(manifest_path.parent)),
+            hint="upgrade cnncli to read it",
+        )
+    return manifest
+
+
+def verify_files(path: Path, manifest: dict[str, Any]) -> None:
+    """Every file the manifest lists, and every file cnncli loads, matches its sha256."""
+    files = manifest.get("files", {})
+    for name in REQUIRED_FILES:
+        if name not in files:
+            raise CnnCliError(
+                f"manifest.json does not list {name}, so it cannot be checked",
+                where=Location(file=str(path)),
+                hint="refusing to load it; retrain",
+            )
+    for name, expected in files.items():
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise CnnCliError(
+                f"manifest.json names a file outside the run: {name}",
+                where=Location(file=str(path)),
+                hint="refusing to load it; retrain",
+            )
+        file = path / name
+        if not file.is_file():
+            raise CnnCliError(
+                f"{name} is missing from the run",
+                where=Location(file=str(path)),
+                hint="retrain, or restore the folder",
+            )
+        if sha256_file(file) != expected:
+            raise CnnCliError(
+                f"{name} does not match its sha256 in manifest.json; it was changed after training",
+                where=Location(file=str(file)),
+                hint="refusing to load it; retrain or restore the original file",
+            )
+
+
+def load_keras_model(run: RunFolder) -> Any:
+    """Load ``model.keras`` with Keras safe_mode on (no code from the file ever runs)."""
+    from cnncli.runtime import import_keras
+
+    keras = import_keras()
+    try:
+        return keras.saving.load_model(run.file(MODEL_FILENAME), safe_mode=True, compile=False)
+    except Exception as exc:  # Keras raises many types for hostile or broken files
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CnnCliError(
+            f"model.keras could not be loaded safely: {detail}",
+            where=Location(file=str(run.file(MODEL_FILENAME))),
+            hint="only models trained by cnncli can be loaded; retrain",
+        ) from exc

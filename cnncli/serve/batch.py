@@ -1,0 +1,832 @@
+"""Predict every row of a CSV file in chunks: read, preprocess, infer, write, in flat memory.
+
+The file is cut into blocks of whole lines (a quoted field may span lines; a block never ends
+inside one). A background thread parses the next block with pandas' C reader, using the
+training reader's options, while the main thread runs the model on the current one and writes
+it, so both cores stay busy. A block that does not parse cleanly goes through ``csv`` line by
+line instead, which names every bad line; only its good rows go on, through the same parser,
+so they get bit-for-bit the numbers training would have read.
+
+The CSV output is built with NumPy as one byte matrix per chunk (no per-row Python), and cells
+a spreadsheet would run as a formula are neutralised. TensorFlow is never imported here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import queue
+import re
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from cnncli.data.preprocess import (
+    LabelTransform,
+    Preprocessor,
+    UnknownCategoryWarning,
+    transform_features,
+)
+from cnncli.errors import CnnCliError, Location
+from cnncli.runs import open_atomic
+from cnncli.serve.predictor import Predictor
+
+#: Bytes of input per chunk: about 200,000 rows of the seed data, a few MB of memory per stage.
+CHUNK_BYTES = 4 << 20
+#: Bad rows listed one by one in the summary; the count covers the rest.
+MAX_LISTED = 20
+PROBABILITY_DECIMALS = 6
+ROW_COLUMN = "row"
+LABEL_COLUMN = "predicted"
+PROBABILITY_PREFIX = "prob_"
+#: A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+try:  # the strings pandas reads as an empty cell, exactly as the training reader does
+    from pandas._libs.parsers import STR_NA_VALUES as _NA_STRINGS
+except ImportError:  # pragma: no cover - a pandas that moved them
+    _NA_STRINGS = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND"}
+    _NA_STRINGS |= {"1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
+_NUMBER = re.compile(
+    r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE
+)
+
+BadRowCallback = Callable[["BadRow"], None]
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """A row that could not be predicted: where it is and why."""
+
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class BatchSummary:
+    """What ``predict_file`` did, for the one line the CLI prints at the end."""
+
+    source: str
+    destination: str
+    rows: int = 0
+    failed_rows: int = 0
+    bad_rows: list[BadRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def describe(self) -> str:
+        text = f"{self.rows:,} row(s) predicted → {self.destination} in {self.seconds:.2f} s"
+        if self.rows:
+            text += f" ({self.rows_per_second:,.0f} rows/s)"
+        if self.failed_rows:
+            lines = ", ".join(str(bad.line) for bad in self.bad_rows[:5])
+            more = f" and {self.failed_rows - 5} more" if self.failed_rows > 5 else ""
+            text += f"; {self.failed_rows:,} bad row(s) skipped (line {lines}{more})"
+        return text
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which columns of the input file feed the model and which are passed through as keys."""
+
+    header: tuple[str, ...]
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    keys: tuple[str, ...]
+    delimiter: str
+    fills: frozenset[str]  # numeric features whose empty cells are filled (missing: mean)
+    strict_categories: bool  # an empty categorical cell is a bad row (missing: error/drop)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+
+@dataclass
+class Chunk:
+    """The good rows of one block, as raw columns, plus its bad rows."""
+
+    ordinals: np.ndarray  # 0-based data-row number of each good row in the file
+    columns: dict[str, np.ndarray]
+    keys: dict[str, list[str]]
+    bad: list[BadRow]
+
+    def __len__(self) -> int:
+        return len(self.ordinals)
+
+
+# ---------------------------------------------------------------------------------------------
+# The entry point
+
+
+def predict_file(
+    predictor: Predictor,
+    input_file: Path,
+    output: Path | IO[bytes],
+    *,
+    skip_bad_rows: bool = False,
+    as_json: bool = False,
+    on_bad_row: BadRowCallback | None = None,
+) -> BatchSummary:
+    """Predict every row of ``input_file`` and stream the predictions to ``output``.
+
+    Args:
+        predictor: a loaded model and its preprocessing.
+        input_file: a CSV with (at least) the model's feature columns; a label column is ignored
+            and any other column is copied to the output as a key (else a ``row`` index is).
+        output: a file path (written to a temporary file and renamed when complete; ``.json``
+            means JSON) or a binary stream such as stdout.
+        skip_bad_rows: report unparseable rows and go on, instead of stopping at the first.
+        as_json: write one JSON object instead of CSV.
+        on_bad_row: called with each of the first ``MAX_LISTED`` bad rows as it is found.
+
+    Returns:
+        A summary; ``failed_rows`` > 0 means some rows were skipped.
+
+    Raises:
+        CnnCliError: the file is missing or lacks a feature column, or (without
+            ``skip_bad_rows``) a row cannot be parsed.
+    """
+    started = time.perf_counter()
+    pre = predictor.preprocessor
+    is_path = isinstance(output, Path)
+    as_json = as_json or (is_path and output.suffix.lower() == ".json")  # type: ignore[union-attr]
+    summary = BatchSummary(source=str(input_file), destination=str(output) if is_path else "stdout")
+    with _open_input(input_file) as handle:
+        layout = read_layout(handle, input_file, pre, predictor.run.config)
+        writer_type = JsonWriter if as_json else CsvWriter
+        with _open_output(output, input_file) as stream:
+            writer = writer_type(stream, layout, pre.label)
+            writer.start()
+            surprises = _Surprises(pre)
+            with _in_background(writer.write) as write:  # formats chunk n while n+1 is inferred
+                for chunk in _prefetch(parse_blocks(handle, input_file, layout)):
+                    _record_bad_rows(chunk.bad, summary, skip_bad_rows, on_bad_row)
+                    if len(chunk):
+                        surprises.add(chunk.columns)
+                        write(chunk, predictor.outputs(_transform(pre, chunk.columns)))
+                        summary.rows += len(chunk)
+            summary.notes.extend(surprises.notes())
+            summary.seconds = time.perf_counter() - started
+            writer.finish(summary, predictor.backend)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _record_bad_rows(
+    bad_rows: list[BadRow],
+    summary: BatchSummary,
+    skip_bad_rows: bool,
+    on_bad_row: BadRowCallback | None,
+) -> None:
+    """Count and list bad rows, or stop at the first one."""
+    for bad in bad_rows:
+        if not skip_bad_rows:
+            raise CnnCliError(
+                bad.message,
+                where=Location(file=summary.source, line=bad.line),
+                hint="fix that row, or pass --skip-bad-rows to predict the other rows",
+            )
+        summary.failed_rows += 1
+        if len(summary.bad_rows) < MAX_LISTED:
+            summary.bad_rows.append(bad)
+            if on_bad_row is not None:
+                on_bad_row(bad)
+
+
+def _transform(pre: Preprocessor, columns: dict[str, np.ndarray]) -> np.ndarray:
+    """The training transform; ``_Surprises`` reports unseen categories once for the file."""
+    if not any(feature.kind == "categorical" for feature in pre.features):
+        return transform_features(pre, columns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnknownCategoryWarning)
+        return transform_features(pre, columns)
+
+
+class _Surprises:
+    """Counts, over the whole file, values unlike training: numbers outside the training range
+    and categories never seen (encoded as all zeros), for one note per column at the end."""
+
+    def __init__(self, pre: Preprocessor) -> None:
+        self.ranged = [f for f in pre.features if f.kind == "numeric" and f.minimum is not None]
+        self.categorical = [f for f in pre.features if f.kind == "categorical"]
+        self.counts = dict.fromkeys((f.name for f in pre.features), 0)
+        self.examples: dict[str, set[str]] = {f.name: set() for f in self.categorical}
+
+    def add(self, columns: dict[str, np.ndarray]) -> None:
+        for feature in self.ranged:
+            values = columns[feature.name]
+            outside = (values < feature.minimum) | (values > feature.maximum)
+            self.counts[feature.name] += int(np.count_nonzero(outside))
+        for feature in self.categorical:
+            unseen = ~np.isin(columns[feature.name], np.asarray(feature.categories, dtype=object))
+            if unseen.any():
+                self.counts[feature.name] += int(np.count_nonzero(unseen))
+                if len(self.examples[feature.name]) < 3:
+                    values = columns[feature.name][unseen][:3].tolist()
+                    self.examples[feature.name].update(map(str, values))
+
+    def notes(self) -> list[str]:
+        notes = [
+            f"{f.name}: {self.counts[f.name]:,} value(s) outside the training range"
+            f" [{f.minimum:g}, {f.maximum:g}]"
+            for f in self.ranged
+            if self.counts[f.name]
+        ]
+        for feature in self.categorical:
+            if self.counts[feature.name]:
+                examples = ", ".join(map(repr, sorted(self.examples[feature.name])[:3]))
+                notes.append(
+                    f"column '{feature.name}': {self.counts[feature.name]:,} value(s) not seen in"
+                    f" training (e.g. {examples}) encoded as all zeros"
+                )
+        return notes
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+@contextlib.contextmanager
+def _open_input(path: Path) -> Iterator[IO[bytes]]:
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise CnnCliError(
+            "input file not found", where=Location(file=str(path)), hint="check the path"
+        ) from None
+    except OSError as exc:
+        raise CnnCliError(f"cannot read: {exc.strerror}", where=Location(file=str(path))) from None
+    with handle:
+        yield handle
+
+
+def read_layout(handle: IO[bytes], path: Path, pre: Preprocessor, config: dict[str, Any]) -> Layout:
+    """Read the header line and sort its columns into features, the label and keys.
+
+    Raises:
+        CnnCliError: empty file, duplicate or missing feature columns.
+    """
+    data = config.get("data") or {}
+    delimiter = str(data.get("delimiter") or ",")
+    line = _read_record(handle)
+    try:
+        text = line.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise CnnCliError(
+            "the header is not UTF-8 text",
+            where=Location(file=str(path), line=1),
+            hint="re-save the CSV as UTF-8",
+        ) from None
+    header = tuple(cell.strip() for cell in next(csv.reader([text], delimiter=delimiter), []))
+    if not header or header == ("",):
+        raise CnnCliError(
+            "input file is empty", where=Location(file=str(path)), hint="a CSV needs a header line"
+        )
+    names = pre.feature_names
+    missing = [name for name in names if name not in header]
+    if missing:
+        raise CnnCliError(
+            f"missing feature column(s) {', '.join(missing)}",
+            where=Location(file=str(path), line=1),
+            hint=f"the model expects {len(names)} feature(s): {', '.join(names)}",
+        )
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        raise CnnCliError(
+            f"column(s) {', '.join(duplicated)} appear more than once in the header",
+            where=Location(file=str(path), line=1),
+            hint="give every column a distinct name",
+        )
+    keys = tuple(name for name in header if name not in names and name != pre.label.name)
+    outputs = {LABEL_COLUMN, ROW_COLUMN} | {PROBABILITY_PREFIX + str(c) for c in pre.label.classes}
+    clash = [name for name in keys if name in outputs]
+    if clash:
+        raise CnnCliError(
+            f"column(s) {', '.join(clash)} would clash with the prediction columns",
+            where=Location(file=str(path), line=1),
+            hint="rename them in the input file",
+        )
+    return Layout(
+        header=header,
+        numeric=tuple(f.name for f in pre.features if f.kind == "numeric"),
+        categorical=tuple(f.name for f in pre.features if f.kind == "categorical"),
+        keys=keys,
+        delimiter=delimiter,
+        fills=frozenset(f.name for f in pre.features if f.fill is not None),
+        strict_categories=data.get("missing", "error") != "mean",
+    )
+
+
+def _read_record(handle: IO[bytes], start: bytes = b"") -> bytes:
+    """``start`` completed to the end of its line, and on while a quoted field is open."""
+    record = start + handle.readline()
+    quotes = record.count(b'"')
+    while quotes % 2:
+        more = handle.readline()
+        if not more:
+            break
+        record += more
+        quotes += more.count(b'"')
+    return record
+
+
+def _blocks(handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(first line number, bytes) of whole-line blocks; line 1 is the header."""
+    line = 2
+    while True:
+        block = handle.read(CHUNK_BYTES)
+        if not block:
+            return
+        block = _read_record(handle, block)
+        yield line, block
+        line += block.count(b"\n")
+
+
+def parse_blocks(handle: IO[bytes], path: Path, layout: Layout) -> Iterator[Chunk]:
+    """Parse the rest of the file block by block into ``Chunk``s."""
+    first_row = 0
+    for line, block in _blocks(handle):
+        chunk = _parse_fast(block, layout, first_row)
+        if chunk is None:
+            chunk = _parse_carefully(block, layout, line, first_row)
+        first_row += len(chunk) + len(chunk.bad)
+        yield chunk
+
+
+def _read_frame(block: bytes, layout: Layout) -> Any:
+    """pandas' C parser with the training reader's options; raises on malformed rows."""
+    import pandas as pd
+
+    dtypes: dict[str, Any] = {name: np.float64 for name in layout.numeric}
+    dtypes.update({name: str for name in layout.categorical + layout.keys})
+    na_values = {name: sorted(_NA_STRINGS) for name in layout.features}
+    return pd.read_csv(
+        io.BytesIO(block),
+        header=None,
+        names=list(layout.header),
+        usecols=list(layout.features + layout.keys),
+        dtype=dtypes,
+        sep=layout.delimiter,
+        skipinitialspace=True,
+        keep_default_na=False,
+        na_values=na_values,
+        encoding="utf-8",
+        engine="c",
+    )
+
+
+def _parse_fast(block: bytes, layout: Layout, first_row: int) -> Chunk | None:
+    """The whole block through pandas, or None if any row needs a closer look."""
+    try:
+        frame = _read_frame(block, layout)
+    except (ValueError, UnicodeDecodeError):  # pandas' ParserError is a ValueError
+        return None
+    # pandas pads a short row with empty cells and, reading only some columns, drops a long
+    # row's extra cells without a word: count every row's cells.
+    counts = _cell_counts(block, layout.delimiter)
+    if len(counts) != len(frame) or bool((counts != len(layout.header)).any()):
+        return None
+    columns, keys, ok = _columns(frame, layout)
+    if not ok:
+        return None
+    return Chunk(np.arange(first_row, first_row + len(frame)), columns, keys, [])
+
+
+def _cell_counts(block: bytes, delimiter: str) -> np.ndarray:
+    """Cells in each non-blank record of ``block``, quotes respected, without a loop per row."""
+    data = np.frombuffer(block, dtype=np.uint8)
+    separator = data == ord(delimiter)
+    newline = data == ord("\n")
+    if b'"' in block:  # inside quotes (an odd number of quotes so far) nothing separates
+        outside = np.cumsum(data == ord('"'), dtype=np.uint32) % 2 == 0
+        separator &= outside
+        newline &= outside
+    ends = np.flatnonzero(newline)
+    if data.size and data[-1] != ord("\n"):
+        ends = np.append(ends, data.size)
+    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+    positions = np.flatnonzero(separator)
+    counts = np.diff(np.searchsorted(positions, ends), prepend=0) + 1  # none on a line end
+    width = ends - starts
+    first = data[np.minimum(starts, max(data.size - 1, 0))] if data.size else starts
+    blank = (width == 0) | ((width == 1) & (first == ord("\r")))
+    return counts[~blank]
+
+
+def _columns(
+    frame: Any, layout: Layout
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]], bool]:
+    """Feature arrays as training builds them, keys as text, and whether every row is usable."""
+    ok = True
+    columns: dict[str, np.ndarray] = {}
+    for name in layout.numeric:
+        values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        finite = np.isfinite(values) | (np.isnan(values) & (name in layout.fills))
+        ok = ok and bool(finite.all())
+        columns[name] = values
+    for name in layout.categorical:
+        series = frame[name]
+        ok = ok and not (layout.strict_categories and bool(series.isna().any()))
+        columns[name] = series.astype(str).to_numpy()
+    keys = {}
+    for name in layout.keys:
+        series = frame[name]
+        ok = ok and not bool(series.isna().any())  # a key is NaN only where the row was short
+        keys[name] = series.tolist()
+    return columns, keys, ok
+
+
+def _parse_carefully(block: bytes, layout: Layout, line: int, first_row: int) -> Chunk:
+    """Check each row with ``csv``; parse the good ones with pandas, name the bad ones."""
+    text = block.decode("utf-8", errors="surrogateescape")
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=layout.delimiter, skipinitialspace=True
+    )
+    good = io.StringIO()
+    writer = csv.writer(good, delimiter=layout.delimiter, lineterminator="\n")
+    ordinals, bad = [], []
+    row, done = first_row, 0
+    index = {name: layout.header.index(name) for name in layout.features}
+    for cells in reader:
+        start, done = line + done, reader.line_num
+        if not cells:  # a blank line is no row, as in pandas
+            continue
+        problem = _row_problem(cells, layout, index)
+        if problem:
+            bad.append(BadRow(start, problem))
+        else:
+            writer.writerow(cells)
+            ordinals.append(row)
+        row += 1
+    if not ordinals:
+        return Chunk(
+            np.zeros(0, dtype=np.int64), _empty_columns(layout), {k: [] for k in layout.keys}, bad
+        )
+    columns, keys, ok = _columns(_read_frame(good.getvalue().encode(), layout), layout)
+    if not ok:  # pragma: no cover - _row_problem accepts only rows pandas reads cleanly
+        raise RuntimeError("a row passed the line-by-line check but not pandas")
+    return Chunk(np.asarray(ordinals, dtype=np.int64), columns, keys, bad)
+
+
+def _row_problem(cells: list[str], layout: Layout, index: dict[str, int]) -> str | None:
+    """Why one row cannot be predicted, or None."""
+    if len(cells) != len(layout.header):
+        return f"expected {len(layout.header)} cells, got {len(cells)}"
+    try:
+        "\x1f".join(cells).encode("utf-8")
+    except UnicodeEncodeError:
+        return "not UTF-8 text"
+    for name in layout.numeric:
+        value = cells[index[name]].strip()
+        if value in _NA_STRINGS:
+            if name not in layout.fills:
+                return f"column '{name}' is empty" + (f" ({value!r})" if value else "")
+        elif not _NUMBER.fullmatch(value):
+            return f"column '{name}' expects a number, got {value!r}"
+        elif not np.isfinite(float(value)):
+            return f"column '{name}' is {value}, not a finite number"
+    for name in layout.categorical:
+        if layout.strict_categories and cells[index[name]].strip() in _NA_STRINGS:
+            return f"column '{name}' is empty"
+    return None
+
+
+def _empty_columns(layout: Layout) -> dict[str, np.ndarray]:
+    columns = {name: np.zeros(0) for name in layout.numeric}
+    columns.update({name: np.zeros(0, dtype=object) for name in layout.categorical})
+    return columns
+
+
+def _prefetch(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
+    """Run ``chunks`` in a background thread, at most ``depth`` ahead (memory stays flat)."""
+    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def offer(item: Any) -> None:
+        while not stop.is_set():  # never block for good on a consumer that has gone
+            try:
+                slots.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                offer(chunk)
+                if stop.is_set():
+                    return
+            offer(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            offer(exc)
+
+    thread = threading.Thread(target=produce, name="cnncli-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextlib.contextmanager
+def _in_background(function: Callable[..., None], depth: int = 2) -> Iterator[Callable[..., None]]:
+    """Call ``function`` in a background thread, in order; yields ``submit(*args)``.
+
+    A failure in ``function`` is raised by the next ``submit`` or at the end of the block.
+    """
+    calls: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        while (args := calls.get()) is not None:
+            if not failures:
+                try:
+                    function(*args)
+                except BaseException as exc:  # noqa: BLE001 - handed to the submitting thread
+                    failures.append(exc)
+
+    def submit(*args: Any) -> None:
+        if failures:
+            raise failures[0]
+        calls.put(args)
+
+    thread = threading.Thread(target=work, name="cnncli-write", daemon=True)
+    thread.start()
+    try:
+        yield submit
+    finally:
+        calls.put(None)
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+@contextlib.contextmanager
+def _open_output(output: Path | IO[bytes], input_file: Path) -> Iterator[IO[bytes]]:
+    """A stream as is, or a temporary file beside ``output`` renamed over it on success."""
+    if not isinstance(output, Path):
+        yield output
+        output.flush()
+        return
+    if output.resolve() == input_file.resolve():
+        raise CnnCliError(
+            "--output is the input file",
+            where=Location(file=str(output)),
+            hint="write the predictions elsewhere",
+        )
+    try:
+        atomic = open_atomic(output, buffering=1 << 20)
+        stream = atomic.__enter__()
+    except OSError as exc:
+        raise CnnCliError(
+            f"cannot write there: {exc.strerror}",
+            where=Location(file=str(output)),
+            hint="choose another --output",
+        ) from None
+    with contextlib.ExitStack() as stack:  # entered above, so creation errors get their message
+        stack.push(atomic)
+        yield stream
+
+
+def neutralise(text: str) -> str:
+    """Prefix ``'`` to a cell a spreadsheet would run as a formula (numbers stay as they are)."""
+    if text.startswith(FORMULA_START):
+        try:
+            float(text)
+        except ValueError:
+            return "'" + text
+    return text
+
+
+def csv_cell(text: str, delimiter: str = ",") -> str:
+    """One safe CSV cell: formula-neutralised, then quoted if it needs quotes."""
+    text = neutralise(text)
+    if any(char in text for char in (delimiter, '"', "\n", "\r")):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def decode_predictions(
+    label: LabelTransform, outputs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Model outputs → class indices (or values in the label's units) and class probabilities."""
+    outputs = np.asarray(outputs)
+    if label.kind == "binary":
+        positive = outputs.reshape(-1).astype(np.float64)
+        return (positive >= 0.5).astype(np.int64), np.stack([1.0 - positive, positive], axis=1)
+    if label.is_classification:
+        return outputs.argmax(axis=1), outputs
+    values = outputs.reshape(len(outputs), -1)[:, 0].astype(np.float64)
+    return values * label.scale + label.center, None
+
+
+class CsvWriter:
+    """Keys (or ``row``), ``predicted`` and one ``prob_<class>`` column per class."""
+
+    def __init__(self, stream: IO[bytes], layout: Layout, label: LabelTransform) -> None:
+        self.stream = stream
+        self.layout = layout
+        self.label = label
+        self.classes = _TextTable([csv_cell(str(c)) for c in label.classes])
+
+    def start(self) -> None:
+        names = list(self.layout.keys or (ROW_COLUMN,)) + [LABEL_COLUMN]
+        if self.label.is_classification:
+            names += [PROBABILITY_PREFIX + str(c) for c in self.label.classes]
+        self.stream.write((",".join(csv_cell(name) for name in names) + "\n").encode())
+
+    def write(self, chunk: Chunk, outputs: np.ndarray) -> None:
+        predicted, probabilities = decode_predictions(self.label, outputs)
+        cells: list[tuple[np.ndarray, np.ndarray | None]] = []
+        if self.layout.keys:
+            cells += [
+                _text_cells([csv_cell(str(v)) for v in chunk.keys[k]]) for k in self.layout.keys
+            ]
+        else:
+            cells.append(_integer_cells(chunk.ordinals))
+        if probabilities is None:
+            cells.append(_text_cells([repr(v) for v in predicted.tolist()]))
+        else:
+            cells.append(self.classes.cells(predicted))
+            cells += [
+                _fixed_cells(probabilities[:, k], PROBABILITY_DECIMALS)
+                for k in range(probabilities.shape[1])
+            ]
+        self.stream.write(join_rows(cells))
+
+    def finish(self, summary: BatchSummary, backend: str) -> None:
+        self.stream.flush()
+
+
+class JsonWriter:
+    """One JSON object: ``predictions`` (streamed), then the counts and the bad rows."""
+
+    def __init__(self, stream: IO[bytes], layout: Layout, label: LabelTransform) -> None:
+        self.stream = stream
+        self.layout = layout
+        self.label = label
+        self.first = True
+
+    def start(self) -> None:
+        self.stream.write(b'{"predictions": [')
+
+    def write(self, chunk: Chunk, outputs: np.ndarray) -> None:
+        predicted, probabilities = decode_predictions(self.label, outputs)
+        classes = [str(c) for c in self.label.classes]
+        labels = (
+            [self.label.classes[i] for i in predicted]
+            if probabilities is not None
+            else predicted.tolist()
+        )
+        probs = probabilities.tolist() if probabilities is not None else None
+        rows = []
+        for index in range(len(chunk)):
+            row: dict[str, Any] = {k: chunk.keys[k][index] for k in self.layout.keys}
+            if not self.layout.keys:
+                row[ROW_COLUMN] = int(chunk.ordinals[index])
+            row["label"] = labels[index]
+            if probs is not None:
+                row["probabilities"] = dict(zip(classes, probs[index], strict=True))
+            rows.append(json.dumps(row))
+        if rows:
+            self.stream.write(((",\n" if not self.first else "\n") + ",\n".join(rows)).encode())
+            self.first = False
+
+    def finish(self, summary: BatchSummary, backend: str) -> None:
+        tail = {
+            "rows": summary.rows,
+            "failed_rows": summary.failed_rows,
+            "bad_rows": [{"line": bad.line, "message": bad.message} for bad in summary.bad_rows],
+            "notes": summary.notes,
+            "backend": backend,
+        }
+        self.stream.write(("\n], " + json.dumps(tail)[1:] + "\n").encode())
+        self.stream.flush()
+
+
+# Vectorised CSV: every column of a chunk is a (rows, width) uint8 matrix of characters and a
+# mask of the ones in use; a row is its columns side by side, and the output is the masked
+# characters in order. One NumPy pass per column instead of a Python call per cell.
+
+Cells = tuple[np.ndarray, "np.ndarray | None"]
+
+
+class _TextTable:
+    """A few fixed strings (class names) picked per row by index."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.matrix, self.mask = _text_cells(texts)
+
+    def cells(self, index: np.ndarray) -> Cells:
+        return self.matrix[index], None if self.mask is None else self.mask[index]
+
+
+def _text_cells(texts: list[str]) -> Cells:
+    encoded = [text.encode() for text in texts]
+    width = max((len(b) for b in encoded), default=1) or 1
+    matrix = np.zeros((len(encoded), width), dtype=np.uint8)
+    if encoded:
+        matrix[:] = np.frombuffer(
+            b"".join(b.ljust(width, b"\0") for b in encoded), dtype=np.uint8
+        ).reshape(-1, width)
+    lengths = np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded))
+    mask = np.arange(width) < lengths[:, None]
+    return matrix, None if mask.all() else mask
+
+
+def _digits(values: np.ndarray, width: int) -> np.ndarray:
+    """Non-negative integers → ``(rows, width)`` ASCII digits, right-aligned, zero-padded."""
+    digits = np.empty((width, len(values)), dtype=np.uint8)  # a digit's row is contiguous
+    small = width <= 9  # fits uint32, whose division is twice as fast as int64's
+    rest = values.astype(np.uint32 if small else np.int64)
+    ten = np.uint32(10) if small else 10
+    for position in range(width - 1, -1, -1):
+        rest, digit = np.divmod(rest, ten)
+        digits[position] = digit
+    digits += ord("0")
+    return digits.T
+
+
+def _integer_cells(values: np.ndarray) -> Cells:
+    """Non-negative integers, right-aligned digits with the leading zeros masked off."""
+    values = np.asarray(values, dtype=np.int64)
+    width = len(str(int(values.max()))) if len(values) else 1
+    if width == 1:
+        return _digits(values, 1), None
+    powers = 10 ** np.arange(width - 1, 0, -1, dtype=np.int64)
+    used = np.ones((len(values), width), dtype=bool)
+    used[:, :-1] = values[:, None] >= powers
+    return _digits(values, width), used
+
+
+def _fixed_cells(values: np.ndarray, decimals: int) -> Cells:
+    """Floats as ``-12.345678``, what ``f"{v:.6f}"`` prints (to the last digit's rounding),
+    without a Python call per value."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).all() or (np.abs(values) >= 1e15).any():
+        return _text_cells([f"{v:.{decimals}f}" for v in values.tolist()])
+    scaled = np.rint(np.abs(values) * 10**decimals).astype(np.int64)
+    whole, fraction = np.divmod(scaled, 10**decimals)
+    whole_digits, whole_used = _integer_cells(whole)
+    negative = (values < 0) & (scaled > 0)
+    rows, width = len(values), whole_digits.shape[1]
+    matrix = np.empty((rows, 1 + width + 1 + decimals), dtype=np.uint8)
+    matrix[:, 0] = ord("-")
+    matrix[:, 1 : 1 + width] = whole_digits
+    matrix[:, 1 + width] = ord(".")
+    matrix[:, 2 + width :] = _digits(fraction, decimals)
+    if whole_used is None and not negative.any():  # probabilities: a fixed width, no mask
+        return matrix[:, 1:], None
+    used = np.ones(matrix.shape, dtype=bool)
+    used[:, 0] = negative
+    if whole_used is not None:
+        used[:, 1 : 1 + width] = whole_used
+    return matrix, used
+
+
+def join_rows(columns: list[Cells]) -> bytes:
+    """Columns of cells → CSV bytes, comma-separated, one line per row."""
+    rows = len(columns[0][0])
+    if rows == 0:
+        return b""
+    width = sum(matrix.shape[1] + 1 for matrix, _ in columns)
+    text = np.empty((rows, width), dtype=np.uint8)
+    used = None if all(mask is None for _, mask in columns) else np.ones((rows, width), dtype=bool)
+    start = 0
+    for matrix, mask in columns:
+        end = start + matrix.shape[1]
+        text[:, start:end] = matrix
+        text[:, end] = ord(",")
+        if mask is not None:
+            used[:, start:end] = mask  # type: ignore[index]
+        start = end + 1
+    text[:, -1] = ord("\n")
+    return text.tobytes() if used is None else text[used].tobytes()

@@ -1,0 +1,439 @@
+"""Everything that can be checked without training, with every problem reported at once.
+
+Schema and YAML checks happen in ``load_config`` (no TensorFlow). This module adds the checks
+that need the data's header and Keras: column names, Keras names and arguments, shapes through
+the stack, and whether the head and loss fit the task. It reads only the header, a sample and
+the label and categorical columns, never the whole table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnncli.config.models import Config, LayerSpec
+from cnncli.data.table import (
+    Columns,
+    choose_columns,
+    infer_task,
+    label_values,
+    read_header,
+    read_sample,
+)
+from cnncli.errors import CnnCliError, ConfigErrors, Location
+from cnncli.model.build import (
+    build_model,
+    default_input_shape,
+    describe_layers,
+    keras_message,
+    make_callbacks,
+    make_layer,
+    make_loss,
+    make_metrics,
+    make_optimizer,
+    resolve_units,
+    shape_text,
+)
+from cnncli.runtime import import_keras
+
+_CLASSIFICATION_LOSSES = {
+    "categorical_crossentropy",
+    "CategoricalCrossentropy",
+    "sparse_categorical_crossentropy",
+    "SparseCategoricalCrossentropy",
+    "binary_crossentropy",
+    "BinaryCrossentropy",
+    "categorical_focal_crossentropy",
+    "CategoricalFocalCrossentropy",
+    "binary_focal_crossentropy",
+    "BinaryFocalCrossentropy",
+    "categorical_hinge",
+    "CategoricalHinge",
+    "hinge",
+    "Hinge",
+    "squared_hinge",
+    "SquaredHinge",
+    "kl_divergence",
+    "KLDivergence",
+}
+_SPARSE_LOSSES = {"sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"}
+_ONEHOT_LOSSES = {
+    "categorical_crossentropy",
+    "CategoricalCrossentropy",
+    "categorical_focal_crossentropy",
+    "CategoricalFocalCrossentropy",
+}
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What the CSV says about the model's input and output, read cheaply."""
+
+    columns: Columns
+    input_width: int
+    task: str
+    classes: tuple[Any, ...]
+    label_kind: str
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.classes) if self.label_kind in ("onehot", "sparse") else 1
+
+
+@dataclass(frozen=True)
+class ConfigReport:
+    input_shape: tuple[int, ...]
+    layers: list[dict[str, Any]]
+    description: str
+    facts: DataFacts
+
+
+def inspect_data(config: Config) -> DataFacts:
+    """Header, a sample, and only the label and categorical columns in full."""
+    from cnncli.train.run import label_kind
+
+    for key, path in (("data.path", config.data.path), ("data.test_path", config.data.test_path)):
+        if path is not None and not Path(path).is_file():
+            raise CnnCliError(
+                f"data file {path} not found",
+                where=config.locate(key),
+                hint="relative paths resolve against the config file's folder",
+            )
+    header = read_header(config.data.path, config.data.delimiter)
+    sample = read_sample(config.data.path, config.data.delimiter)
+    columns = choose_columns(config, header, sample)
+    from cnncli.data.stream import (
+        distinct_values,
+    )  # chunked: a file larger than memory stays out of it
+
+    distinct_labels, categories = distinct_values(config, config.data.path, columns)
+    width = len(columns.features) - len(columns.categorical)
+    width += sum(len(values) for values in categories.values())
+    labels = label_values(distinct_labels)
+    task = config.task or infer_task(labels)
+    classes = tuple(np.unique(labels).tolist()) if task == "classification" else ()
+    if task == "classification" and len(classes) < 2:
+        raise CnnCliError(
+            f"the label column has a single class ({classes[0]!r})"
+            if classes
+            else "the label column is empty",
+            where=Location(file=config.data.path, key=f"column '{columns.label}'"),
+            hint="classification needs at least two classes; check data.label",
+        )
+    kind = label_kind(config, task, len(classes))
+    return DataFacts(columns, width, task, classes, kind)
+
+
+def summarize_config(config: Config) -> ConfigReport:
+    """Run every check; return the layer table, or raise ConfigErrors listing all problems."""
+    problems: list[CnnCliError] = []
+    facts = _collect(problems, inspect_data, config)
+    keras = import_keras()
+    n_outputs = facts.n_outputs if facts else 1
+    specs = resolve_units(config, n_outputs)
+    built = [
+        _collect(problems, make_layer, spec, _layer_where(config, index, spec), keras)
+        for index, spec in enumerate(specs)
+    ]
+    _collect(problems, make_optimizer, config, keras)
+    _collect(problems, make_metrics, config, keras, ())
+    _collect(problems, make_callbacks, config, keras)
+    if config.compile.loss is not None:
+        _collect(problems, make_loss, config, keras, "")
+    if facts is not None:
+        problems += head_and_loss_problems(config, facts)
+    report = None
+    if facts is not None and all(layer is not None for layer in built):
+        report = _collect(problems, _propagate_shapes, config, facts, specs)
+    if problems:
+        raise ConfigErrors(problems)
+    assert report is not None
+    return report
+
+
+def validate_config(config: Config) -> None:
+    """The same checks as ``summarize_config``, for commands that only need a yes or no."""
+    summarize_config(config)
+
+
+def _collect(problems: list[CnnCliError], function: Any, *args: Any) -> Any:
+    try:
+        return function(*args)
+    except ConfigErrors as exc:
+        problems.extend(exc.problems)
+    except CnnCliError as exc:
+        problems.append(exc)
+    return None
+
+
+def _layer_where(config: Config, index: int, spec: LayerSpec) -> Any:
+    return config.locate(f"model.layers[{index}]", label=spec.type)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes
+
+
+def _propagate_shapes(config: Config, facts: DataFacts, specs: list[LayerSpec]) -> ConfigReport:
+    input_shape = default_input_shape(config, facts.input_width)
+    if int(np.prod(input_shape)) != facts.input_width:
+        raise CnnCliError(
+            f"input_shape {list(input_shape)} holds {int(np.prod(input_shape))} values"
+            " but each row has"
+            f" {facts.input_width} features after one-hot encoding",
+            where=config.locate("model.input_shape"),
+            hint=f"use a shape whose product is {facts.input_width}, e.g. [{facts.input_width}, 1]",
+        )
+    keras = import_keras()
+    trail = [f"input {shape_text((None, *input_shape))}"]
+    shape: tuple[Any, ...] = (None, *input_shape)
+    for index, spec in enumerate(specs):
+        where = _layer_where(config, index, spec)
+        previous = specs[index - 1] if index else None
+        problem = rank_problem(spec, shape, previous) or window_problem(spec, shape, previous)
+        if problem is None:
+            layer = make_layer(spec, where, keras)
+            try:
+                shape = tuple(layer.compute_output_shape(shape))
+            except Exception as exc:  # noqa: BLE001 - Keras raises several types here
+                problem = _rank_problem(spec, shape, exc, previous)
+            else:
+                if any(dim is not None and dim <= 0 for dim in shape[1:]):
+                    problem = (
+                        f"output would be empty: {shape_text(shape)}",
+                        "make the layers above keep more steps",
+                    )
+        if problem is not None:
+            message, hint = problem
+            raise CnnCliError(f"{message} (shapes: {' → '.join(trail)})", where=where, hint=hint)
+        trail.append(f"{spec.type} {shape_text(shape)}")
+    model = build_model(config, input_shape, facts.n_outputs, compile_model=False)
+    description = f"{facts.input_width} input value(s) shaped {list(input_shape)}"
+    if facts.task == "classification":
+        description += f" → {len(facts.classes)} classes ({facts.label_kind} labels)"
+    else:
+        description += " → 1 value (regression)"
+    return ConfigReport(input_shape, describe_layers(model), description, facts)
+
+
+_WINDOW_ARGS = (
+    ("Conv", "kernel_size", None),
+    ("SeparableConv", "kernel_size", None),
+    ("DepthwiseConv", "kernel_size", None),
+    ("MaxPooling", "pool_size", 2),
+    ("AveragePooling", "pool_size", 2),
+)
+
+
+def window_problem(
+    spec: LayerSpec, shape: tuple[Any, ...], previous: LayerSpec | None
+) -> tuple[str, str] | None:
+    """A conv or pooling window larger than its input, in the user's words."""
+    match = re.fullmatch(
+        r"(Conv|SeparableConv|DepthwiseConv|MaxPooling|AveragePooling)([123])D", spec.type
+    )
+    if match is None or spec.args.get("padding", "valid") in ("same", "causal"):
+        return None
+    rank = int(match.group(2))
+    if len(shape) != rank + 2:
+        return None  # the rank check reports this one
+    if spec.args.get("data_format") == "channels_first":
+        return None
+    family = match.group(1)
+    argument = "pool_size" if "Pooling" in family else "kernel_size"
+    default = 2 if "Pooling" in family else None
+    window = _as_tuple(spec.args.get(argument, default), rank)
+    dilation = (
+        _as_tuple(spec.args.get("dilation_rate", 1), rank)
+        if "Pooling" not in family
+        else (1,) * rank
+    )
+    if window is None or dilation is None:
+        return None
+    sizes = shape[1:-1]
+    effective = tuple((w - 1) * d + 1 for w, d in zip(window, dilation, strict=True))
+    if all(size is None or size >= eff for size, eff in zip(sizes, effective, strict=True)):
+        return None
+    if rank == 1:
+        steps = sizes[0]
+        got = f"input has {steps} step{'s' if steps != 1 else ''} but {argument} is {window[0]}"
+    else:
+        got = f"input is {'×'.join(map(str, sizes))} but {argument} is {'×'.join(map(str, window))}"
+    if dilation != (1,) * rank:
+        got += f" with dilation_rate {list(dilation)} (window {'×'.join(map(str, effective))})"
+    above = (
+        previous is not None
+        and previous.type.startswith(("Conv", "SeparableConv", "DepthwiseConv"))
+        and previous.args.get("padding", "valid") == "valid"
+    )
+    if above:
+        hint = f"use padding: same on the {previous.type} above, or a smaller {argument}"
+    else:
+        hint = f"use padding: same, or a smaller {argument}"
+    return got, hint
+
+
+def _as_tuple(value: Any, rank: int) -> tuple[int, ...] | None:
+    if isinstance(value, int):
+        return (value,) * rank
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == rank
+        and all(isinstance(v, int) for v in value)
+    ):
+        return tuple(value)
+    return None
+
+
+_SPATIAL = re.compile(
+    r"(?:Conv|SeparableConv|DepthwiseConv|MaxPooling|AveragePooling|GlobalMaxPooling|GlobalAveragePooling"
+    r"|UpSampling|ZeroPadding|Cropping)([123])D(?:Transpose)?"
+)
+_SEQUENCE_LAYERS = {"LSTM", "GRU", "SimpleRNN", "Bidirectional", "Attention"}
+_AXES = {
+    3: "(batch, steps, channels)",
+    4: "(batch, height, width, channels)",
+    5: "(batch, depth, height, width, channels)",
+}
+
+
+def rank_problem(
+    spec: LayerSpec, shape: tuple[Any, ...], previous: LayerSpec | None
+) -> tuple[str, str] | None:
+    """A layer that needs a sequence or image input but gets something of another rank."""
+    match = _SPATIAL.fullmatch(spec.type)
+    if match:
+        expected = int(match.group(1)) + 2
+    elif spec.type in _SEQUENCE_LAYERS:
+        expected = 3
+    else:
+        return None
+    if len(shape) == expected:
+        return None
+    message = f"expects input of rank {expected} {_AXES[expected]} but gets {shape_text(shape)}"
+    if previous is not None and previous.type == "Flatten" and len(shape) < expected:
+        hint = "remove the Flatten above, or move this layer before it"
+    elif previous is None:
+        example = ", ".join(["n"] * (expected - 2))
+        hint = f"set model.input_shape to rank {expected - 1}, e.g. [{example}, 1]"
+    elif len(shape) > expected:
+        hint = "add a Flatten, Reshape or global pooling layer above it"
+    else:
+        hint = "add a Reshape above it, or change model.input_shape"
+    return message, hint
+
+
+def _rank_problem(
+    spec: LayerSpec, shape: tuple[Any, ...], exc: Exception, previous: LayerSpec | None
+) -> tuple[str, str]:
+    text = keras_message(exc)
+    found = re.search(r"expected (min_)?ndim=(\d+), found ndim=(\d+)", text)
+    if found:
+        expected, got = int(found.group(2)), int(found.group(3))
+        at_least = "+" if found.group(1) else ""
+        message = f"expects input of rank {expected}{at_least} but gets {shape_text(shape)}"
+        if previous is not None and previous.type == "Flatten" and got < expected:
+            hint = "remove the Flatten above, or move this layer before it"
+        elif got < expected and previous is None:
+            example = ", ".join(["n"] * (expected - 2))
+            hint = f"set model.input_shape to rank {expected - 1}, e.g. [{example}, 1]"
+        elif got > expected:
+            hint = "add a Flatten (or a global pooling layer) above it"
+        else:
+            hint = "add a Reshape above it, or change model.input_shape"
+        return message, hint
+    return (
+        f"does not fit its input {shape_text(shape)}: {text}",
+        "check this layer's arguments against the shapes shown",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Head and loss
+
+
+def head_and_loss_problems(config: Config, facts: DataFacts) -> list[CnnCliError]:
+    """The last layer and the loss must fit the task and the label encoding."""
+    problems = []
+    last_index = len(config.model.layers) - 1
+    last = config.model.layers[-1]
+    units = last.args.get("units")
+    activation = last.args.get("activation")
+    loss = config.compile.loss.type if config.compile.loss else None
+    where = config.locate(f"model.layers[{last_index}]", label=last.type)
+    n_classes = len(facts.classes)
+    if facts.task == "classification":
+        expected = 1 if facts.label_kind == "binary" else n_classes
+        wrong_units = isinstance(units, int) and units != expected and last.type == "Dense"
+        if wrong_units:
+            problems.append(
+                CnnCliError(
+                    f"last layer has {units} unit(s) but the label has {n_classes} classes",
+                    where=config.locate(f"model.layers[{last_index}].units", label=last.type),
+                    hint=f"use units: auto (= {expected})",
+                )
+            )
+        if activation == "softmax" and not wrong_units and (units == 1 or expected == 1):
+            problems.append(
+                CnnCliError(
+                    "softmax over a single unit always outputs 1.0",
+                    where=where,
+                    hint="use activation: sigmoid with loss: binary_crossentropy,"
+                    " or units: auto with categorical_crossentropy",
+                )
+            )
+        if activation == "sigmoid" and loss in _ONEHOT_LOSSES and n_classes > 2:
+            problems.append(
+                CnnCliError(
+                    f"sigmoid with {loss} on {n_classes} classes: the outputs do not sum to 1",
+                    where=config.locate(f"model.layers[{last_index}].activation", label=last.type),
+                    hint="use activation: softmax",
+                )
+            )
+        if loss in _SPARSE_LOSSES and config.preprocess.label == "onehot":
+            problems.append(
+                CnnCliError(
+                    f"{loss} expects integer labels but preprocess.label is onehot",
+                    where=config.locate("compile.loss"),
+                    hint="use loss: categorical_crossentropy, or preprocess.label: sparse",
+                )
+            )
+        if loss in _ONEHOT_LOSSES and config.preprocess.label == "sparse":
+            problems.append(
+                CnnCliError(
+                    f"{loss} expects one-hot labels but preprocess.label is sparse",
+                    where=config.locate("compile.loss"),
+                    hint="use loss: sparse_categorical_crossentropy, or preprocess.label: onehot",
+                )
+            )
+        if loss in ("binary_crossentropy", "BinaryCrossentropy") and n_classes > 2:
+            problems.append(
+                CnnCliError(
+                    f"{loss} is for two classes, the label has {n_classes}",
+                    where=config.locate("compile.loss"),
+                    hint="use categorical_crossentropy with a softmax head",
+                )
+            )
+    else:
+        if loss in _CLASSIFICATION_LOSSES:
+            problems.append(
+                CnnCliError(
+                    f"{loss} is a classification loss but the task is regression",
+                    where=config.locate("compile.loss"),
+                    hint="use mean_squared_error or mean_absolute_error,"
+                    " or set task: classification",
+                )
+            )
+        if activation in ("softmax", "sigmoid"):
+            problems.append(
+                CnnCliError(
+                    f"a {activation} head squashes a regression output into 0..1",
+                    where=config.locate(f"model.layers[{last_index}].activation", label=last.type),
+                    hint="leave activation out (linear) on the last layer",
+                )
+            )
+    return problems

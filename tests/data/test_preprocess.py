@@ -1,0 +1,109 @@
+"""NumPy preprocessing: fitted statistics, transforms, label encoding and decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnncli.data.preprocess import (
+    Preprocessor,
+    RunningMoments,
+    UnknownCategoryWarning,
+    decode_outputs,
+    encode_labels,
+    fit_label,
+    fit_preprocessor,
+    transform_features,
+)
+
+
+def test_running_moments_over_chunks_equal_numpy():
+    values = np.random.default_rng(0).normal(5, 3, size=10_001)
+    moments = RunningMoments()
+    for chunk in np.array_split(values, 7):
+        moments.update(chunk)
+    assert moments.count == values.size
+    assert moments.mean == pytest.approx(values.mean(), rel=1e-12)
+    assert moments.std == pytest.approx(values.std(), rel=1e-12)
+    assert (moments.minimum, moments.maximum) == (values.min(), values.max())
+
+
+def test_running_moments_ignore_empty_cells():
+    moments = RunningMoments()
+    moments.update(np.array([1.0, np.nan, 3.0]))
+    assert (moments.count, moments.mean) == (2, 2.0)
+
+
+def fitted(method="standard", fill=False):
+    columns = {
+        "a": np.array([1.0, 2.0, 3.0, 4.0]),
+        "b": np.array([5.0, 5.0, 5.0, 5.0]),
+        "c": np.array(["x", "y", "x", "z"], dtype=object),
+    }
+    return fit_preprocessor(
+        columns,
+        np.array(["p", "q", "p", "q"]),
+        categorical=("c",),
+        feature_method=method,
+        label_kind="onehot",
+        fill_missing=fill,
+    )
+
+
+def test_standard_minmax_and_constant_columns():
+    pre = fitted()
+    a, b, c = pre.features
+    assert (a.center, a.scale) == (2.5, pytest.approx(np.std([1, 2, 3, 4])))
+    assert b.scale == 1.0  # zero spread: scale 1 keeps the constant column at 0, not NaN
+    assert c.categories == ("x", "y", "z")
+    assert pre.input_width == 5
+    minmax = fitted("minmax").features[0]
+    assert (minmax.center, minmax.scale) == (1.0, 3.0)
+
+
+def test_transform_is_float32_and_one_hot():
+    pre = fitted()
+    x = transform_features(
+        pre, {"a": np.array([2.5]), "b": np.array([5.0]), "c": np.array(["y"], dtype=object)}
+    )
+    assert x.dtype == np.float32
+    np.testing.assert_array_equal(x, [[0.0, 0.0, 0.0, 1.0, 0.0]])
+
+
+def test_unseen_category_is_all_zeros_with_a_warning():
+    pre = fitted()
+    with pytest.warns(UnknownCategoryWarning, match="column 'c': 1 value"):
+        x = transform_features(
+            pre, {"a": np.array([1.0]), "b": np.array([5.0]), "c": np.array(["new"], dtype=object)}
+        )
+    np.testing.assert_array_equal(x[0, 2:], [0, 0, 0])
+
+
+def test_missing_mean_fills_with_the_training_mean():
+    pre = fitted(fill=True)
+    x = transform_features(
+        pre, {"a": np.array([np.nan]), "b": np.array([5.0]), "c": np.array(["x"], dtype=object)}
+    )
+    assert x[0, 0] == 0.0
+
+
+def test_labels_encode_and_decode():
+    onehot = fit_label(np.array(["b", "a", "b"]), "onehot", name="y")
+    np.testing.assert_array_equal(encode_labels(onehot, np.array(["a", "b"])), [[1, 0], [0, 1]])
+    labels, probabilities = decode_outputs(onehot, np.array([[0.2, 0.8]]))
+    assert labels == ["b"] and probabilities.shape == (1, 2)
+    sparse = fit_label(np.array([3, 1, 2]), "sparse", name="y")
+    np.testing.assert_array_equal(encode_labels(sparse, np.array([2, 3])), [1, 2])
+    binary = fit_label(np.array(["no", "yes"]), "binary", name="y")
+    assert decode_outputs(binary, np.array([[0.7], [0.2]]))[0] == ["yes", "no"]
+    standard = fit_label(np.array([10.0, 20.0, 30.0]), "standard", name="y")
+    scaled = encode_labels(standard, np.array([30.0]))
+    assert decode_outputs(standard, scaled)[0] == [pytest.approx(30.0)]
+
+
+def test_json_round_trip_keeps_types():
+    pre = fitted()
+    pre = Preprocessor(pre.features, fit_label(np.array([0, 1, 2]), "onehot", name="digit"), (5,))
+    again = Preprocessor.from_json(pre.to_json())
+    assert again == pre
+    assert again.label.classes == (0, 1, 2)

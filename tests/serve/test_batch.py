@@ -1,0 +1,286 @@
+"""Streaming file prediction: chunks, bad rows with line numbers, safe CSV, JSON, flat memory."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnncli.cli import cli
+from cnncli.errors import CnnCliError
+from cnncli.runs import open_run
+from cnncli.serve import batch
+from cnncli.serve.batch import csv_cell, join_rows, neutralise, predict_file
+from cnncli.serve.predictor import Predictor, predict_rows
+from tests.conftest import seed_like_rows
+
+# ---------------------------------------------------------------------------------------------
+# Formatting: no model needed
+
+
+def test_fixed_cells_print_like_python_format():
+    rng = np.random.default_rng(0)
+    values = np.concatenate(
+        [rng.random(500), -rng.random(50) * 1000, rng.normal(size=50) * 1e6, [0.0, 1.0, -0.0, 0.5]]
+    )
+    text = join_rows([batch._fixed_cells(values, 6)]).decode().splitlines()
+    assert [float(cell) for cell in text] == pytest.approx(values, abs=5e-7)
+    assert text == [f"{v:.6f}".replace("-0.000000", "0.000000") for v in values]
+
+
+def test_probabilities_are_fixed_width_without_a_mask():
+    matrix, mask = batch._fixed_cells(np.array([0.0, 0.25, 1.0], dtype=np.float32), 6)
+    assert mask is None
+    assert join_rows([(matrix, mask)]) == b"0.000000\n0.250000\n1.000000\n"
+
+
+def test_non_finite_values_fall_back_to_python_formatting():
+    text = join_rows([batch._fixed_cells(np.array([np.nan, np.inf, 1.5]), 2)])
+    assert text == b"nan\ninf\n1.50\n"
+
+
+def test_join_rows_matches_the_csv_module():
+    ordinals = np.array([0, 9, 10, 12345, 7])
+    labels = batch._TextTable([csv_cell(c) for c in ["low", "a,b", '"q"']])
+    index = np.array([0, 1, 2, 1, 0])
+    keys = ["=SUM(A1)", "plain", "", "Smith, J", "-3"]
+    text = join_rows(
+        [
+            batch._text_cells([csv_cell(k) for k in keys]),
+            batch._integer_cells(ordinals),
+            labels.cells(index),
+        ]
+    )
+    rows = list(csv.reader(io.StringIO(text.decode())))
+    names = ["low", "a,b", '"q"']
+    assert rows == [
+        [neutralise(k), str(o), names[i]] for k, o, i in zip(keys, ordinals, index, strict=True)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cell", "safe"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("-5", "-5"),
+        ("+7.5", "+7.5"),
+        ("-1e3", "-1e3"),
+        ("plain", "plain"),
+        ("", ""),
+    ],
+)
+def test_formula_cells_are_neutralised(cell, safe):
+    assert neutralise(cell) == safe
+
+
+def test_csv_cell_quotes_after_neutralising():
+    assert csv_cell('=HYPERLINK("x")') == '"\'=HYPERLINK(""x"")"'
+    assert csv_cell("a\nb") == '"a\nb"'
+
+
+# ---------------------------------------------------------------------------------------------
+# predict_file on a trained seed run
+
+
+def write_rows(path: Path, rows: int, seed: int = 1, extra: str = "") -> Path:
+    """Seed-like feature rows (the label column dropped), optionally with a key column."""
+    lines = seed_like_rows(rows, seed).splitlines()
+    out = []
+    for index, line in enumerate(lines):
+        cells = line.split(",")[:3]
+        if extra:
+            cells = [extra if index == 0 else f"id{index}", *cells]
+        out.append(",".join(cells))
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def seed_predictor(seed_run):
+    return Predictor(open_run(seed_run), "onnx", threads=1)
+
+
+@pytest.mark.slow
+def test_file_predictions_equal_row_predictions(seed_predictor, tmp_path, monkeypatch):
+    monkeypatch.setattr(batch, "CHUNK_BYTES", 1000)  # many chunks through the background reader
+    source = write_rows(tmp_path / "in.csv", 300)
+    summary = predict_file(seed_predictor, source, tmp_path / "out.csv")
+    assert (summary.rows, summary.failed_rows) == (300, 0)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text(), newline="")))
+    texts = [line for line in source.read_text().splitlines()[1:]]
+    expected = predict_rows(seed_predictor, texts)
+    assert [row["row"] for row in rows] == [str(i) for i in range(300)]
+    assert [row["predicted"] for row in rows] == expected.labels
+    for k, name in enumerate(expected.classes):
+        got = np.array([float(row[f"prob_{name}"]) for row in rows])
+        assert got == pytest.approx(expected.probabilities[:, k], abs=5e-7)
+
+
+@pytest.mark.slow
+def test_key_columns_are_copied_and_the_label_column_ignored(seed_predictor, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id,x1,x2,x3,label\n=cmd,2.5,25,6,low\n007,7.5,80,6.5,high\n")
+    predict_file(seed_predictor, source, tmp_path / "out.csv")
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[0] == "id,predicted,prob_high,prob_low,prob_medium"
+    assert lines[1].startswith("'=cmd,low,")
+    assert lines[2].startswith("007,high,")
+
+
+@pytest.mark.slow
+def test_bad_row_stops_with_its_line_and_leaves_no_output(seed_predictor, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("x1,x2,x3\n1,2,3\n4,five,6\n7,8,9\n")
+    with pytest.raises(CnnCliError, match="column 'x2' expects a number, got 'five'") as caught:
+        predict_file(seed_predictor, source, tmp_path / "out.csv")
+    assert caught.value.where.line == 3
+    assert "--skip-bad-rows" in caught.value.hint
+    assert list(tmp_path.iterdir()) == [source]
+
+
+@pytest.mark.slow
+def test_skip_bad_rows_reports_lines_across_chunks(seed_predictor, tmp_path, monkeypatch):
+    monkeypatch.setattr(batch, "CHUNK_BYTES", 200)
+    lines = ["id,x1,x2,x3"] + [f"r{i},{i % 9},{30 + i},{i % 7}" for i in range(60)]
+    lines[10] = "r9,1,2"  # short
+    lines[25] = "r24,1,2,3,4"  # long
+    lines[40] = "r39,1,,3"  # empty cell
+    lines[41] = "r40,1,nan,3"  # empty in pandas' eyes too
+    lines[50] = 'r49,"1",2,inf'  # not finite
+    lines[55] = '"r\n54",1,2,3'  # a quoted key across two lines: fine
+    source = tmp_path / "in.csv"
+    source.write_text("\n".join(lines) + "\n")
+    seen = []
+    summary = predict_file(
+        seed_predictor, source, tmp_path / "out.csv", skip_bad_rows=True, on_bad_row=seen.append
+    )
+    assert summary.failed_rows == 5
+    assert [(bad.line, bad.message) for bad in summary.bad_rows] == [
+        (11, "expected 4 cells, got 3"),
+        (26, "expected 4 cells, got 5"),
+        (41, "column 'x2' is empty"),
+        (42, "column 'x2' is empty ('nan')"),
+        (51, "column 'x3' is inf, not a finite number"),
+    ]
+    assert seen == summary.bad_rows
+    assert "5 bad row(s) skipped (line 11, 26, 41, 42, 51)" in summary.describe()
+    out = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text(), newline="")))
+    assert len(out) == 55
+    ids = [row["id"] for row in out]
+    assert ids[ids.index("r\n54") - 1 :][:2] == ["r53", "r\n54"]
+
+
+@pytest.mark.slow
+def test_json_output_streams_one_object(seed_predictor, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("x1,x2,x3\n2.5,25,6\nbad,1,1\n7.5,80,6.5\n")
+    summary = predict_file(seed_predictor, source, tmp_path / "out.json", skip_bad_rows=True)
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert [p["label"] for p in data["predictions"]] == ["low", "high"]
+    assert [p["row"] for p in data["predictions"]] == [0, 2]
+    assert sum(data["predictions"][0]["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    assert data["failed_rows"] == 1 and data["bad_rows"][0]["line"] == 3
+    assert summary.rows == data["rows"] == 2
+
+
+@pytest.mark.slow
+def test_missing_feature_column_names_what_the_model_expects(seed_predictor, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("x1,x3\n1,2\n")
+    with pytest.raises(CnnCliError, match=r"missing feature column\(s\) x2") as caught:
+        predict_file(seed_predictor, source, tmp_path / "out.csv")
+    assert caught.value.hint == "the model expects 3 feature(s): x1, x2, x3"
+
+
+@pytest.mark.slow
+def test_cli_file_to_stdout_and_exit_code_for_bad_rows(runner, seed_run, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("x1,x2,x3\n2.5,25,6\n1,2\n")
+    result = runner.invoke(
+        cli, ["predict", str(seed_run), "--input-file", str(source), "--skip-bad-rows"]
+    )
+    assert result.exit_code == 2
+    assert result.stdout.splitlines()[0] == "row,predicted,prob_high,prob_low,prob_medium"
+    assert result.stdout.splitlines()[1].startswith("0,low,")
+    assert f"warning: {source}:3: expected 3 cells, got 2" in result.stderr
+    assert "1 bad row(s) skipped (line 3)" in result.stderr
+    clean = runner.invoke(
+        cli, ["predict", str(seed_run), "--input-file", str(source)], catch_exceptions=False
+    )
+    assert clean.exit_code == 2
+    assert clean.stderr.endswith(
+        f"error: {source}:3: expected 3 cells, got 2; fix that row, or pass --skip-bad-rows to"
+        " predict the other rows\n"
+    )
+
+
+@pytest.mark.slow
+def test_categorical_features_unseen_values_and_mean_fill(mixed_run, tmp_path):
+    predictor = Predictor(open_run(mixed_run), "onnx", threads=1)
+    source = tmp_path / "in.csv"
+    source.write_text("x1,color,x2\n0.5,red,3\n,purple,-2\n1,green\n1,,4\n")
+    summary = predict_file(predictor, source, tmp_path / "out.csv", skip_bad_rows=True)
+    assert summary.rows == 3  # the empty x1 is filled with the training mean
+    assert [(bad.line, bad.message) for bad in summary.bad_rows] == [(4, "expected 3 cells, got 2")]
+    assert any("'purple'" in note and "encoded as all zeros" in note for note in summary.notes)
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[0] == "row,predicted,prob_no,prob_yes"
+    assert [line.split(",")[0] for line in lines[1:]] == ["0", "1", "3"]
+
+
+@pytest.mark.slow
+def test_file_prediction_never_imports_tensorflow(seed_run, tmp_path):
+    source = write_rows(tmp_path / "in.csv", 50)
+    code = (
+        "import sys\nfrom cnncli.cli import cli\n"
+        f"try:\n    cli(['predict', {str(seed_run)!r}, '--input-file', {str(source)!r},"
+        f" '--output', {str(tmp_path / 'out.csv')!r}])\nexcept SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 51
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_as_the_file_grows(seed_run, tmp_path):
+    """Peak RSS for 400,000 rows is within a few MB of that for 40,000: chunks, not the file."""
+
+    def peak_mb(rows: int) -> float:
+        source = tmp_path / f"in{rows}.csv"
+        rng = np.random.default_rng(0)
+        data = np.column_stack(
+            [rng.uniform(0, 10, rows), rng.uniform(10, 100, rows), rng.uniform(0, 10, rows)]
+        )
+        with source.open("w") as handle:
+            handle.write("x1,x2,x3\n")
+            np.savetxt(handle, data, fmt="%.3f", delimiter=",")
+        code = (
+            "import resource, sys\nfrom pathlib import Path\n"
+            "from cnncli.runs import open_run\n"
+            "from cnncli.serve.predictor import Predictor\nfrom cnncli.serve.batch import predict_file\n"
+            f"predict_file(Predictor(open_run(Path({str(seed_run)!r})), threads=1),"
+            f" Path({str(source)!r}), Path({str(tmp_path / 'out.csv')!r}))\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        return float(out.stdout.split()[-1])
+
+    small, large = peak_mb(40_000), peak_mb(400_000)
+    assert large - small < 40, (small, large)

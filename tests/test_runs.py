@@ -1,0 +1,185 @@
+"""artifacts.py: atomic writes, staging folders, the manifest, ``latest``, and refusing bad runs.
+
+No TensorFlow here: run folders are built from plain files. Loading real models (hostile,
+tampered) is in tests/test_faults.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from cnncli import RUN_FORMAT_VERSION
+from cnncli.errors import CnnCliError
+from cnncli.runs import (
+    CHECKPOINT_STATE_FILENAME,
+    CHECKPOINTS_DIRNAME,
+    LATEST_LINK,
+    MANIFEST_FILENAME,
+    REQUIRED_FILES,
+    abandon_run,
+    fingerprint_file,
+    finish_run,
+    open_run,
+    sha256_file,
+    start_run,
+    verify_files,
+    write_atomic,
+)
+
+
+def staged_with_files(output: Path, name: str = "t"):
+    staged = start_run(output, name)
+    for file in REQUIRED_FILES:
+        (staged.staging / file).write_text(f"{file}\n")
+    return staged
+
+
+def test_write_atomic_replaces_whole_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "a.json"
+    write_atomic(target, "old")
+    write_atomic(target, b"new")
+    assert target.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_write_atomic_failure_keeps_old_content(tmp_path, monkeypatch):
+    target = tmp_path / "a.json"
+    write_atomic(target, "old")
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_atomic(target, "new")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_staging_folder_is_hidden_until_finished(tmp_path):
+    staged = staged_with_files(tmp_path)
+    assert staged.staging.name.startswith(".tmp-t-")
+    assert not staged.final.exists() and not (tmp_path / LATEST_LINK).exists()
+    final = finish_run(staged, {"seed": 1})
+    assert final == staged.final and not staged.staging.exists()
+    assert os.readlink(tmp_path / LATEST_LINK) == final.name
+
+
+def test_manifest_lists_every_file_with_sha256_but_no_checkpoints_or_temp_files(tmp_path):
+    staged = staged_with_files(tmp_path)
+    (staged.staging / "sub").mkdir()
+    (staged.staging / "sub" / "x.txt").write_text("x")
+    (staged.staging / ".model.keras.part.keras").write_text("half a model")
+    (staged.staging / CHECKPOINTS_DIRNAME).mkdir()
+    (staged.staging / CHECKPOINTS_DIRNAME / CHECKPOINT_STATE_FILENAME).write_text("{}")
+    final = finish_run(staged, {"seed": 7, "config_sha256": "c" * 64})
+    manifest = json.loads((final / MANIFEST_FILENAME).read_text())
+    assert manifest["format"] == RUN_FORMAT_VERSION and manifest["seed"] == 7
+    assert set(manifest["files"]) == {*REQUIRED_FILES, "sub/x.txt"}
+    for name, digest in manifest["files"].items():
+        assert sha256_file(final / name) == digest
+    assert not (final / CHECKPOINTS_DIRNAME).exists()
+    assert not (final / ".model.keras.part.keras").exists()
+
+
+def test_latest_moves_only_to_complete_runs(tmp_path):
+    first = finish_run(staged_with_files(tmp_path), {})
+    second = staged_with_files(tmp_path)  # never finished: interrupted
+    abandon_run(second)
+    assert os.readlink(tmp_path / LATEST_LINK) == first.name
+    assert not second.staging.exists()
+
+
+def test_abandon_keeps_a_staging_folder_with_a_checkpoint(tmp_path):
+    staged = staged_with_files(tmp_path)
+    (staged.staging / CHECKPOINTS_DIRNAME).mkdir()
+    (staged.staging / CHECKPOINTS_DIRNAME / CHECKPOINT_STATE_FILENAME).write_text("{}")
+    abandon_run(staged)
+    assert staged.staging.is_dir()
+
+
+def test_finish_never_overwrites_a_run_of_the_same_name(tmp_path):
+    staged = staged_with_files(tmp_path)
+    staged.final.mkdir()
+    (staged.final / "keep").write_text("someone else's run")
+    final = finish_run(staged, {})
+    assert final.name == f"{staged.final.name}-2"
+    assert (staged.final / "keep").read_text() == "someone else's run"
+
+
+def test_unwritable_output_folder_is_a_user_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CnnCliError, match="cannot write the output folder") as caught:
+        start_run(blocker / "runs", "t")
+    assert caught.value.where.file == str(blocker / "runs")
+
+
+def test_fingerprint_is_size_and_sha256(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("a,b\n1,2\n")
+    assert fingerprint_file(data) == {"path": str(data), "bytes": 8, "sha256": sha256_file(data)}
+
+
+def complete_run(tmp_path: Path, **manifest_changes) -> Path:
+    final = finish_run(staged_with_files(tmp_path), {})
+    manifest = json.loads((final / MANIFEST_FILENAME).read_text())
+    manifest.update(manifest_changes)
+    (final / MANIFEST_FILENAME).write_text(json.dumps(manifest))
+    return final
+
+
+def test_changed_file_is_refused(tmp_path):
+    run = complete_run(tmp_path)
+    (run / "model.keras").write_text("swapped")
+    with pytest.raises(CnnCliError, match="model.keras does not match its sha256 in manifest.json"):
+        verify_files(run, json.loads((run / MANIFEST_FILENAME).read_text()))
+
+
+def test_manifest_must_list_the_files_cnncli_loads(tmp_path):
+    run = complete_run(tmp_path)
+    manifest = json.loads((run / MANIFEST_FILENAME).read_text())
+    del manifest["files"]["model.keras"]  # an attacker drops the entry, then swaps the file
+    with pytest.raises(CnnCliError, match="does not list model.keras"):
+        verify_files(run, manifest)
+
+
+def test_manifest_cannot_point_outside_the_run(tmp_path):
+    run = complete_run(tmp_path)
+    manifest = json.loads((run / MANIFEST_FILENAME).read_text())
+    manifest["files"]["../../etc/passwd"] = "0" * 64
+    with pytest.raises(CnnCliError, match="names a file outside the run"):
+        verify_files(run, manifest)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"format": RUN_FORMAT_VERSION + 1, "cnncli": "9.0.0"}, "newer than this cnncli"),
+        ({"format": "1"}, "no valid run format"),
+        ({"files": ["model.keras"]}, "no list of files"),
+    ],
+    ids=["newer-format", "format-not-int", "files-not-mapping"],
+)
+def test_bad_manifest_is_refused_before_anything_loads(tmp_path, changes, message):
+    run = complete_run(tmp_path, **changes)
+    with pytest.raises(CnnCliError, match=message):
+        open_run(run)
+
+
+def test_unparseable_manifest_and_interrupted_run(tmp_path):
+    run = complete_run(tmp_path)
+    (run / MANIFEST_FILENAME).write_text("{not json")
+    with pytest.raises(CnnCliError, match="manifest.json is unreadable"):
+        open_run(run)
+    staged = staged_with_files(tmp_path)
+    (staged.staging / CHECKPOINTS_DIRNAME).mkdir()
+    (staged.staging / CHECKPOINTS_DIRNAME / CHECKPOINT_STATE_FILENAME).write_text("{}")
+    with pytest.raises(CnnCliError, match="interrupted run") as caught:
+        open_run(staged.staging)
+    assert "--resume" in caught.value.hint

@@ -1,0 +1,330 @@
+"""validate / summary: names, arguments, data columns, shapes, head and loss, all problems at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnncli.cli import cli
+from cnncli.config.models import load_config
+from cnncli.errors import ConfigErrors
+from cnncli.train.check import summarize_config
+from tests.conftest import CONFIGS, DATA, TEST_CONFIGS
+
+SEED_NOTES_FIRST_MODEL = f"""name: notes
+data:
+  path: {DATA / "seed.csv"}
+model:
+  input_shape: [3, 1]
+  layers:
+    - {{type: Conv1D, filters: 64, kernel_size: 3, activation: relu}}
+    - {{type: MaxPooling1D, pool_size: 2}}
+    - Flatten
+    - {{type: Dense, units: 64, activation: relu}}
+    - {{type: Dense, units: 3, activation: softmax}}
+compile:
+  optimizer: {{type: Adam, lr: 0.001}}
+  loss: categorical_crossentropy
+  metrics: [accuracy]
+"""
+
+
+def problems(config_path, overrides=()):
+    with pytest.raises(ConfigErrors) as caught:
+        summarize_config(load_config(config_path, overrides))
+    return caught.value.problems
+
+
+def test_seed_notes_model_gets_every_problem_with_its_line(write_config):
+    path = write_config(SEED_NOTES_FIRST_MODEL, name="notes.yaml")
+    lines = [problem.one_line() for problem in problems(path)]
+    assert lines == [
+        f"{path}:13:27: compile.optimizer.lr: argument 'lr' is Keras 2 spelling; Keras 3 calls it learning_rate",
+        f"{path}:8:7: model.layers[1] (MaxPooling1D): input has 1 step but pool_size is 2"
+        " (shapes: input (batch, 3, 1) → Conv1D (batch, 1, 64));"
+        " use padding: same on the Conv1D above, or a smaller pool_size",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "message", "hint"),
+    [
+        (
+            "model.layers[0].type=Conv1d",
+            "model.layers[0]",
+            "'Conv1d' is not a Keras layer",
+            "did you mean 'Conv1D'? names are case-sensitive",
+        ),
+        (
+            "model.layers[3].activation=reul",
+            "model.layers[3].activation",
+            "unknown activation 'reul'",
+            "did you mean 'relu'?",
+        ),
+        (
+            "model.layers[0].nb_filter=8",
+            "model.layers[0].nb_filter",
+            "argument 'nb_filter' is Keras 2 spelling",
+            "Keras 3 calls it filters",
+        ),
+        (
+            "model.layers[3].unit=8",
+            "model.layers[3].unit",
+            "Dense has no argument 'unit'",
+            "did you mean 'units'?",
+        ),
+        (
+            "model.layers[0].padding=full",
+            "model.layers[0].padding",
+            "The `padding` argument must be a list/tuple or one of {'causal', 'same', 'valid'}. Received: full",
+            "see the Keras docs for Conv1D(padding=...)",
+        ),
+        (
+            "model.layers[3].kernel_regularizer=l3",
+            "model.layers[3].kernel_regularizer",
+            "unknown regularizer 'l3'",
+            "did you mean 'l2'?",
+        ),
+        (
+            "model.layers[3].kernel_initializer=he_normall",
+            "model.layers[3].kernel_initializer",
+            "unknown initializer 'he_normall'",
+            "did you mean 'he_normal'?",
+        ),
+        (
+            "compile.optimizer=adamw2",
+            "compile.optimizer",
+            "unknown optimizer 'adamw2'",
+            "did you mean 'AdamW'?",
+        ),
+        (
+            "compile.metrics=[acuracy]",
+            "compile.metrics[0]",
+            "unknown metric 'acuracy'",
+            "did you mean 'accuracy'?",
+        ),
+        (
+            "fit.callbacks=[{type: EarlyStoping}]",
+            "fit.callbacks[0]",
+            "unknown callback 'EarlyStoping'",
+            "did you mean 'EarlyStopping'?",
+        ),
+        (
+            "data.label=lable",
+            "data.label",
+            "column 'lable' is not in seed.csv",
+            "did you mean 'label'? columns are: x1, x2, x3, label",
+        ),
+        (
+            "model.layers[3].units=1000000000000",
+            "model.layers[3].units",
+            "units: 1,000,000,000,000 is too large (at most 1,048,576)",
+            "check for a typo; Dense layers rarely need over a few thousand",
+        ),
+        (
+            "data.features=[x1, x4]",
+            "data.features[1]",
+            "column 'x4' is not in seed.csv",
+            "did you mean 'x3'? columns are: x1, x2, x3, label",
+        ),
+    ],
+)
+def test_names_and_arguments(override, key, message, hint):
+    found = problems(CONFIGS / "seed.yaml", [override])
+    assert len(found) == 1, [p.one_line() for p in found]
+    assert found[0].where.key == key
+    assert found[0].message == message
+    assert found[0].hint == hint
+
+
+def test_missing_data_file_points_at_data_path():
+    (found,) = problems(CONFIGS / "seed.yaml", ["data.test_path=../data/nope.csv"])
+    assert found.one_line() == (
+        f"--set data.test_path=../data/nope.csv: data.test_path: data file {DATA / 'nope.csv'} not found;"
+        " relative paths resolve against the config file's folder"
+    )
+    assert problems(CONFIGS / "seed.yaml", ["data.path=x.csv"])[0].where.key == "data.path"
+
+
+def test_constraint_and_regularizer_mappings_are_accepted():
+    config = load_config(
+        CONFIGS / "seed.yaml",
+        [
+            "model.layers[3].kernel_regularizer={type: L1L2, l1: 0.0, l2: 0.01}",
+            "model.layers[3].kernel_constraint={type: MaxNorm, max_value: 2}",
+            "model.layers[3].bias_constraint=non_neg",
+            "model.layers[3].activity_regularizer=l2",
+        ],
+    )
+    assert summarize_config(config).layers[3]["params"] == 64 * 64 + 64
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "message", "hint"),
+    [
+        (
+            ["model.input_shape=[3]"],
+            "model.layers[0]",
+            "expects input of rank 3 (batch, steps, channels) but gets (batch, 3)",
+            "set model.input_shape to rank 2, e.g. [n, 1]",
+        ),
+        (
+            ["model.input_shape=[2, 2]"],
+            "model.input_shape",
+            "input_shape [2, 2] holds 4 values but each row has 3 features after one-hot encoding",
+            "use a shape whose product is 3, e.g. [3, 1]",
+        ),
+        (
+            ["model.layers[3]={type: LSTM, units: 4}"],
+            "model.layers[3]",
+            "expects input of rank 3 (batch, steps, channels) but gets (batch, 64)",
+            "remove the Flatten above, or move this layer before it",
+        ),
+        (
+            ["model.layers[0]={type: Conv2D, filters: 4, kernel_size: 2}"],
+            "model.layers[0]",
+            "expects input of rank 4 (batch, height, width, channels) but gets (batch, 3, 1)",
+            "set model.input_shape to rank 3, e.g. [n, n, 1]",
+        ),
+        (
+            ["model.layers[0].kernel_size=5", "model.layers[0].padding=valid"],
+            "model.layers[0]",
+            "input has 3 steps but kernel_size is 5",
+            "use padding: same, or a smaller kernel_size",
+        ),
+    ],
+)
+def test_shape_problems(overrides, key, message, hint):
+    (found,) = problems(CONFIGS / "seed.yaml", overrides)
+    assert found.where.key == key
+    assert found.message.split(" (shapes:")[0] == message
+    assert found.hint == hint
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "message"),
+    [
+        (
+            ["model.layers[4].units=2"],
+            "model.layers[4].units",
+            "last layer has 2 unit(s) but the label has 3 classes",
+        ),
+        (
+            ["model.layers[4].activation=sigmoid"],
+            "model.layers[4].activation",
+            "sigmoid with categorical_crossentropy on 3 classes: the outputs do not sum to 1",
+        ),
+        (
+            ["compile.loss=sparse_categorical_crossentropy", "preprocess.label=onehot"],
+            "compile.loss",
+            "sparse_categorical_crossentropy expects integer labels but preprocess.label is onehot",
+        ),
+        (
+            ["preprocess.label=sparse"],
+            "compile.loss",
+            "categorical_crossentropy expects one-hot labels but preprocess.label is sparse",
+        ),
+        (
+            ["compile.loss=binary_crossentropy"],
+            "compile.loss",
+            "binary_crossentropy is for two classes, the label has 3",
+        ),
+    ],
+)
+def test_head_and_loss_problems(overrides, key, message):
+    found = problems(CONFIGS / "seed.yaml", overrides)
+    assert [(p.where.key, p.message) for p in found] == [(key, message)]
+
+
+def test_softmax_on_a_single_unit():
+    found = problems(CONFIGS / "gunpoint_conv1d.yaml", ["compile.loss=binary_crossentropy"])
+    assert [(p.where.key, p.message) for p in found] == [
+        ("model.layers[5]", "softmax over a single unit always outputs 1.0")
+    ]
+    assert found[0].hint.startswith("use activation: sigmoid with loss: binary_crossentropy")
+
+
+def test_single_class_label_is_named_as_the_cause(write_config, tmp_path):
+    data = tmp_path / "one.csv"
+    data.write_text("a,b,y\n1,2,yes\n3,4,yes\n5,6,yes\n")
+    path = write_config(
+        {
+            "data": {"path": str(data), "label": "y"},
+            "model": {"layers": [{"type": "Dense", "units": "auto", "activation": "softmax"}]},
+        }
+    )
+    (found,) = problems(path)
+    assert found.one_line() == (
+        f"{data}: column 'y': the label column has a single class ('yes');"
+        " classification needs at least two classes; check data.label"
+    )
+
+
+def test_classification_loss_on_regression_task():
+    found = problems(
+        CONFIGS / "diabetes.yaml",
+        ["compile.loss=categorical_crossentropy", "model.layers[3].activation=softmax"],
+    )
+    assert [p.message for p in found] == [
+        "categorical_crossentropy is a classification loss but the task is regression",
+        "a softmax head squashes a regression output into 0..1",
+    ]
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_example_validates(config):
+    report = summarize_config(load_config(config))
+    assert report.layers
+    assert all(row["params"] >= 0 for row in report.layers)
+
+
+def test_validate_command_prints_all_problems_and_exits_2(runner, write_config):
+    path = write_config(SEED_NOTES_FIRST_MODEL, name="notes.yaml")
+    result = runner.invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(
+        f"error: {path}:13:27: compile.optimizer.lr: argument 'lr' is Keras 2 spelling"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_ok_prints_summary(runner):
+    result = runner.invoke(cli, ["validate", str(CONFIGS / "seed.yaml")], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert result.stdout.startswith(
+        "ok: seed-conv1d: 3 input value(s) shaped [3, 1] → 3 classes (onehot labels)"
+    )
+    assert "(batch, 3, 64)" in result.stdout
+    assert "total parameters: 4,611" in result.stdout
+
+
+def test_summary_shows_shapes_and_parameters(runner):
+    result = runner.invoke(
+        cli, ["summary", str(CONFIGS / "digits_conv2d.yaml")], catch_exceptions=False
+    )
+    assert result.exit_code == 0
+    assert "(batch, 8, 8, 32)" in result.stdout
+    assert "(batch, 10)" in result.stdout
+
+
+def test_print_config_applies_overrides(runner):
+    result = runner.invoke(
+        cli,
+        ["validate", str(CONFIGS / "seed.yaml"), "--set", "fit.epochs=7", "--print-config"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0
+    assert "  epochs: 7\n" in result.stdout
+    assert str(DATA / "seed.csv") in result.stdout
+
+
+@pytest.mark.parametrize("path", sorted(TEST_CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_invalid_configs_fail_with_the_error_in_their_first_line(runner, path, monkeypatch):
+    """Each tests/configs file states its expected one-line error in its first line."""
+    expected = path.read_text().splitlines()[0].removeprefix("# expect: ")
+    monkeypatch.chdir(path.parent)
+    result = runner.invoke(cli, ["validate", path.name])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"error: {expected}"]

@@ -1,0 +1,133 @@
+"""Training speed and start-up: the NumPy split equals scikit-learn's, help imports nothing heavy,
+the JAX path never loads TensorFlow, and backends' log noise stays off the terminal."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from cnncli.data.split import train_test_split
+from tests.conftest import ROOT, base_config, seed_like_rows
+
+HEAVY = ("tensorflow", "keras", "jax", "pandas", "sklearn", "scipy", "onnx", "onnxruntime")
+
+
+@pytest.mark.parametrize("rows", [20, 37, 150, 1001])
+@pytest.mark.parametrize("test_size", [0.2, 0.25, 0.33])
+@pytest.mark.parametrize("stratified", [False, True])
+def test_split_is_scikit_learns_train_test_split(rows, test_size, stratified):
+    from sklearn.model_selection import train_test_split as sklearn_split
+
+    rng = np.random.default_rng(rows)
+    labels = rng.choice(np.array(["a", "b", "c"]), rows, p=[0.5, 0.3, 0.2])
+    labels[:6] = ["a", "a", "b", "b", "c", "c"]  # every class can be stratified
+    for random_state in (0, 1, 42):
+        stratify = labels if stratified else None
+        expected = sklearn_split(
+            np.arange(rows), test_size=test_size, random_state=random_state, stratify=stratify
+        )
+        ours = train_test_split(np.arange(rows), test_size, random_state, stratify)
+        assert all(np.array_equal(a, b) for a, b in zip(expected, ours, strict=True))
+
+
+def test_split_refuses_what_scikit_learn_refuses():
+    with pytest.raises(ValueError):
+        train_test_split(np.arange(3), 0.2, 0, np.array(["a", "b", "c"]))  # one row per class
+    with pytest.raises(ValueError):
+        train_test_split(np.arange(1), 0.5, 0)
+
+
+def _python(code: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True, **kwargs
+    )
+
+
+def test_help_imports_no_heavy_library():
+    code = f"""
+import json, sys
+from click.testing import CliRunner
+from cnncli.cli import cli
+names = [[]] + [[command] for command in cli.commands]
+codes = [CliRunner().invoke(cli, [*name, "--help"]).exit_code for name in names]
+print(json.dumps({{"codes": codes, "loaded": [m for m in {HEAVY!r} if m in sys.modules]}}))
+"""
+    report = json.loads(_python(code).stdout)
+    assert set(report["codes"]) == {0}
+    assert report["loaded"] == []  # the start-up time itself: benchmarks/startup.py
+
+
+def write_tiny_config(tmp_path: Path, backend: str) -> Path:
+    data = tmp_path / "tiny.csv"
+    data.write_text(seed_like_rows(60))
+    config = base_config(data, backend=backend)
+    path = tmp_path / f"{backend}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+#: No TF_CPP_MIN_LOG_LEVEL from conftest: cnncli itself must keep TensorFlow quiet.
+QUIET_FREE_ENV = {"PATH": "/usr/bin:/bin"}
+
+#: C++ and start-up lines from TensorFlow, absl, oneDNN, XLA and JAX that a user should not see.
+NOISE = re.compile(
+    r"^[WIEF]\d{4} |oneDNN|TF_ENABLE|absl|cuda|CUDA|TensorFlow binary|xla_bridge",
+    re.M,
+)
+
+
+@pytest.mark.slow
+def test_jax_backend_trains_streams_exports_onnx_and_never_imports_tensorflow(tmp_path):
+    config = write_tiny_config(tmp_path, "jax")
+    code = f"""
+import json, sys
+from cnncli.cli import cli
+for streaming in ("false", "true"):
+    try:
+        cli(["train", {str(config)!r}, "--output", {str(tmp_path / "runs")!r}, "--json",
+             "--set", f"data.streaming={{streaming}}"])
+    except SystemExit as exc:
+        assert not exc.code, exc.code
+print(json.dumps({{name: name in sys.modules for name in ("tensorflow", "sklearn")}}))
+"""
+    result = _python(
+        code, env={"PATH": "/usr/bin:/bin", "CNNCLI_CACHE_DIR": str(tmp_path / "cache")}
+    )
+    *runs, loaded = [json.loads(line) for line in result.stdout.splitlines()]
+    assert loaded == {"tensorflow": False, "sklearn": False}
+    for run, method in zip(runs, ("train_test_split", "hash"), strict=True):  # in memory, streaming
+        manifest = json.loads((Path(run["run_dir"]) / "manifest.json").read_text())
+        assert manifest["backend"] == "jax"
+        assert manifest["onnx"]["checked"] is True
+        assert json.loads((Path(run["run_dir"]) / "split.json").read_text())["method"] == method
+    assert not NOISE.search(result.stderr), result.stderr
+    assert list((tmp_path / "cache" / "xla").glob("jit_train_step-*"))  # kept for next time
+
+
+@pytest.mark.slow
+def test_tensorflow_log_noise_is_silenced_unless_debug(tmp_path):
+    config = write_tiny_config(tmp_path, "tensorflow")
+    command = [
+        sys.executable,
+        "-m",
+        "cnncli",
+        "train",
+        str(config),
+        "--output",
+        str(tmp_path / "runs"),
+        "--json",
+    ]
+    quiet = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=QUIET_FREE_ENV)
+    assert quiet.returncode == 0, quiet.stderr
+    assert not NOISE.search(quiet.stderr), quiet.stderr
+    assert json.loads(quiet.stdout)["metrics"]["test"]["accuracy"] >= 0
+    command[3:3] = ["--debug"]
+    debug = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=QUIET_FREE_ENV)
+    assert NOISE.search(debug.stderr)  # the silencing, not a quiet TensorFlow, kept them away
