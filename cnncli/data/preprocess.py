@@ -51,6 +51,16 @@ class LabelTransform:
     def is_classification(self) -> bool:
         return self.kind in ("onehot", "sparse", "binary")
 
+    @property
+    def width(self) -> int:
+        """Units of the model's last layer for this label."""
+        return label_width(self.kind, len(self.classes))
+
+
+def label_width(kind: str, n_classes: int) -> int:
+    """One output per class for one-hot and sparse labels; one value for binary and regression."""
+    return n_classes if kind in ("onehot", "sparse") else 1
+
 
 @dataclass(frozen=True)
 class Preprocessor:

@@ -321,7 +321,7 @@ class StreamedData:
 
     @property
     def n_outputs(self) -> int:
-        return output_units(self.preprocessor.label)
+        return self.preprocessor.label.width
 
     @property
     def n_train(self) -> int:
@@ -371,11 +371,6 @@ class StreamedData:
             if blocks
             else np.zeros((0, *self.preprocessor.input_shape), np.float32)
         )
-
-
-def output_units(label: LabelTransform) -> int:
-    """Units of the model's last layer for this label: one per class, or one value."""
-    return len(label.classes) if label.kind in ("onehot", "sparse") else 1
 
 
 def _encode(label: LabelTransform, values: np.ndarray, config: Config, chunk: Chunk) -> np.ndarray:

@@ -50,18 +50,6 @@ KERAS2_ARGUMENTS = {
     "decay": "a learning-rate schedule, e.g. `learning_rate: {type: ExponentialDecay, ...}`",
 }
 
-_ONE_D_FIRST_LAYERS = ("1D", "LSTM", "GRU", "SimpleRNN", "Bidirectional", "ConvLSTM1D")
-
-
-def default_input_shape(config: Config, input_width: int) -> tuple[int, ...]:
-    """``[n]`` for Dense stacks; ``[n, 1]`` when the first layer wants a sequence."""
-    if config.model.input_shape:
-        return tuple(config.model.input_shape)
-    first = config.model.layers[0].type
-    if any(first.endswith(suffix) or first == suffix for suffix in _ONE_D_FIRST_LAYERS):
-        return (input_width, 1)
-    return (input_width,)
-
 
 def resolve_units(config: Config, n_outputs: int) -> list[LayerSpec]:
     """Replace ``units: auto`` with the number of outputs the task needs."""

@@ -22,6 +22,7 @@ from cnncli.data.preprocess import (
     transform_features,
 )
 from cnncli.errors import CnnCliError, Location
+from cnncli.model.targets import REGRESSION_DEFAULT_LOSS, loss_type
 from cnncli.runs import ONNX_FILENAME, RunFolder, load_keras_model
 
 _EPSILON = 1e-7  # Keras' backend epsilon, so losses match model.evaluate
@@ -298,12 +299,6 @@ def evaluate_run(run: RunFolder, data: Path | None = None, backend: str = "auto"
     return Evaluation(metrics, len(labels), predictor.backend, source)
 
 
-def _loss_name(config: dict[str, Any]) -> str | None:
-    """The loss a saved config names: ``mse`` or ``{type: MeanSquaredError, ...}``."""
-    loss = config.get("compile", {}).get("loss")
-    return loss.get("type") if isinstance(loss, dict) else loss
-
-
 def classification_scores(
     pre: Preprocessor, outputs: np.ndarray, truth: np.ndarray
 ) -> tuple[dict[str, float], list[dict[str, Any]], list[list[int]]]:
@@ -348,7 +343,7 @@ def regression_scores(
 ) -> dict[str, float]:
     scaled = outputs.reshape(len(target), -1)[:, :1].astype(np.float64)
     error = scaled - target.astype(np.float64)
-    loss_name = _loss_name(config) or "mean_squared_error"
+    loss_name = loss_type(config.get("compile", {}).get("loss")) or REGRESSION_DEFAULT_LOSS
     loss = (
         np.mean(np.abs(error))
         if loss_name in ("mae", "mean_absolute_error", "MeanAbsoluteError")

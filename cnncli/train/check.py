@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cnncli.config.models import Config, LayerSpec
+from cnncli.data.preprocess import label_width
 from cnncli.data.table import (
     Columns,
     choose_columns,
@@ -27,7 +28,6 @@ from cnncli.data.table import (
 from cnncli.errors import CnnCliError, ConfigErrors, Location
 from cnncli.model.build import (
     build_model,
-    default_input_shape,
     describe_layers,
     keras_message,
     make_callbacks,
@@ -38,35 +38,15 @@ from cnncli.model.build import (
     resolve_units,
     shape_text,
 )
+from cnncli.model.targets import (
+    CLASSIFICATION_LOSSES,
+    ONEHOT_LOSSES,
+    SPARSE_LOSSES,
+    configured_loss,
+    label_kind,
+    model_input_shape,
+)
 from cnncli.runtime import import_keras
-
-_CLASSIFICATION_LOSSES = {
-    "categorical_crossentropy",
-    "CategoricalCrossentropy",
-    "sparse_categorical_crossentropy",
-    "SparseCategoricalCrossentropy",
-    "binary_crossentropy",
-    "BinaryCrossentropy",
-    "categorical_focal_crossentropy",
-    "CategoricalFocalCrossentropy",
-    "binary_focal_crossentropy",
-    "BinaryFocalCrossentropy",
-    "categorical_hinge",
-    "CategoricalHinge",
-    "hinge",
-    "Hinge",
-    "squared_hinge",
-    "SquaredHinge",
-    "kl_divergence",
-    "KLDivergence",
-}
-_SPARSE_LOSSES = {"sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"}
-_ONEHOT_LOSSES = {
-    "categorical_crossentropy",
-    "CategoricalCrossentropy",
-    "categorical_focal_crossentropy",
-    "CategoricalFocalCrossentropy",
-}
 
 
 @dataclass(frozen=True)
@@ -81,7 +61,7 @@ class DataFacts:
 
     @property
     def n_outputs(self) -> int:
-        return len(self.classes) if self.label_kind in ("onehot", "sparse") else 1
+        return label_width(self.label_kind, len(self.classes))
 
 
 @dataclass(frozen=True)
@@ -94,8 +74,6 @@ class ConfigReport:
 
 def inspect_data(config: Config) -> DataFacts:
     """Header, a sample, and only the label and categorical columns in full."""
-    from cnncli.train.run import label_kind
-
     for key, path in (("data.path", config.data.path), ("data.test_path", config.data.test_path)):
         if path is not None and not Path(path).is_file():
             raise CnnCliError(
@@ -179,15 +157,7 @@ def _layer_where(config: Config, index: int, spec: LayerSpec) -> Any:
 
 
 def _propagate_shapes(config: Config, facts: DataFacts, specs: list[LayerSpec]) -> ConfigReport:
-    input_shape = default_input_shape(config, facts.input_width)
-    if int(np.prod(input_shape)) != facts.input_width:
-        raise CnnCliError(
-            f"input_shape {list(input_shape)} holds {int(np.prod(input_shape))} values"
-            " but each row has"
-            f" {facts.input_width} features after one-hot encoding",
-            where=config.locate("model.input_shape"),
-            hint=f"use a shape whose product is {facts.input_width}, e.g. [{facts.input_width}, 1]",
-        )
+    input_shape = model_input_shape(config, facts.input_width)
     keras = import_keras()
     trail = [f"input {shape_text((None, *input_shape))}"]
     shape: tuple[Any, ...] = (None, *input_shape)
@@ -363,7 +333,7 @@ def head_and_loss_problems(config: Config, facts: DataFacts) -> list[CnnCliError
     last = config.model.layers[-1]
     units = last.args.get("units")
     activation = last.args.get("activation")
-    loss = config.compile.loss.type if config.compile.loss else None
+    loss = configured_loss(config)
     where = config.locate(f"model.layers[{last_index}]", label=last.type)
     n_classes = len(facts.classes)
     if facts.task == "classification":
@@ -386,7 +356,7 @@ def head_and_loss_problems(config: Config, facts: DataFacts) -> list[CnnCliError
                     " or units: auto with categorical_crossentropy",
                 )
             )
-        if activation == "sigmoid" and loss in _ONEHOT_LOSSES and n_classes > 2:
+        if activation == "sigmoid" and loss in ONEHOT_LOSSES and n_classes > 2:
             problems.append(
                 CnnCliError(
                     f"sigmoid with {loss} on {n_classes} classes: the outputs do not sum to 1",
@@ -394,7 +364,7 @@ def head_and_loss_problems(config: Config, facts: DataFacts) -> list[CnnCliError
                     hint="use activation: softmax",
                 )
             )
-        if loss in _SPARSE_LOSSES and config.preprocess.label == "onehot":
+        if loss in SPARSE_LOSSES and config.preprocess.label == "onehot":
             problems.append(
                 CnnCliError(
                     f"{loss} expects integer labels but preprocess.label is onehot",
@@ -402,7 +372,7 @@ def head_and_loss_problems(config: Config, facts: DataFacts) -> list[CnnCliError
                     hint="use loss: categorical_crossentropy, or preprocess.label: sparse",
                 )
             )
-        if loss in _ONEHOT_LOSSES and config.preprocess.label == "sparse":
+        if loss in ONEHOT_LOSSES and config.preprocess.label == "sparse":
             problems.append(
                 CnnCliError(
                     f"{loss} expects one-hot labels but preprocess.label is sparse",
@@ -419,7 +389,7 @@ def head_and_loss_problems(config: Config, facts: DataFacts) -> list[CnnCliError
                 )
             )
     else:
-        if loss in _CLASSIFICATION_LOSSES:
+        if loss in CLASSIFICATION_LOSSES:
             problems.append(
                 CnnCliError(
                     f"{loss} is a classification loss but the task is regression",

@@ -25,7 +25,7 @@ from cnncli.data.preprocess import (
     transform_features,
 )
 from cnncli.data.split import TEST, TRAIN, VALIDATION, TrainTestSplit, split_rows
-from cnncli.data.stream import StreamedData, output_units, prepare_stream, wants_streaming
+from cnncli.data.stream import StreamedData, prepare_stream, wants_streaming
 from cnncli.data.table import (
     Dataset,
     check_classes,
@@ -35,7 +35,8 @@ from cnncli.data.table import (
     load_dataset,
 )
 from cnncli.errors import CnnCliError, Location
-from cnncli.model.build import build_model, default_input_shape, make_callbacks
+from cnncli.model.build import build_model, make_callbacks
+from cnncli.model.targets import default_loss, default_metrics, label_kind, model_input_shape
 from cnncli.runs import (
     CONFIG_FILENAME,
     HISTORY_FILENAME,
@@ -58,13 +59,6 @@ from cnncli.train.checkpoints import CheckpointKeeper, resume_point
 EpochCallback = Callable[[int, int, dict[str, float]], None]
 MessageCallback = Callable[[str], None]
 
-_BINARY_LOSSES = {
-    "binary_crossentropy",
-    "BinaryCrossentropy",
-    "binary_focal_crossentropy",
-    "BinaryFocalCrossentropy",
-}
-_SPARSE_LOSSES = {"sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"}
 #: Evaluation has no gradient to average: large batches only cut per-step overhead.
 EVALUATE_BATCH = 1024
 
@@ -95,7 +89,7 @@ class PreparedData:
 
     @property
     def n_outputs(self) -> int:
-        return output_units(self.preprocessor.label)
+        return self.preprocessor.label.width
 
     @property
     def n_train(self) -> int:
@@ -143,30 +137,6 @@ def evaluate_inputs(config: Config, prepared: PreparedData | StreamedData) -> di
     if isinstance(prepared, StreamedData):
         return {"x": prepared.batches(TEST, batch_size)}
     return {"x": prepared.x_test, "y": prepared.y_test, "batch_size": batch_size}
-
-
-def label_kind(config: Config, task: str, n_classes: int) -> str:
-    """How the label is encoded: from preprocess.label, else from the loss and class count."""
-    loss = config.compile.loss.type if config.compile.loss else None
-    if task == "regression":
-        return config.preprocess.label or "none"
-    if loss in _BINARY_LOSSES and n_classes <= 2:
-        return "binary"
-    if loss in _SPARSE_LOSSES:
-        return "sparse"
-    return config.preprocess.label or "onehot"
-
-
-def default_loss(kind: str) -> str:
-    return {
-        "onehot": "categorical_crossentropy",
-        "sparse": "sparse_categorical_crossentropy",
-        "binary": "binary_crossentropy",
-    }.get(kind, "mean_squared_error")
-
-
-def default_metrics(task: str) -> tuple[str, ...]:
-    return ("accuracy",) if task == "classification" else ("mae",)
 
 
 def prepare_data(config: Config, seed: int) -> PreparedData:
@@ -222,19 +192,6 @@ def prepare_data(config: Config, seed: int) -> PreparedData:
     else:
         x_test, y_test = arrays(dataset, labels, split.test_rows)
     return PreparedData(task, pre, split, x_train, y_train, x_test, y_test, x_val, y_val, notes)
-
-
-def model_input_shape(config: Config, width: int) -> tuple[int, ...]:
-    """The model's input shape for rows of ``width`` values, checked against model.input_shape."""
-    shape = default_input_shape(config, width)
-    if int(np.prod(shape)) != width:
-        raise CnnCliError(
-            f"input_shape {list(shape)} holds {int(np.prod(shape))} values but each row has {width}"
-            " features after one-hot encoding",
-            where=config.locate("model.input_shape"),
-            hint=f"use a shape whose product is {width}, e.g. [{width}, 1]",
-        )
-    return shape
 
 
 def _encode(

@@ -19,7 +19,8 @@ from cnncli.data.stream import (
     wants_streaming,
 )
 from cnncli.errors import CnnCliError
-from cnncli.train.run import label_kind, model_input_shape, prepare_data
+from cnncli.model.targets import label_kind, model_input_shape
+from cnncli.train.run import prepare_data
 from tests.conftest import base_config, seed_like_rows
 
 
