@@ -30,19 +30,6 @@ def test_example_config_loads_with_absolute_data_path():
     assert config.model.layers[4].args["units"] == "auto"
 
 
-def test_yaml_1_2_numbers_and_booleans(write_config, tiny_csv):
-    text = f"""
-data: {{path: {tiny_csv}}}
-model: {{layers: [{{type: Dense, units: auto}}]}}
-compile: {{optimizer: {{type: Adam, learning_rate: 1e-3}}}}
-name: no
-"""
-    config = load_config(write_config(text))
-    assert config.compile.optimizer.args["learning_rate"] == pytest.approx(0.001)
-    assert isinstance(config.compile.optimizer.args["learning_rate"], float)
-    assert config.name == "no"  # YAML 1.1 would have read a boolean
-
-
 def test_unknown_key_points_at_line_and_suggests(write_config, tiny_csv):
     text = f"""name: t
 data:
@@ -93,21 +80,6 @@ def test_literal_choice_gets_did_you_mean(write_config, tiny_csv):
     (problem,) = problems_of(caught)
     assert problem.where.key == "data.missing"
     assert problem.hint == "did you mean 'drop'?"
-
-
-def test_duplicate_keys_are_an_error(write_config, tiny_csv):
-    text = f"name: a\nname: b\ndata: {{path: {tiny_csv}}}\nmodel: {{layers: [Dense]}}\n"
-    with pytest.raises(CnnCliError) as caught:
-        load_config(write_config(text))
-    (problem,) = problems_of(caught)
-    assert problem.message == "duplicate key 'name' (first given on line 1)"
-    assert problem.where.line == 2
-
-
-def test_yaml_syntax_error_has_position(write_config):
-    with pytest.raises(CnnCliError, match="YAML syntax error") as caught:
-        load_config(write_config("model:\n  layers: [Dense\n"))
-    assert caught.value.where.line is not None
 
 
 def test_python_tags_are_refused(write_config, tiny_csv):
