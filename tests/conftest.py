@@ -184,3 +184,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def error_lines(result: Any) -> list[str]:
     """The ``error:`` lines a CLI run printed on stderr."""
     return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def problems_of(caught: pytest.ExceptionInfo[Any]) -> list[Any]:
+    """Every problem a ``CnnCliError`` carries: a ``ConfigErrors``' list, or the error itself."""
+    from cnncli.errors import ConfigErrors
+
+    error = caught.value
+    return error.problems if isinstance(error, ConfigErrors) else [error]

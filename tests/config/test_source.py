@@ -10,14 +10,8 @@ import pytest
 from cnncli.cli import cli
 from cnncli.config.models import load_config
 from cnncli.config.source import parse_override_value, parse_yaml
-from cnncli.errors import CnnCliError, ConfigErrors
-from tests.conftest import base_config
-
-
-def problems_of(caught: pytest.ExceptionInfo[CnnCliError]) -> list[CnnCliError]:
-    error = caught.value
-    return error.problems if isinstance(error, ConfigErrors) else [error]
-
+from cnncli.errors import CnnCliError
+from tests.conftest import base_config, problems_of
 
 # --- YAML 1.2 core schema scalars ------------------------------------------------------------
 
