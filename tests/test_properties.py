@@ -9,7 +9,6 @@ drop ``derandomize``) locally to search harder.
 from __future__ import annotations
 
 import contextlib
-import copy
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,15 +254,3 @@ def test_random_input_files_never_crash_predict(runner, tmp_path, trained_run, r
         *(["--json"] if as_json else []),
     ]
     invoke(runner, args, seconds=30)
-
-
-def test_mutations_reach_every_part_of_the_config():
-    """The mutation strategy can touch every key of the config, layers included."""
-    config = base_config("data.csv")
-    reachable = {path[:2] for path in config_paths(copy.deepcopy(config))}
-    assert {
-        ("data", "path"),
-        ("model", "layers"),
-        ("fit", "epochs"),
-        ("compile", "loss"),
-    } <= reachable

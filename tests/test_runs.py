@@ -1,7 +1,7 @@
-"""artifacts.py: atomic writes, staging folders, the manifest, ``latest``, and refusing bad runs.
+"""cnncli/runs.py: atomic writes, staging folders, the manifest, ``latest``, and refusing bad runs.
 
-No TensorFlow here: run folders are built from plain files. Loading real models (hostile,
-tampered) is in tests/test_faults.py.
+Most tests build run folders from plain files, without TensorFlow; the last ones (marked slow)
+load a real trained run that was made hostile, tampered with or stamped by a newer cnncli.
 """
 
 from __future__ import annotations
@@ -9,27 +9,35 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import cnncli
 from cnncli import RUN_FORMAT_VERSION
+from cnncli.cli import cli
 from cnncli.errors import CnnCliError
 from cnncli.runs import (
     CHECKPOINT_STATE_FILENAME,
     CHECKPOINTS_DIRNAME,
     LATEST_LINK,
     MANIFEST_FILENAME,
+    MODEL_FILENAME,
     REQUIRED_FILES,
     abandon_run,
     fingerprint_file,
     finish_run,
+    load_keras_model,
     open_run,
     sha256_file,
     start_run,
     verify_files,
     write_atomic,
 )
+from tests.conftest import error_lines
 
 
 def staged_with_files(output: Path, name: str = "t"):
@@ -183,3 +191,102 @@ def test_unparseable_manifest_and_interrupted_run(tmp_path):
     with pytest.raises(CnnCliError, match="interrupted run") as caught:
         open_run(staged.staging)
     assert "--resume" in caught.value.hint
+
+
+# ---------------------------------------------------------------------------------------------
+# A real run made hostile or tampered with: refused, and nothing in it runs
+
+
+@pytest.fixture
+def run_copy(tiny_run: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    return copy
+
+
+def rewrite_manifest(run: Path, **changes: Any) -> None:
+    """What an attacker who swaps a file would do: recompute its sha256 in the manifest too."""
+    manifest = json.loads((run / MANIFEST_FILENAME).read_text())
+    manifest["files"] = {name: sha256_file(run / name) for name in manifest["files"]}
+    manifest.update(changes)
+    (run / MANIFEST_FILENAME).write_text(json.dumps(manifest))
+
+
+def make_hostile_lambda_model(path: Path, marker: Path) -> None:
+    from cnncli.runtime import import_keras
+
+    keras = import_keras()
+    touch = f"lambda x: (open({str(marker)!r}, 'w').close(), x)[1]"
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Lambda(eval(touch)), keras.layers.Dense(3)]
+    )  # noqa: S307
+    model.save(path)
+    marker.unlink(missing_ok=True)  # saving traced the lambda once; start clean
+
+
+def make_hostile_config_model(original: Path, path: Path, marker: Path) -> None:
+    """A real model whose config.json asks Keras for ``subprocess.Popen(["touch", marker])``."""
+    with zipfile.ZipFile(original) as source:
+        config = json.loads(source.read("config.json"))
+        config["config"]["layers"].insert(
+            1,
+            {
+                "module": "subprocess",
+                "class_name": "Popen",
+                "config": {"args": ["touch", str(marker)]},
+            },
+        )
+        with zipfile.ZipFile(path, "w") as target:
+            for item in source.infolist():
+                data = (
+                    json.dumps(config)
+                    if item.filename == "config.json"
+                    else source.read(item.filename)
+                )
+                target.writestr(item, data)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", ["lambda", "config"])
+def test_hostile_keras_file_is_refused_without_running_anything(runner, run_copy, tmp_path, attack):
+    marker = tmp_path / "PWNED"
+    hostile = tmp_path / "hostile.keras"
+    if attack == "lambda":
+        make_hostile_lambda_model(hostile, marker)
+    else:
+        make_hostile_config_model(run_copy / MODEL_FILENAME, hostile, marker)
+    shutil.copy(hostile, run_copy / MODEL_FILENAME)
+    rewrite_manifest(run_copy)  # even with a matching checksum
+    with pytest.raises(CnnCliError, match="model.keras could not be loaded safely"):
+        load_keras_model(open_run(run_copy))
+    result = runner.invoke(
+        cli, ["predict", str(run_copy), "--backend", "keras", "--input", "3,30,5"]
+    )
+    assert result.exit_code == 2
+    assert "model.keras could not be loaded safely" in result.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [MODEL_FILENAME, "preprocess.json", "model.onnx"])
+def test_tampered_file_is_refused(runner, run_copy, name):
+    data = bytearray((run_copy / name).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (run_copy / name).write_bytes(bytes(data))
+    result = runner.invoke(cli, ["predict", str(run_copy), "--input", "3,30,5"])
+    assert result.exit_code == 2
+    assert error_lines(result) == [
+        f"error: {run_copy / name}: {name} does not match its sha256 in manifest.json; it was changed after"
+        " training; refusing to load it; retrain or restore the original file"
+    ]
+
+
+@pytest.mark.slow
+def test_run_from_a_newer_cnncli_is_refused(runner, run_copy):
+    rewrite_manifest(run_copy, format=cnncli.RUN_FORMAT_VERSION + 1, cnncli="9.0.0")
+    result = runner.invoke(cli, ["evaluate", str(run_copy)])
+    assert result.exit_code == 2
+    assert error_lines(result) == [
+        f"error: {run_copy}: run was written by cnncli 9.0.0 (run format {cnncli.RUN_FORMAT_VERSION + 1}),"
+        f" newer than this cnncli {cnncli.__version__} (format {cnncli.RUN_FORMAT_VERSION}); upgrade cnncli to read it"
+    ]

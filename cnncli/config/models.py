@@ -1,13 +1,14 @@
-"""Read a config with positions and validate it into frozen pydantic models.
+"""The frozen pydantic models of a config, and ``load_config``, the only way in.
 
-``load_config`` is the only way in. It never imports TensorFlow, pandas or scikit-learn, so
-schema and YAML mistakes are reported in well under a second.
+``load_config`` reads the YAML (``source``), applies ``--set`` (``overrides``), validates into these
+models (pass one, worded by ``messages``) and runs the cross-field checks (pass two, ``checks``).
+It never imports TensorFlow, pandas or scikit-learn, so schema and YAML mistakes are reported in
+well under a second.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import json
 import re
@@ -24,14 +25,10 @@ from pydantic import (
     model_validator,
 )
 
-from cnncli.config.source import (
-    SourceMap,
-    decode_config_bytes,
-    key_to_path,
-    parse_override_value,
-    parse_yaml,
-    path_to_key,
-)
+from cnncli.config.checks import CROSS_CHECKS
+from cnncli.config.messages import explain_errors
+from cnncli.config.overrides import apply_overrides
+from cnncli.config.source import SourceMap, decode_config_bytes, key_to_path, parse_yaml
 from cnncli.errors import CnnCliError, ConfigErrors, Location
 
 SCHEMA_URL = "https://cnncli.dev/schema/config-v1.json"
@@ -255,7 +252,7 @@ def load_config(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -
 
 
 def config_from_dict(raw: dict[str, Any], base_dir: Path, file: str = "<config>") -> Config:
-    """Validate an in-memory config (used for saved runs and tuning trials)."""
+    """Validate an in-memory config, such as the resolved one a saved run holds."""
     config = _validate(copy.deepcopy(raw), SourceMap(file=file))
     return _resolve_paths(config, base_dir)
 
@@ -274,284 +271,10 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
     return resolved
 
 
-def apply_overrides(
-    raw: dict[str, Any], overrides: list[str] | tuple[str, ...], source: SourceMap
-) -> dict[str, Any]:
-    """Apply ``--set key=value`` overrides; values are parsed as YAML."""
-    raw = copy.deepcopy(raw)
-    for text in overrides:
-        where = Location(file=f"--set {text}")
-        key, sep, value_text = text.partition("=")
-        path = key_to_path(key.strip())
-        if not sep or path is None:
-            raise CnnCliError(
-                "expected key=value with a dotted key",
-                where=where,
-                hint="for example --set fit.epochs=5 or --set model.layers[0].filters=128",
-            )
-        value = parse_override_value(value_text, f"--set {text}")
-        container: Any = raw
-        for depth, part in enumerate(path[:-1]):
-            nxt = path[depth + 1]
-            container = _step_into(container, part, nxt, text, path[: depth + 1])
-        _assign(container, path[-1], value, text, path)
-        source.overrides[path] = text
-    return raw
-
-
-def _step_into(container: Any, part: str | int, nxt: str | int, text: str, path: tuple) -> Any:
-    if isinstance(part, int):
-        _check_index(container, part, text, path)
-        item = container[part]
-        if isinstance(item, str) and isinstance(nxt, str):  # bare layer name → mapping
-            item = container[part] = {"type": item}
-        return item
-    if not isinstance(container, dict):
-        raise CnnCliError(
-            f"{path_to_key(path[:-1])} is not a mapping", where=Location(file=f"--set {text}")
-        )
-    if part not in container or container[part] is None:
-        container[part] = [] if isinstance(nxt, int) else {}
-    return container[part]
-
-
-def _assign(container: Any, part: str | int, value: Any, text: str, path: tuple) -> None:
-    if isinstance(part, int):
-        _check_index(container, part, text, path)
-        container[part] = value
-    elif isinstance(container, dict):
-        container[part] = value
-    else:
-        raise CnnCliError(
-            f"{path_to_key(path[:-1])} is not a mapping", where=Location(file=f"--set {text}")
-        )
-
-
-def _check_index(container: Any, index: int, text: str, path: tuple) -> None:
-    if not isinstance(container, list):
-        raise CnnCliError(
-            f"{path_to_key(path[:-1])} is not a list", where=Location(file=f"--set {text}")
-        )
-    if not -len(container) <= index < len(container):
-        what = "stack" if path[:2] == ("model", "layers") else "list"
-        unit = "layers" if what == "stack" else "items"
-        raise CnnCliError(
-            f"the {what} has {len(container)} {unit}",
-            where=Location(file=f"--set {text}"),
-            hint=f"use an index from 0 to {len(container) - 1}",
-        )
-
-
 def _validate(raw: dict[str, Any], source: SourceMap) -> Config:
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigErrors([_explain(error, source) for error in exc.errors()]) from None
+        raise ConfigErrors(explain_errors(exc, source, Config)) from None
     config._source = source
     return config
-
-
-# ---------------------------------------------------------------------------------------------
-# Turning pydantic's errors into messages that say where and what to do
-
-_MODELS_BY_PATH: dict[tuple[str, ...], type[BaseModel]] = {
-    (): Config,
-    ("data",): DataSpec,
-    ("preprocess",): PreprocessSpec,
-    ("split",): SplitSpec,
-    ("model",): ModelSpec,
-    ("compile",): CompileSpec,
-    ("fit",): FitSpec,
-    ("output",): OutputSpec,
-}
-
-_EXAMPLES = {
-    "data.path": "path: data/train.csv",
-    "model.layers": "layers: [{type: Dense, units: 16}, {type: Dense, units: auto}]",
-    "model": "model: {layers: [{type: Dense, units: auto}]}",
-    "data": "data: {path: data/train.csv}",
-}
-
-
-def _yaml_path(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
-    """Map pydantic's error location back onto the path a user wrote in YAML."""
-    path: list[str | int] = []
-    for part in loc:
-        if part == "args" and path and isinstance(path[-1], int):
-            continue  # NamedObject keeps extra keys under "args"; users write them inline
-        if isinstance(part, str) and (
-            part.startswith("function-") or part in ("str", "int", "literal['auto']")
-        ):
-            continue  # union branch labels
-        path.append(part)
-    return tuple(path)
-
-
-def _explain(error: dict[str, Any], source: SourceMap) -> CnnCliError:
-    path = _yaml_path(error["loc"])
-    kind = error["type"]
-    received = error.get("input")
-    key = path_to_key(path)
-    if kind == "extra_forbidden":
-        name = str(path[-1])
-        model = _MODELS_BY_PATH.get(tuple(p for p in path[:-1] if isinstance(p, str)))
-        allowed = sorted(model.model_fields) if model else []
-        match = difflib.get_close_matches(name, allowed, n=1)
-        hint = f"did you mean '{match[0]}'?" if match else f"allowed keys: {', '.join(allowed)}"
-        return CnnCliError(
-            f"unknown key '{name}'", where=source.locate(path, on_key=True), hint=hint
-        )
-    if kind == "missing":
-        example = _EXAMPLES.get(key)
-        return CnnCliError(
-            "missing required value",
-            where=source.locate(path),
-            hint=f"add it, for example `{example}`" if example else f"add `{path[-1]}:`",
-        )
-    if kind == "literal_error":
-        expected = error.get("ctx", {}).get("expected", "")
-        options = [option.strip(" '") for option in expected.replace(" or ", ",").split(",")]
-        match = difflib.get_close_matches(str(received), options, n=1)
-        hint = f"did you mean '{match[0]}'?" if match else f"use one of: {', '.join(options)}"
-        return CnnCliError(
-            f"got {received!r}, expected one of {', '.join(options)}",
-            where=source.locate(path),
-            hint=hint,
-        )
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        ctx = error.get("ctx", {})
-        if "gt" in ctx and ctx["gt"] == 0 and isinstance(received, int):
-            return CnnCliError(
-                f"expected a positive integer, got {received}",
-                where=source.locate(path),
-                hint=f"set {path[-1]} to 1 or more",
-            )
-        bound = {
-            "greater_than": ">",
-            "greater_than_equal": ">=",
-            "less_than": "<",
-            "less_than_equal": "<=",
-        }
-        return CnnCliError(
-            f"expected a value {bound[kind]} {next(iter(ctx.values()))}, got {received}",
-            where=source.locate(path),
-        )
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return CnnCliError(f"expected an integer, got {received!r}", where=source.locate(path))
-    if kind in ("float_parsing", "float_type"):
-        return CnnCliError(f"expected a number, got {received!r}", where=source.locate(path))
-    if kind in ("bool_parsing", "bool_type"):
-        return CnnCliError(f"expected true or false, got {received!r}", where=source.locate(path))
-    if kind in ("list_type", "dict_type", "model_type", "model_attributes_type", "string_type"):
-        wanted = {
-            "list_type": "a list",
-            "dict_type": "a mapping",
-            "model_type": "a mapping",
-            "model_attributes_type": "a mapping",
-            "string_type": "a string",
-        }[kind]
-        return CnnCliError(f"expected {wanted}, got {received!r}", where=source.locate(path))
-    if kind == "too_short":
-        return CnnCliError("must not be empty", where=source.locate(path), hint=_hint_for(key))
-    if kind == "string_pattern_mismatch":
-        return CnnCliError(
-            f"{received!r} is not a usable name",
-            where=source.locate(path),
-            hint="use letters, digits, '-', '_' and '.', starting with a letter or digit",
-        )
-    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-    return CnnCliError(message, where=source.locate(path))
-
-
-def _hint_for(key: str) -> str | None:
-    example = _EXAMPLES.get(key)
-    return f"for example `{example}`" if example else None
-
-
-# ---------------------------------------------------------------------------------------------
-# Pass two: small cross-field checks, each returning a problem or None
-
-
-def check_label_not_feature(config: Config) -> CnnCliError | None:
-    """The label column is not also a feature."""
-    features, label = config.data.features, config.data.label
-    if features and label and label in features:
-        index = features.index(label)
-        return CnnCliError(
-            f"the label '{label}' is also listed as a feature",
-            where=config.locate(f"data.features[{index}]"),
-            hint="remove it from data.features",
-        )
-    return None
-
-
-def check_label_preprocessing_fits_task(config: Config) -> CnnCliError | None:
-    """Label preprocessing matches the task (onehot/sparse classify, none/standard regress)."""
-    label, task = config.preprocess.label, config.task
-    if label is None or task is None:
-        return None
-    fits = (
-        label in ("onehot", "sparse") if task == "classification" else label in ("none", "standard")
-    )
-    if fits:
-        return None
-    options = "onehot or sparse" if task == "classification" else "none or standard"
-    return CnnCliError(
-        f"preprocess.label '{label}' does not fit task {task}",
-        where=config.locate("preprocess.label"),
-        hint=f"use {options}",
-    )
-
-
-def check_duplicate_features(config: Config) -> CnnCliError | None:
-    """No feature column is listed twice."""
-    features = config.data.features or []
-    seen: set[str] = set()
-    for index, name in enumerate(features):
-        if name in seen:
-            return CnnCliError(
-                f"feature '{name}' is listed twice",
-                where=config.locate(f"data.features[{index}]"),
-                hint="list each column once",
-            )
-        seen.add(name)
-    return None
-
-
-def check_conv_strides_with_dilation(config: Config) -> CnnCliError | None:
-    """Conv1D strides and dilation are not both set (Keras refuses the pair)."""
-    for index, layer in enumerate(config.model.layers):
-        strides, dilation = layer.args.get("strides", 1), layer.args.get("dilation_rate", 1)
-        if layer.type in ("Conv1D", "SeparableConv1D") and _not_one(strides) and _not_one(dilation):
-            return CnnCliError(
-                f"strides={strides} together with dilation_rate={dilation}",
-                where=config.locate(f"model.layers[{index}]", label=layer.type),
-                hint="Keras allows strides or dilation_rate other than 1, not both; set one to 1",
-            )
-    return None
-
-
-def check_causal_padding(config: Config) -> CnnCliError | None:
-    """``padding: causal`` exists only for 1-D convolutions."""
-    for index, layer in enumerate(config.model.layers):
-        if layer.args.get("padding") == "causal" and not layer.type.endswith("1D"):
-            return CnnCliError(
-                f"padding 'causal' is only defined for 1-D convolutions, not {layer.type}",
-                where=config.locate(f"model.layers[{index}].padding", label=layer.type),
-                hint="use padding: same or valid",
-            )
-    return None
-
-
-def _not_one(value: Any) -> bool:
-    values = value if isinstance(value, (list, tuple)) else [value]
-    return any(item != 1 for item in values)
-
-
-CROSS_CHECKS = (
-    check_label_not_feature,
-    check_duplicate_features,
-    check_label_preprocessing_fits_task,
-    check_conv_strides_with_dilation,
-    check_causal_padding,
-)

@@ -1,9 +1,10 @@
 """Safe YAML reading that remembers where every value came from.
 
 Configs are read with PyYAML's safe composer only. Every value keeps its line and column so
-any later check (schema, data, shapes) can point at the node it concerns. Numbers follow YAML
-1.2 (``1e-3`` is a float, ``no`` is a string), duplicate keys are errors, and alias expansion
-is bounded so a "billion laughs" document is refused at once instead of eating memory.
+any later check (schema, data, shapes) can point at the node it concerns. Scalars follow the
+YAML 1.2 core schema (``010`` is 10, ``0o17`` is 15, ``1e-3`` is a float; ``no``, ``1:30`` and
+``1_000`` are strings), duplicate keys are errors, and alias expansion is bounded so a
+"billion laughs" document is refused at once instead of eating memory.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class _TooDeep(Exception):
 
 
 class _Yaml12Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core-schema booleans and floats, and bounded nesting."""
+    """SafeLoader with the YAML 1.2 core schema's scalars, and bounded nesting."""
 
     _depth = 0
 
@@ -56,31 +57,49 @@ class _Yaml12Loader(yaml.SafeLoader):
             self._depth -= 1
 
 
+# The YAML 1.2 core schema (yaml.org/spec/1.2.2, 10.3.2). PyYAML implements YAML 1.1, where
+# `010` is octal, `1:30` is 90, `1_000` is 1000, `yes` is true and `2024-01-01` a timestamp;
+# in 1.2 those are 10 and strings. Null and the merge key (refused later) keep PyYAML's rules.
+_CORE_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_CORE_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_CORE_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+_YAML11_ONLY = {
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:timestamp",
+    "tag:yaml.org,2002:value",
+}
 _Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML11_ONLY]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
-    for first, resolvers in _Yaml12Loader.yaml_implicit_resolvers.items()
-}
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", _CORE_BOOL, list("tTfF"))
+# Integers before floats: the float pattern also matches `10`.
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:int", _CORE_INT, list("-+0123456789"))
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:float", _CORE_FLOAT, list("-+0123456789."))
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    if not _CORE_INT.match(text):
+        raise ValueError("not a YAML 1.2 integer (digits, 0o octal or 0x hex)")
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)
 
 
 def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
-    text = loader.construct_scalar(node).replace("_", "")
+    text = loader.construct_scalar(node)
+    if not (_CORE_FLOAT.match(text) or _CORE_INT.match(text)):
+        raise ValueError("not a YAML 1.2 number")
+    if _CORE_INT.match(text) and text.startswith(("0o", "0x")):
+        return float(_construct_int(loader, node))
     lowered = text.lower()
     if lowered in (".inf", "+.inf"):
         return float("inf")
@@ -91,6 +110,7 @@ def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
     return float(text)
 
 
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 _Yaml12Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 

@@ -270,11 +270,23 @@ def test_classification_loss_on_regression_task():
     ]
 
 
+#: Weights of each example model as Keras counts them (``model.count_params()``), all layers.
+EXAMPLE_PARAMS = {
+    "diabetes": 897,
+    "digits_conv2d": 35_914,
+    "gunpoint_conv1d": 5_474,
+    "iris": 403,
+    "seed": 4_611,
+    "seed_deep": 29_379,
+}
+
+
 @pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_example_validates(config):
-    report = summarize_config(load_config(config))
-    assert report.layers
-    assert all(row["params"] >= 0 for row in report.layers)
+    loaded = load_config(config)
+    report = summarize_config(loaded)
+    assert [row["type"] for row in report.layers] == [layer.type for layer in loaded.model.layers]
+    assert sum(row["params"] for row in report.layers) == EXAMPLE_PARAMS[config.stem]
 
 
 def test_validate_command_prints_all_problems_and_exits_2(runner, write_config):

@@ -1,0 +1,99 @@
+"""Pass two of validation: small cross-field checks, each returning a problem or None.
+
+Each check is a named function with a one-line docstring; ``load_config`` runs every one in
+``CROSS_CHECKS`` on the validated config and reports all the problems found together.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cnncli.errors import CnnCliError
+
+if TYPE_CHECKING:
+    from cnncli.config.models import Config
+
+
+def check_label_not_feature(config: Config) -> CnnCliError | None:
+    """The label column is not also a feature."""
+    features, label = config.data.features, config.data.label
+    if features and label and label in features:
+        index = features.index(label)
+        return CnnCliError(
+            f"the label '{label}' is also listed as a feature",
+            where=config.locate(f"data.features[{index}]"),
+            hint="remove it from data.features",
+        )
+    return None
+
+
+def check_label_preprocessing_fits_task(config: Config) -> CnnCliError | None:
+    """Label preprocessing matches the task (onehot/sparse classify, none/standard regress)."""
+    label, task = config.preprocess.label, config.task
+    if label is None or task is None:
+        return None
+    fits = (
+        label in ("onehot", "sparse") if task == "classification" else label in ("none", "standard")
+    )
+    if fits:
+        return None
+    options = "onehot or sparse" if task == "classification" else "none or standard"
+    return CnnCliError(
+        f"preprocess.label '{label}' does not fit task {task}",
+        where=config.locate("preprocess.label"),
+        hint=f"use {options}",
+    )
+
+
+def check_duplicate_features(config: Config) -> CnnCliError | None:
+    """No feature column is listed twice."""
+    features = config.data.features or []
+    seen: set[str] = set()
+    for index, name in enumerate(features):
+        if name in seen:
+            return CnnCliError(
+                f"feature '{name}' is listed twice",
+                where=config.locate(f"data.features[{index}]"),
+                hint="list each column once",
+            )
+        seen.add(name)
+    return None
+
+
+def check_conv_strides_with_dilation(config: Config) -> CnnCliError | None:
+    """Conv1D strides and dilation are not both set (Keras refuses the pair)."""
+    for index, layer in enumerate(config.model.layers):
+        strides, dilation = layer.args.get("strides", 1), layer.args.get("dilation_rate", 1)
+        if layer.type in ("Conv1D", "SeparableConv1D") and _not_one(strides) and _not_one(dilation):
+            return CnnCliError(
+                f"strides={strides} together with dilation_rate={dilation}",
+                where=config.locate(f"model.layers[{index}]", label=layer.type),
+                hint="Keras allows strides or dilation_rate other than 1, not both; set one to 1",
+            )
+    return None
+
+
+def check_causal_padding(config: Config) -> CnnCliError | None:
+    """``padding: causal`` exists only for 1-D convolutions."""
+    for index, layer in enumerate(config.model.layers):
+        if layer.args.get("padding") == "causal" and not layer.type.endswith("1D"):
+            return CnnCliError(
+                f"padding 'causal' is only defined for 1-D convolutions, not {layer.type}",
+                where=config.locate(f"model.layers[{index}].padding", label=layer.type),
+                hint="use padding: same or valid",
+            )
+    return None
+
+
+def _not_one(value: Any) -> bool:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return any(item != 1 for item in values)
+
+
+CROSS_CHECKS = (
+    check_label_not_feature,
+    check_duplicate_features,
+    check_label_preprocessing_fits_task,
+    check_conv_strides_with_dilation,
+    check_causal_padding,
+)

@@ -1,0 +1,81 @@
+"""``--set key=value``: parse each override and apply it to the raw config before validation.
+
+Values are parsed by ``source.parse_override_value``, with the same safe YAML 1.2 rules as a file,
+and each override is recorded in the ``SourceMap`` so that a problem it causes points at it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from cnncli.config.source import SourceMap, key_to_path, parse_override_value, path_to_key
+from cnncli.errors import CnnCliError, Location
+
+
+def apply_overrides(
+    raw: dict[str, Any], overrides: list[str] | tuple[str, ...], source: SourceMap
+) -> dict[str, Any]:
+    """Apply ``--set key=value`` overrides; values are parsed as YAML."""
+    raw = copy.deepcopy(raw)
+    for text in overrides:
+        where = Location(file=f"--set {text}")
+        key, sep, value_text = text.partition("=")
+        path = key_to_path(key.strip())
+        if not sep or path is None:
+            raise CnnCliError(
+                "expected key=value with a dotted key",
+                where=where,
+                hint="for example --set fit.epochs=5 or --set model.layers[0].filters=128",
+            )
+        value = parse_override_value(value_text, f"--set {text}")
+        container: Any = raw
+        for depth, part in enumerate(path[:-1]):
+            nxt = path[depth + 1]
+            container = _step_into(container, part, nxt, text, path[: depth + 1])
+        _assign(container, path[-1], value, text, path)
+        source.overrides[path] = text
+    return raw
+
+
+def _step_into(container: Any, part: str | int, nxt: str | int, text: str, path: tuple) -> Any:
+    if isinstance(part, int):
+        _check_index(container, part, text, path)
+        item = container[part]
+        if isinstance(item, str) and isinstance(nxt, str):  # bare layer name → mapping
+            item = container[part] = {"type": item}
+        return item
+    if not isinstance(container, dict):
+        raise CnnCliError(
+            f"{path_to_key(path[:-1])} is not a mapping", where=Location(file=f"--set {text}")
+        )
+    if part not in container or container[part] is None:
+        container[part] = [] if isinstance(nxt, int) else {}
+    return container[part]
+
+
+def _assign(container: Any, part: str | int, value: Any, text: str, path: tuple) -> None:
+    if isinstance(part, int):
+        _check_index(container, part, text, path)
+        container[part] = value
+    elif isinstance(container, dict):
+        container[part] = value
+    else:
+        raise CnnCliError(
+            f"{path_to_key(path[:-1])} is not a mapping", where=Location(file=f"--set {text}")
+        )
+
+
+def _check_index(container: Any, index: int, text: str, path: tuple) -> None:
+    if not isinstance(container, list):
+        raise CnnCliError(
+            f"{path_to_key(path[:-1])} is not a list", where=Location(file=f"--set {text}")
+        )
+    if not -len(container) <= index < len(container):
+        what = "stack" if path[:2] == ("model", "layers") else "list"
+        unit = "layers" if what == "stack" else "items"
+        raise CnnCliError(
+            f"the {what} has {len(container)} {unit}",
+            where=Location(file=f"--set {text}"),
+            hint=f"use an index from 0 to {len(container) - 1}",
+        )

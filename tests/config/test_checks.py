@@ -1,0 +1,68 @@
+"""config/checks.py: the cross-field checks of pass two."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnncli.config.models import load_config
+from cnncli.errors import CnnCliError
+from tests.conftest import base_config, problems_of
+
+
+def test_conv_strides_and_dilation_conflict(write_config, tiny_csv):
+    config = base_config(tiny_csv)
+    config["model"]["layers"].insert(
+        0, {"type": "Conv1D", "filters": 4, "kernel_size": 2, "strides": 2, "dilation_rate": 2}
+    )
+    with pytest.raises(CnnCliError, match="strides=2 together with dilation_rate=2") as caught:
+        load_config(write_config(config))
+    assert problems_of(caught)[0].where.label == "Conv1D"
+
+
+def test_causal_padding_only_for_1d(write_config, tiny_csv):
+    config = base_config(tiny_csv)
+    config["model"]["layers"].insert(
+        0, {"type": "Conv2D", "filters": 4, "kernel_size": 2, "padding": "causal"}
+    )
+    with pytest.raises(CnnCliError, match="only defined for 1-D convolutions, not Conv2D"):
+        load_config(write_config(config))
+
+
+def test_a_feature_listed_twice(write_config, tiny_csv):
+    config = base_config(tiny_csv, data={"path": str(tiny_csv), "features": ["x1", "x2", "x1"]})
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(config))
+    (problem,) = problems_of(caught)
+    assert problem.message == "feature 'x1' is listed twice"
+    assert problem.where.key == "data.features[2]"
+    assert problem.hint == "list each column once"
+
+
+@pytest.mark.parametrize(
+    ("task", "label", "options"),
+    [
+        ("classification", "standard", "onehot or sparse"),
+        ("regression", "onehot", "none or standard"),
+    ],
+)
+def test_label_preprocessing_must_fit_the_task(write_config, tiny_csv, task, label, options):
+    config = base_config(tiny_csv, task=task, preprocess={"label": label})
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(config))
+    (problem,) = problems_of(caught)
+    assert problem.one_line().endswith(
+        f"preprocess.label: preprocess.label '{label}' does not fit task {task}; use {options}"
+    )
+
+
+def test_every_problem_of_pass_two_is_reported_together(write_config, tiny_csv):
+    config = base_config(
+        tiny_csv,
+        data={"path": str(tiny_csv), "features": ["x1", "x1", "label"], "label": "label"},
+    )
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(config))
+    assert [problem.message for problem in problems_of(caught)] == [
+        "the label 'label' is also listed as a feature",
+        "feature 'x1' is listed twice",
+    ]

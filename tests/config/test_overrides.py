@@ -1,0 +1,59 @@
+"""config/overrides.py: ``--set key=value`` applied to the raw config, and its errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnncli.config.models import load_config
+from cnncli.errors import CnnCliError
+from tests.conftest import base_config
+
+
+def test_overrides_apply_and_parse_as_yaml(write_config, tiny_csv):
+    path = write_config(base_config(tiny_csv))
+    config = load_config(
+        path,
+        [
+            "fit.epochs=5",
+            "model.layers[0].units=128",
+            "compile.optimizer={type: Adam, learning_rate: 1e-2}",
+        ],
+    )
+    assert config.fit.epochs == 5
+    assert config.model.layers[0].args["units"] == 128
+    assert config.compile.optimizer.args["learning_rate"] == pytest.approx(0.01)
+
+
+def test_override_errors_point_at_the_override(write_config, tiny_csv):
+    path = write_config(base_config(tiny_csv))
+    with pytest.raises(CnnCliError) as caught:
+        load_config(path, ["model.layers[9].units=8"])
+    assert (
+        caught.value.one_line()
+        == "--set model.layers[9].units=8: the stack has 2 layers; use an index from 0 to 1"
+    )
+    with pytest.raises(CnnCliError) as caught:
+        load_config(path, ["fit.epochs=-1"])
+    assert (
+        caught.value.one_line()
+        == "--set fit.epochs=-1: fit.epochs: expected a positive integer, got -1; set epochs to 1 or more"
+    )
+
+
+def test_override_can_turn_a_bare_layer_into_a_mapping(write_config, tiny_csv):
+    config = base_config(tiny_csv)
+    config["model"]["layers"].insert(0, "Flatten")
+    config = load_config(write_config(config), ["model.layers[0].name=flat"])
+    assert config.model.layers[0].type == "Flatten"
+    assert config.model.layers[0].args == {"name": "flat"}
+
+
+def test_malformed_override(write_config, tiny_csv):
+    with pytest.raises(CnnCliError, match="expected key=value"):
+        load_config(write_config(base_config(tiny_csv)), ["fit.epochs"])
+
+
+def test_empty_override_clears_a_value(write_config, tiny_csv):
+    config = base_config(tiny_csv)
+    config["data"]["test_path"] = str(tiny_csv)
+    assert load_config(write_config(config), ["data.test_path="]).data.test_path is None

@@ -1,0 +1,108 @@
+"""cnncli/runtime.py: which backend runs, CNNCLI_BACKEND forcing, and the missing-Keras hint.
+
+Cheap tests: Keras itself is replaced by a stand-in, so nothing here imports a backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from cnncli import runtime
+from cnncli.errors import CnnCliError
+
+
+def fake_keras(backend: str) -> SimpleNamespace:
+    return SimpleNamespace(backend=SimpleNamespace(backend=lambda: backend))
+
+
+@pytest.fixture
+def no_keras_yet(monkeypatch):
+    """As in a fresh process: Keras not imported, no backend asked for or forced."""
+    monkeypatch.setattr(runtime, "loaded_backend", lambda: None)
+    monkeypatch.delenv(runtime.FORCE_BACKEND_VARIABLE, raising=False)
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    return monkeypatch
+
+
+def test_config_backend_is_asked_for_before_keras_loads(no_keras_yet):
+    assert runtime.select_backend("jax") == "jax"
+    assert os.environ["KERAS_BACKEND"] == "jax"
+
+
+def test_without_a_choice_the_default_or_keras_backend_variable_wins(no_keras_yet):
+    assert runtime.select_backend(None) == runtime.DEFAULT_BACKEND == "tensorflow"
+    no_keras_yet.setenv("KERAS_BACKEND", "jax")
+    assert runtime.select_backend(None) == "jax"
+    assert runtime.select_backend("tensorflow") == "tensorflow"  # a config's choice comes first
+
+
+def test_cnncli_backend_overrides_every_config(no_keras_yet):
+    no_keras_yet.setenv(runtime.FORCE_BACKEND_VARIABLE, "tensorflow")
+    assert runtime.forced_backend() == "tensorflow"
+    assert runtime.select_backend("jax") == "tensorflow"
+    assert os.environ["KERAS_BACKEND"] == "tensorflow"
+    no_keras_yet.setenv(runtime.FORCE_BACKEND_VARIABLE, "")  # empty: not forced
+    assert runtime.forced_backend() is None
+    assert runtime.select_backend("jax") == "jax"
+
+
+def test_a_loaded_keras_keeps_its_backend(monkeypatch):
+    monkeypatch.setitem(sys.modules, "keras", fake_keras("jax"))
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert runtime.loaded_backend() == "jax"
+    assert runtime.select_backend("tensorflow") == "jax"
+    assert os.environ["KERAS_BACKEND"] == "jax"
+
+
+@pytest.mark.parametrize(
+    ("backend", "hint"),
+    [
+        ("tensorflow", f"install one: {runtime.INSTALL_HINT}"),
+        ("jax", "pip install jax, or set backend: tensorflow"),
+    ],
+)
+def test_missing_keras_says_what_to_install(monkeypatch, backend, hint):
+    def missing() -> None:
+        raise ModuleNotFoundError("No module named 'keras'", name="keras")
+
+    monkeypatch.setattr(runtime, "_import_keras_without_sklearn", missing)
+    monkeypatch.setenv("KERAS_BACKEND", backend)
+    for key in runtime.QUIET_ENVIRONMENT:  # restored afterwards: import_keras sets them
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(CnnCliError) as caught:
+        runtime.import_keras()
+    assert caught.value.message == "no deep-learning backend is installed (keras)"
+    assert caught.value.hint == hint
+    assert "make install" in runtime.INSTALL_HINT
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_backend_log_noise_is_quiet_unless_debugging(monkeypatch, debug):
+    monkeypatch.setattr(runtime, "_import_keras_without_sklearn", lambda: fake_keras("tensorflow"))
+    monkeypatch.setattr(runtime, "_debug", False)
+    for key in runtime.QUIET_ENVIRONMENT:
+        monkeypatch.delenv(key, raising=False)
+    for name in runtime.QUIET_LOGGERS:
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    runtime.set_debug(debug)
+    assert runtime.import_keras().backend.backend() == "tensorflow"
+    quiet_env = {key: os.environ.get(key) for key in runtime.QUIET_ENVIRONMENT}
+    levels = {logging.getLogger(name).level for name in runtime.QUIET_LOGGERS}
+    if debug:
+        assert set(quiet_env.values()) == {None}
+        assert levels == {logging.NOTSET}
+    else:
+        assert quiet_env == runtime.QUIET_ENVIRONMENT
+        assert levels == {logging.ERROR}
+
+
+def test_empty_cache_dir_turns_the_jax_cache_off(monkeypatch):
+    monkeypatch.setattr(runtime, "_cache_enabled", False)
+    monkeypatch.setenv("CNNCLI_CACHE_DIR", "")
+    runtime.enable_compilation_cache()
+    assert runtime._cache_enabled is False
