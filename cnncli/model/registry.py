@@ -69,36 +69,6 @@ LAYERS = Namespace(
     noun="layer type",
     unknown="'{name}' is not a Keras layer",
     fallback="see keras.io/api/layers for the names",
-    allowed=frozenset(
-        """
-        Activation ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D
-        AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
-        Add AdditiveAttention AlphaDropout Attention AugMix AutoContrast Average
-        AveragePooling1D AveragePooling2D AveragePooling3D AvgPool1D AvgPool2D AvgPool3D
-        BatchNormalization Bidirectional CategoryEncoding CenterCrop Concatenate
-        ContrastLimitedAdaptiveHistogramEqualization Conv1D Conv1DTranspose Conv2D
-        Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D Convolution1D
-        Convolution1DTranspose Convolution2D Convolution2DTranspose Convolution3D
-        Convolution3DTranspose Cropping1D Cropping2D Cropping3D CutMix Dense DepthwiseConv1D
-        DepthwiseConv2D Discretization Dot Dropout ELU EinsumDense Embedding Equalization Flatten
-        GRU GaussianDropout GaussianNoise GlobalAveragePooling1D GlobalAveragePooling2D
-        GlobalAveragePooling3D GlobalAvgPool1D GlobalAvgPool2D GlobalAvgPool3D GlobalMaxPool1D
-        GlobalMaxPool2D GlobalMaxPool3D GlobalMaxPooling1D GlobalMaxPooling2D GlobalMaxPooling3D
-        GroupNormalization GroupQueryAttention HashedCrossing Hashing Identity LSTM
-        LayerNormalization LeakyReLU Masking MaxNumBoundingBoxes MaxPool1D MaxPool2D MaxPool3D
-        MaxPooling1D MaxPooling2D MaxPooling3D Maximum MelSpectrogram Minimum MixUp
-        MultiHeadAttention Multiply Normalization PReLU Permute RMSNormalization RandAugment
-        RandomBrightness RandomColorDegeneration RandomColorJitter RandomContrast RandomCrop
-        RandomElasticTransform RandomErasing RandomFlip RandomGaussianBlur RandomGrayscale
-        RandomHue RandomInvert RandomPerspective RandomPosterization RandomRotation
-        RandomSaturation RandomSharpness RandomShear RandomTranslation RandomZoom ReLU
-        RepeatVector Rescaling Reshape Resizing ReversibleEmbedding STFTSpectrogram
-        SeparableConv1D SeparableConv2D SeparableConvolution1D SeparableConvolution2D SimpleRNN
-        Softmax Solarization SpatialDropout1D SpatialDropout2D SpatialDropout3D
-        SpectralNormalization Subtract TimeDistributed UnitNormalization UpSampling1D
-        UpSampling2D UpSampling3D ZeroPadding1D ZeroPadding2D ZeroPadding3D
-        """.split()
-    ),
     refused={
         "Lambda": Refusal("it runs Python code", _CODE),
         "TFSMLayer": Refusal("it loads a saved model from outside the config", _CODE),
@@ -138,6 +108,36 @@ LAYERS = Namespace(
             )
         },
     },
+    allowed=frozenset(
+        """
+        Activation ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D
+        AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
+        Add AdditiveAttention AlphaDropout Attention AugMix AutoContrast Average
+        AveragePooling1D AveragePooling2D AveragePooling3D AvgPool1D AvgPool2D AvgPool3D
+        BatchNormalization Bidirectional CategoryEncoding CenterCrop Concatenate
+        ContrastLimitedAdaptiveHistogramEqualization Conv1D Conv1DTranspose Conv2D
+        Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D Convolution1D
+        Convolution1DTranspose Convolution2D Convolution2DTranspose Convolution3D
+        Convolution3DTranspose Cropping1D Cropping2D Cropping3D CutMix Dense DepthwiseConv1D
+        DepthwiseConv2D Discretization Dot Dropout ELU EinsumDense Embedding Equalization Flatten
+        GRU GaussianDropout GaussianNoise GlobalAveragePooling1D GlobalAveragePooling2D
+        GlobalAveragePooling3D GlobalAvgPool1D GlobalAvgPool2D GlobalAvgPool3D GlobalMaxPool1D
+        GlobalMaxPool2D GlobalMaxPool3D GlobalMaxPooling1D GlobalMaxPooling2D GlobalMaxPooling3D
+        GroupNormalization GroupQueryAttention HashedCrossing Hashing Identity LSTM
+        LayerNormalization LeakyReLU Masking MaxNumBoundingBoxes MaxPool1D MaxPool2D MaxPool3D
+        MaxPooling1D MaxPooling2D MaxPooling3D Maximum MelSpectrogram Minimum MixUp
+        MultiHeadAttention Multiply Normalization PReLU Permute RMSNormalization RandAugment
+        RandomBrightness RandomColorDegeneration RandomColorJitter RandomContrast RandomCrop
+        RandomElasticTransform RandomErasing RandomFlip RandomGaussianBlur RandomGrayscale
+        RandomHue RandomInvert RandomPerspective RandomPosterization RandomRotation
+        RandomSaturation RandomSharpness RandomShear RandomTranslation RandomZoom ReLU
+        RepeatVector Rescaling Reshape Resizing ReversibleEmbedding STFTSpectrogram
+        SeparableConv1D SeparableConv2D SeparableConvolution1D SeparableConvolution2D SimpleRNN
+        Softmax Solarization SpatialDropout1D SpatialDropout2D SpatialDropout3D
+        SpectralNormalization Subtract TimeDistributed UnitNormalization UpSampling1D
+        UpSampling2D UpSampling3D ZeroPadding1D ZeroPadding2D ZeroPadding3D
+        """.split()
+    ),
 )
 
 _IN_THE_RUN = "give a path relative to the run folder, e.g. logs/history.csv"
@@ -146,9 +146,6 @@ CALLBACKS = Namespace(
     module="callbacks",
     noun="callback",
     unknown="unknown callback '{name}'",
-    allowed=frozenset(
-        "EarlyStopping History ReduceLROnPlateau SwapEMAWeights TerminateOnNaN".split()
-    ),
     confined={
         "CSVLogger": ("filename",),
         "ModelCheckpoint": ("filepath",),
@@ -175,38 +172,33 @@ CALLBACKS = Namespace(
         "Callback": _BASE,
         "CallbackList": Refusal("it holds callback objects", "list each callback in fit.callbacks"),
     },
+    allowed=frozenset(
+        "EarlyStopping History ReduceLROnPlateau SwapEMAWeights TerminateOnNaN".split()
+    ),
 )
 
 OPTIMIZERS = Namespace(
     module="optimizers",
     noun="optimizer",
     any_case=True,
-    allowed=frozenset(
-        "Adadelta Adafactor Adagrad Adam AdamW Adamax Ftrl Lamb Lion Muon Nadam RMSprop SGD"
-        " ScheduleFreeAdamW".split()
-    ),
     refused={
         "Optimizer": _BASE,
         "LossScaleOptimizer": _WRAPS_OPTIMIZERS,
         "MultiOptimizer": _WRAPS_OPTIMIZERS,
         "OptimizerMap": _WRAPS_OPTIMIZERS,
     },
-)
-
-SCHEDULES = Namespace(
-    module="optimizers.schedules",
-    noun="schedule",
     allowed=frozenset(
-        "CosineDecay CosineDecayRestarts ExponentialDecay InverseTimeDecay"
-        " PiecewiseConstantDecay PolynomialDecay".split()
+        "Adadelta Adafactor Adagrad Adam AdamW Adamax Ftrl Lamb Lion Muon Nadam RMSprop SGD"
+        " ScheduleFreeAdamW".split()
     ),
-    refused={"LearningRateSchedule": _BASE},
 )
 
 LOSSES = Namespace(
     module="losses",
     noun="loss",
     fallback="see keras.io/api/losses",
+    aliases=frozenset("BCE MAE MAPE MSE MSLE KLD bce mae mape mse msle kld".split()),
+    refused={"Loss": _BASE},
     allowed=frozenset(
         """
         BinaryCrossentropy BinaryFocalCrossentropy CTC CategoricalCrossentropy
@@ -221,14 +213,20 @@ LOSSES = Namespace(
         sparse_categorical_crossentropy squared_hinge tversky
         """.split()
     ),
-    aliases=frozenset("BCE MAE MAPE MSE MSLE KLD bce mae mape mse msle kld".split()),
-    refused={"Loss": _BASE},
 )
 
 METRICS = Namespace(
     module="metrics",
     noun="metric",
     fallback="see keras.io/api/metrics",
+    # compile() reads these itself: accuracy and crossentropy matched to the loss
+    aliases=frozenset(
+        "accuracy acc crossentropy ce BCE MAE MAPE MSE MSLE bce mae mape mse msle".split()
+    ),
+    refused={
+        "Metric": _BASE,
+        "MeanMetricWrapper": Refusal("it takes a Python function", "name a metric instead"),
+    },
     allowed=frozenset(
         """
         AUC Accuracy BinaryAccuracy BinaryCrossentropy BinaryIoU CategoricalAccuracy
@@ -248,60 +246,56 @@ METRICS = Namespace(
         sparse_top_k_categorical_accuracy squared_hinge top_k_categorical_accuracy
         """.split()
     ),
-    # compile() reads these itself: accuracy and crossentropy matched to the loss
-    aliases=frozenset(
-        "accuracy acc crossentropy ce BCE MAE MAPE MSE MSLE bce mae mape mse msle".split()
-    ),
-    refused={
-        "Metric": _BASE,
-        "MeanMetricWrapper": Refusal("it takes a Python function", "name a metric instead"),
-    },
 )
 
-ACTIVATIONS = Namespace(
-    module="activations",
-    noun="activation",
-    allowed=frozenset(
-        """
-        celu elu exponential gelu glu hard_shrink hard_sigmoid hard_silu hard_swish hard_tanh
-        leaky_relu linear log_sigmoid log_softmax mish relu relu6 selu sigmoid silu soft_shrink
-        softmax softplus softsign sparse_plus sparse_sigmoid sparsemax squareplus swish tanh
-        tanh_shrink threshold
-        """.split()
-    ),
-)
 
-INITIALIZERS = Namespace(
-    module="initializers",
-    noun="initializer",
-    allowed=frozenset(
-        """
-        Constant GlorotNormal GlorotUniform HeNormal HeUniform Identity IdentityInitializer
-        LecunNormal LecunUniform Ones Orthogonal OrthogonalInitializer RandomNormal RandomUniform
-        STFT STFTInitializer TruncatedNormal VarianceScaling Zeros constant glorot_normal
-        glorot_uniform he_normal he_uniform identity lecun_normal lecun_uniform ones orthogonal
-        random_normal random_uniform stft truncated_normal variance_scaling zeros
-        """.split()
-    ),
-    refused={"Initializer": _BASE},
-)
+def _plain(module: str, noun: str, names: str, base: str | None) -> Namespace:
+    """A namespace whose exported names are all allowed but for its abstract base class."""
+    refused = {base: _BASE} if base else {}
+    return Namespace(module=module, noun=noun, allowed=frozenset(names.split()), refused=refused)
 
-REGULARIZERS = Namespace(
-    module="regularizers",
-    noun="regularizer",
-    allowed=frozenset(
-        "L1 L1L2 L2 OrthogonalRegularizer l1 l1_l2 l2 orthogonal_regularizer".split()
-    ),
-    refused={"Regularizer": _BASE},
-)
 
-CONSTRAINTS = Namespace(
-    module="constraints",
-    noun="constraint",
-    allowed=frozenset(
-        "MaxNorm MinMaxNorm NonNeg UnitNorm max_norm min_max_norm non_neg unit_norm".split()
-    ),
-    refused={"Constraint": _BASE},
+SCHEDULES = _plain(
+    "optimizers.schedules",
+    "schedule",
+    "CosineDecay CosineDecayRestarts ExponentialDecay InverseTimeDecay PiecewiseConstantDecay"
+    " PolynomialDecay",
+    "LearningRateSchedule",
+)
+ACTIVATIONS = _plain(
+    "activations",
+    "activation",
+    """
+    celu elu exponential gelu glu hard_shrink hard_sigmoid hard_silu hard_swish hard_tanh
+    leaky_relu linear log_sigmoid log_softmax mish relu relu6 selu sigmoid silu soft_shrink
+    softmax softplus softsign sparse_plus sparse_sigmoid sparsemax squareplus swish tanh
+    tanh_shrink threshold
+    """,
+    None,
+)
+INITIALIZERS = _plain(
+    "initializers",
+    "initializer",
+    """
+    Constant GlorotNormal GlorotUniform HeNormal HeUniform Identity IdentityInitializer
+    LecunNormal LecunUniform Ones Orthogonal OrthogonalInitializer RandomNormal RandomUniform
+    STFT STFTInitializer TruncatedNormal VarianceScaling Zeros constant glorot_normal
+    glorot_uniform he_normal he_uniform identity lecun_normal lecun_uniform ones orthogonal
+    random_normal random_uniform stft truncated_normal variance_scaling zeros
+    """,
+    "Initializer",
+)
+REGULARIZERS = _plain(
+    "regularizers",
+    "regularizer",
+    "L1 L1L2 L2 OrthogonalRegularizer l1 l1_l2 l2 orthogonal_regularizer",
+    "Regularizer",
+)
+CONSTRAINTS = _plain(
+    "constraints",
+    "constraint",
+    "MaxNorm MinMaxNorm NonNeg UnitNorm max_norm min_max_norm non_neg unit_norm",
+    "Constraint",
 )
 
 NAMESPACES = {

@@ -13,30 +13,14 @@ from cnncli.config.models import load_config
 from cnncli.errors import CnnCliError, ConfigErrors, Location
 from cnncli.model import registry
 from cnncli.model.build import make_callbacks
-from cnncli.model.registry import (
-    ACTIVATIONS,
-    CALLBACKS,
-    LAYERS,
-    LOSSES,
-    METRICS,
-    NAMESPACES,
-    OPTIMIZERS,
-    confine_path,
-    exported_names,
-    keras_module,
-    lookup,
-)
+from cnncli.model.registry import NAMESPACES, confine_path, lookup
 from cnncli.runs import MANIFEST_FILENAME
-from cnncli.runtime import import_keras
 from cnncli.train.check import summarize_config
 from tests.conftest import base_config
+from tests.model.conftest import WHERE
 
-WHERE = Location(file="c.yaml", key="model.layers[0]", line=3, column=5)
-
-
-@pytest.fixture(scope="module")
-def keras():
-    return import_keras()
+LAYERS, CALLBACKS, OPTIMIZERS = registry.LAYERS, registry.CALLBACKS, registry.OPTIMIZERS
+LOSSES, METRICS, ACTIVATIONS = registry.LOSSES, registry.METRICS, registry.ACTIVATIONS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -46,7 +30,7 @@ def keras():
 @pytest.mark.parametrize("module", sorted(NAMESPACES))
 def test_every_exported_name_is_classified(keras, module):
     namespace = NAMESPACES[module]
-    unclassified = sorted(exported_names(keras, namespace) - namespace.classified())
+    unclassified = sorted(registry.exported_names(keras, namespace) - namespace.classified())
     assert unclassified == [], (
         f"keras.{module} exports {', '.join(unclassified)}, which cnncli/model/registry.py has not"
         " classified: allow it, refuse it with a reason, or confine its paths"
@@ -58,14 +42,14 @@ def test_every_allowed_name_resolves_in_the_installed_keras(keras, module):
     namespace = NAMESPACES[module]
     for name in sorted(namespace.allowed | set(namespace.confined)):
         found = lookup(namespace, name, WHERE, keras)
-        assert found is getattr(keras_module(keras, namespace), name)
+        assert found is getattr(registry.keras_module(keras, namespace), name)
 
 
 @pytest.mark.parametrize("module", ["losses", "metrics"])
 def test_aliases_are_names_keras_resolves(keras, module):
     namespace = NAMESPACES[module]
     for name in sorted(namespace.aliases - {"accuracy", "acc", "crossentropy", "ce"}):
-        assert callable(keras_module(keras, namespace).get(name)), name
+        assert callable(registry.keras_module(keras, namespace).get(name)), name
         assert lookup(namespace, name, WHERE, keras) == name
 
 
