@@ -418,7 +418,7 @@ def confine_path(value: Any, where: Location, run_dir: Path | None) -> Any:
         raise CnnCliError(
             f"expected a path inside the run folder, got {value!r}", where=where, hint=hint
         )
-    if "\\" in value or "://" in value or value.startswith("~"):
+    if "\\" in value or "://" in value or value.startswith("~") or "\x00" in value:
         raise CnnCliError(f"'{value}' is not a plain relative path", where=where, hint=hint)
     path = PurePosixPath(value)
     if path.is_absolute():
@@ -458,7 +458,14 @@ def confine_path(value: Any, where: Location, run_dir: Path | None) -> Any:
     if run_dir is None:
         return str(relative)
     if "{" not in str(relative.parent):  # CSVLogger opens its file without creating folders
-        (run_dir / relative.parent).mkdir(parents=True, exist_ok=True)
+        try:
+            (run_dir / relative.parent).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CnnCliError(
+                f"cannot create '{relative.parent}' in the run: {exc.strerror}",
+                where=where,
+                hint="use a shorter path made of plain folder names",
+            ) from exc
     return str(run_dir / relative)
 
 

@@ -240,6 +240,7 @@ def test_refused_names_are_not_suggested(keras):
         ("m-{epoch.__class__}.keras", "has a format field other than a plain number"),
         ("gs://bucket/x.csv", "is not a plain relative path"),
         ("~/x.csv", "is not a plain relative path"),
+        ("logs/x\x00.csv", "is not a plain relative path"),
         (7, "expected a path inside the run folder, got 7"),
     ],
 )
@@ -345,3 +346,11 @@ def test_registry_tables_name_strings_only():
         for name in namespace.classified():
             assert isinstance(name, str) and name.isidentifier(), name
     assert registry.NOT_OBJECTS.isdisjoint(LAYERS.classified())
+
+
+def test_a_folder_that_cannot_be_made_in_the_run_is_one_line(tmp_path):
+    (tmp_path / "logs").write_text("a file where the folder would go")
+    with pytest.raises(CnnCliError) as caught:
+        confine_path("logs/fit.csv", Location(key="fit.callbacks[0].filename"), tmp_path)
+    assert caught.value.message.startswith("cannot create 'logs' in the run: ")
+    assert caught.value.where.key == "fit.callbacks[0].filename"
