@@ -33,12 +33,6 @@ from cnncli.errors import CnnCliError, ConfigErrors, Location
 
 SCHEMA_URL = "https://cnncli.dev/schema/config-v1.json"
 
-#: Layer types a config may never name: they wrap arbitrary Python callables or foreign code.
-FORBIDDEN_LAYERS = frozenset(
-    {"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer", "InputLayer", "Input"}
-)
-FORBIDDEN_CALLBACKS = frozenset({"LambdaCallback", "RemoteMonitor"})
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -64,28 +58,9 @@ class NamedObject(_Strict):
 class LayerSpec(NamedObject):
     """One layer: the Keras class name in ``type``, every other key a keyword argument."""
 
-    @field_validator("type")
-    @classmethod
-    def _not_forbidden(cls, value: str) -> str:
-        if value in FORBIDDEN_LAYERS:
-            hint = (
-                "set model.input_shape instead"
-                if value in ("Input", "InputLayer")
-                else "configs cannot run code; build the computation from ordinary layers"
-            )
-            raise ValueError(f"layer type '{value}' is not allowed; {hint}")
-        return value
-
 
 class CallbackSpec(NamedObject):
-    @field_validator("type")
-    @classmethod
-    def _not_forbidden(cls, value: str) -> str:
-        if value in FORBIDDEN_CALLBACKS:
-            raise ValueError(
-                f"callback '{value}' is not allowed: it runs code or talks to a server"
-            )
-        return value
+    """One callback: the Keras class name in ``type``, every other key a keyword argument."""
 
 
 class DataSpec(_Strict):

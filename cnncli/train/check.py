@@ -26,17 +26,16 @@ from cnncli.data.table import (
     read_sample,
 )
 from cnncli.errors import CnnCliError, ConfigErrors, Location
+from cnncli.model.arguments import keras_message, shape_text
 from cnncli.model.build import (
     build_model,
     describe_layers,
-    keras_message,
     make_callbacks,
     make_layer,
     make_loss,
     make_metrics,
     make_optimizer,
     resolve_units,
-    shape_text,
 )
 from cnncli.model.targets import (
     CLASSIFICATION_LOSSES,

@@ -265,10 +265,14 @@ def train_run(
         default_metrics=default_metrics(prepared.task),
         steps_per_execution=steps_per_execution,
     )
-    callbacks = make_callbacks(config, keras)
+    keeper = CheckpointKeeper.open(config, output, seed, resumed)  # staging folder + checkpoints
+    try:  # a callback that writes files writes inside the run
+        callbacks = make_callbacks(config, keras, run_dir=keeper.staged.staging)
+    except CnnCliError:
+        abandon_run(keeper.staged)
+        raise
     if on_epoch_end is not None:
         callbacks.append(_EpochReporter(keras, config.fit.epochs, on_epoch_end))
-    keeper = CheckpointKeeper.open(config, output, seed, resumed)  # staging folder + checkpoints
     history = keeper.fit(
         model,
         **fit_inputs(config, prepared, resumed.epoch if resumed is not None else 0),

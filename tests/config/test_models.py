@@ -34,17 +34,6 @@ def test_python_tags_are_refused(write_config, tiny_csv):
     )
 
 
-@pytest.mark.parametrize("layer", ["Lambda", "TFSMLayer", "InputLayer"])
-def test_code_running_layers_are_refused(write_config, tiny_csv, layer):
-    config = base_config(tiny_csv)
-    config["model"]["layers"].insert(0, {"type": layer, "function": "os.system"})
-    with pytest.raises(CnnCliError) as caught:
-        load_config(write_config(config))
-    (problem,) = problems_of(caught)
-    assert problem.where.key == "model.layers[0].type"
-    assert f"layer type '{layer}' is not allowed" in problem.message
-
-
 def test_label_cannot_be_a_feature(write_config, tiny_csv):
     config = base_config(tiny_csv)
     config["data"].update(features=["x1", "label"], label="label")
