@@ -22,7 +22,7 @@ import yaml
 from cnncli.config.models import load_config
 from cnncli.data.split import TEST, TRAIN, VALIDATION
 from tests.conftest import base_config
-from tests.data.test_stream import mixed_csv
+from tests.data.test_chunks import mixed_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).with_name("golden_preprocessing.json")
@@ -74,17 +74,16 @@ def fingerprints(name: str, mode: str) -> dict[str, Any]:
 def _fingerprints(config: Any, mode: str) -> dict[str, Any]:
     seed = config.seed if config.seed is not None else 0
     if mode == "stream":
-        from cnncli.data.stream import prepare_stream
-        from cnncli.model.targets import label_kind, model_input_shape
+        from cnncli.train.feed import prepare_streamed
 
-        data = prepare_stream(config, seed, model_input_shape, label_kind)
+        data = prepare_streamed(config, seed)
         arrays = {}
         for part, label in ((TRAIN, "train"), (TEST, "test"), (VALIDATION, "val")):
             x, y = streamed_arrays(data, part)
             arrays[f"x_{label}"], arrays[f"y_{label}"] = x, y
         preprocessor, task, notes = data.preprocessor, data.task, data.notes
     else:
-        from cnncli.train.run import prepare_data
+        from cnncli.train.feed import prepare_data
 
         prepared = prepare_data(config, seed)
         arrays = {

@@ -1,5 +1,5 @@
-"""Streaming (chunked) training data: same statistics and split rules as in memory, and evaluate
-reproduces a streaming run's test split."""
+"""The chunked reader: the hash split rule, errors with their lines, distinct values, and
+evaluate reproducing a streaming run's test split."""
 
 from __future__ import annotations
 
@@ -10,17 +10,15 @@ import numpy as np
 import pytest
 
 from cnncli.config.models import load_config
-from cnncli.data.split import TEST, TRAIN, VALIDATION, HashSplit, split_rows, stored_test_rows
-from cnncli.data.stream import (
+from cnncli.data.chunks import (
     distinct_values,
     prepare_stream,
     read_chunks,
     read_columns,
     wants_streaming,
 )
+from cnncli.data.split import TEST, VALIDATION, HashSplit, split_rows, stored_test_rows
 from cnncli.errors import CnnCliError
-from cnncli.model.targets import label_kind, model_input_shape
-from cnncli.train.run import prepare_data
 from tests.conftest import base_config, seed_like_rows
 
 
@@ -46,51 +44,6 @@ def stream_config(write_config, data: Path, **data_options):
     return load_config(write_config(config))
 
 
-@pytest.mark.parametrize("missing", ["drop", "mean"])
-def test_streaming_fits_the_same_preprocessing_on_the_same_rows_as_in_memory(
-    tmp_path, write_config, missing
-):
-    config = stream_config(write_config, mixed_csv(tmp_path / "mixed.csv"), missing=missing)
-    in_memory = prepare_data(config, seed=3)
-    streamed = prepare_stream(config, 3, model_input_shape, label_kind)
-
-    # the same rows in each part: the hash rule applied to row numbers after cleaning
-    counts = {TRAIN: len(in_memory.split.train_rows), TEST: len(in_memory.split.test_rows)}
-    counts[VALIDATION] = len(in_memory.split.validation_rows)
-    assert streamed.counts == counts
-    assert streamed.rows == in_memory.split.rows
-    assert streamed.split.to_json() == in_memory.split.to_json()
-
-    # the same statistics, fitted in one chunked pass (37 rows a chunk) instead of at once
-    for ours, theirs in zip(
-        streamed.preprocessor.features, in_memory.preprocessor.features, strict=True
-    ):
-        assert (ours.name, ours.kind, ours.categories) == (
-            theirs.name,
-            theirs.kind,
-            theirs.categories,
-        )
-        for value in ("center", "scale", "fill", "minimum", "maximum"):
-            expected = getattr(theirs, value)
-            assert getattr(ours, value) == (
-                None if expected is None else pytest.approx(expected, rel=1e-12, abs=1e-12)
-            )
-    assert streamed.preprocessor.label == in_memory.preprocessor.label
-    assert streamed.preprocessor.input_shape == in_memory.preprocessor.input_shape
-    assert streamed.task == in_memory.task
-
-    # and the same model inputs, part by part
-    for part, x_ref, y_ref in (
-        (TRAIN, in_memory.x_train, in_memory.y_train),
-        (TEST, in_memory.x_test, in_memory.y_test),
-    ):
-        blocks = [streamed.arrays(chunk) for chunk in streamed.part_chunks(part) if chunk.rows]
-        np.testing.assert_allclose(
-            np.concatenate([x for x, _ in blocks]), x_ref, rtol=1e-6, atol=1e-6
-        )
-        np.testing.assert_array_equal(np.concatenate([y for _, y in blocks]), y_ref)
-
-
 def test_hash_split_rule_is_independent_of_chunking_and_stored_as_a_rule():
     rule = HashSplit(test_size=0.2, random_state=7, validation_split=0.25, validation_seed=1)
     whole = rule.parts(np.arange(10_000))
@@ -110,7 +63,8 @@ def test_hash_split_rule_is_independent_of_chunking_and_stored_as_a_rule():
 
 def test_in_memory_shuffle_split_is_stored_as_rows(tiny_csv, write_config):
     config = load_config(write_config(base_config(tiny_csv)))
-    from cnncli.data.table import label_values, load_dataset
+    from cnncli.data.columns import label_values
+    from cnncli.data.table import load_dataset
 
     labels = label_values(load_dataset(config).labels)
     split = split_rows(config, labels, "classification", 0, has_test_file=False)
@@ -123,7 +77,7 @@ def test_streaming_auto_follows_file_size_and_shuffle_split_cannot_stream(
 ):
     config = load_config(write_config(base_config(tiny_csv)))
     assert not wants_streaming(config)
-    monkeypatch.setattr("cnncli.data.stream.STREAMING_THRESHOLD_BYTES", 10)
+    monkeypatch.setattr("cnncli.data.chunks.STREAMING_THRESHOLD_BYTES", 10)
     assert wants_streaming(config)
     shuffled = load_config(
         write_config(
@@ -135,7 +89,7 @@ def test_streaming_auto_follows_file_size_and_shuffle_split_cannot_stream(
         )
     )
     with pytest.raises(CnnCliError, match="needs the whole file in memory") as caught:
-        prepare_stream(shuffled, 0, model_input_shape, label_kind)
+        prepare_stream(shuffled, 0)
     assert caught.value.where.key == "split.method"
 
 
@@ -151,7 +105,7 @@ def test_streaming_errors_name_the_line(tmp_path, write_config):
     assert caught.value.where.line == 82
     lines[81] = "1.0,,2.0,low"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(CnnCliError, match="empty cell on line 82") as caught:
+    with pytest.raises(CnnCliError, match=r"1 empty cell\(s\) on line\(s\) 82") as caught:
         list(read_chunks(config, str(path), columns, label_text))
     assert caught.value.where.key == "column 'x2'"
 
@@ -190,32 +144,3 @@ def test_evaluate_reproduces_a_streaming_runs_test_split(tmp_path, write_config)
     assert evaluation.metrics["accuracy"] == pytest.approx(
         result.metrics["test"]["accuracy"], abs=1e-6
     )
-
-
-@pytest.mark.slow
-def test_row_batches_give_every_training_row_once_per_epoch(tmp_path, write_config):
-    config = stream_config(
-        write_config, mixed_csv(tmp_path / "mixed.csv", rows=300), missing="mean"
-    )
-    streamed = prepare_stream(config, 0, model_input_shape, label_kind)
-    in_memory = prepare_data(config, seed=0)
-    batches = streamed.batches(TRAIN, 16, shuffle=True)
-    assert len(batches) == -(-streamed.n_train // 16)
-
-    def epoch() -> tuple[np.ndarray, np.ndarray]:
-        parts = [batches[index] for index in range(len(batches))]
-        assert [len(x) for x, _ in parts[:-1]] == [16] * (len(parts) - 1)
-        return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
-
-    def rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        table = np.concatenate([x.reshape(len(x), -1), y], axis=1).round(5)
-        return table[np.lexsort(table.T)]
-
-    first, second = epoch(), epoch()
-    expected = rows(in_memory.x_train, in_memory.y_train)
-    np.testing.assert_allclose(rows(*first), expected, atol=1e-5)
-    np.testing.assert_allclose(rows(*second), expected, atol=1e-5)
-    assert not np.array_equal(first[0], second[0])  # shuffled anew each epoch
-    test = streamed.batches(TEST, 50)
-    x_test = np.concatenate([test[index][0] for index in range(len(test))])
-    np.testing.assert_allclose(x_test, in_memory.x_test, atol=1e-6)  # file order, unshuffled
