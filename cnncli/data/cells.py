@@ -106,17 +106,24 @@ def usable_numbers(values: np.ndarray, fillable: bool) -> np.ndarray:
     return np.isfinite(values) | (np.isnan(values) & fillable)
 
 
-def cell_problem(text: str, *, numeric: bool, may_be_empty: bool) -> str | None:
-    """Why one cell (as text) cannot be read, or None; the row-by-row form of the rules."""
+def cell_problem(name: str, text: str, *, numeric: bool, may_be_empty: bool) -> str | None:
+    """Why one cell of column ``name``, as text, cannot be read, or None.
+
+    The row-by-row form of the rules, worded like the column-wise errors above.
+    """
     value = text.strip()
-    if value in NA_STRINGS:
-        return None if may_be_empty else "is empty" + (f" ({value!r})" if value else "")
+    number = numeric and NUMBER.fullmatch(value) is not None
+    if value in NA_STRINGS or (number and np.isnan(float(value))):
+        if may_be_empty:
+            return None
+        shown = f" ({value!r})" if numeric and value else ""  # the text that read as empty
+        return f"column '{name}' is empty{shown}"
     if not numeric:
         return None
-    if not NUMBER.fullmatch(value):
-        return text_in_numbers(value)
+    if not number:
+        return f"column '{name}': {text_in_numbers(value)}"
     if np.isinf(float(value)):
-        return INFINITE_VALUE
+        return f"column '{name}': {INFINITE_VALUE}"
     return None
 
 

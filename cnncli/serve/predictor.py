@@ -248,9 +248,9 @@ def _hashed_test_rows(
     config: Any, columns: Any, split: dict[str, Any], pre: Preprocessor
 ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
     """The test rows of a hash-split run, read chunk by chunk: memory holds the test rows only."""
-    from cnncli.data.split import TEST, HashSplit
     from cnncli.data.chunks import read_chunks
     from cnncli.data.columns import label_values
+    from cnncli.data.split import TEST, HashSplit
 
     rule = HashSplit.from_json(split)
     text = any(isinstance(value, str) for value in pre.label.classes)

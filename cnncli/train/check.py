@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from cnncli.config.models import Config, LayerSpec
-from cnncli.data.preprocess import label_width
 from cnncli.data.columns import Columns, choose_columns, infer_task, label_values
 from cnncli.data.csvfile import read_header, read_sample
+from cnncli.data.preprocess import label_width
 from cnncli.errors import CnnCliError, ConfigErrors, Location
 from cnncli.model.build import (
     build_model,

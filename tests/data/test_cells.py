@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cnncli.data.cells import describe_cleaning
 from cnncli.errors import CnnCliError
 from tests.conftest import seed_like_rows
-from tests.data.test_table import load
+from tests.data.test_table import dataset_of, load
 
 
 def test_infinite_value_is_reported(tmp_path, write_config):
@@ -62,3 +63,60 @@ def test_empty_label_is_dropped_under_drop_but_an_error_under_mean(tmp_path, wri
 def test_drop_that_leaves_nothing_says_so(tmp_path, write_config):
     with pytest.raises(CnnCliError, match="all 2 rows have an empty cell"):
         load(tmp_path, write_config, "x1,x2,x3,label\n1,,3,a\n,2,3,b\n", missing="drop")
+
+
+class _StubPredictor:
+    """What ``predict_file`` reads of a predictor, without a model (the error comes first)."""
+
+    backend = "stub"
+
+    def __init__(self, pre):
+        from types import SimpleNamespace
+
+        self.preprocessor = pre
+        self.run = SimpleNamespace(config={"data": {}})
+
+    def outputs(self, features):
+        return np.zeros((len(features), 2), dtype=np.float32)
+
+
+def test_an_infinite_cell_is_the_same_error_in_memory_streamed_and_predicted(
+    tmp_path, write_config
+):
+    from pathlib import Path
+
+    from cnncli.data.chunks import read_chunks, read_columns
+    from cnncli.data.preprocess import fit_preprocessor
+    from cnncli.data.table import load_dataset
+    from cnncli.serve.batch import predict_file
+
+    text = "x1,x2,label\n1,2,a\n3,-inf,b\n5,6,a\n7,8,b\n"
+    config, csv = dataset_of(tmp_path, write_config, text)
+    with pytest.raises(CnnCliError) as in_memory:
+        load_dataset(config)
+    columns, label_text = read_columns(config, str(csv))
+    with pytest.raises(CnnCliError) as streamed:
+        list(read_chunks(config, str(csv), columns, label_text))
+    pre = fit_preprocessor(
+        {"x1": np.array([1.0, 5.0]), "x2": np.array([2.0, 6.0])},
+        np.array(["a", "b"]),
+        categorical=(),
+        feature_method="standard",
+        label_kind="onehot",
+        fill_missing=False,
+        label_name="label",
+    )
+    with pytest.raises(CnnCliError) as predicted:
+        predict_file(_StubPredictor(pre), Path(csv), tmp_path / "out.csv")
+
+    expected = f"{csv}:3: column 'x2': numeric column holds an infinite value"
+    assert in_memory.value.one_line().split("; ")[0] == expected
+    assert streamed.value.one_line().split("; ")[0] == expected
+    assert predicted.value.one_line().split("; ")[0] == expected
+
+
+def test_inf_text_in_a_text_column_is_refused_too(tmp_path, write_config):
+    text = "x1,x2,label\n1,2 ,a\n3,inf ,b\n5,6,a\n7,8,b\n"  # trailing spaces: read as text
+    with pytest.raises(CnnCliError, match="infinite value") as caught:
+        load(tmp_path, write_config, text)
+    assert caught.value.where.line == 3

@@ -144,3 +144,32 @@ def test_evaluate_reproduces_a_streaming_runs_test_split(tmp_path, write_config)
     assert evaluation.metrics["accuracy"] == pytest.approx(
         result.metrics["test"]["accuracy"], abs=1e-6
     )
+
+
+@pytest.mark.parametrize(
+    ("missing", "note"),
+    [
+        ("drop", "dropped 8 of 400 row(s) with empty cells from mixed.csv (missing: drop)"),
+        ("mean", "filled 8 empty cell(s) in mixed.csv with the column mean (missing: mean)"),
+    ],
+)
+def test_streaming_reports_dropped_and_filled_rows_like_in_memory(
+    tmp_path, write_config, missing, note
+):
+    from cnncli.data.cells import describe_cleaning
+    from cnncli.data.table import load_dataset
+
+    config = stream_config(write_config, mixed_csv(tmp_path / "mixed.csv"), missing=missing)
+    assert prepare_stream(config, 0).notes == [note]
+    assert describe_cleaning(load_dataset(config)) == note
+
+
+def test_an_empty_label_drops_its_row_while_streaming_as_in_memory(tmp_path, write_config):
+    path = tmp_path / "labels.csv"
+    lines = seed_like_rows(100).splitlines()
+    lines[5] = lines[5].rsplit(",", 1)[0] + ","
+    path.write_text("\n".join(lines) + "\n")
+    config = stream_config(write_config, path, missing="drop")
+    fit = prepare_stream(config, 0)
+    assert fit.rows == 99
+    assert fit.notes == ["dropped 1 of 100 row(s) with empty cells from labels.csv (missing: drop)"]
