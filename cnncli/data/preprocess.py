@@ -18,6 +18,7 @@ import numpy as np
 
 from cnncli.errors import CnnCliError, Location
 
+#: ``preprocess.json``'s layout; ``from_json`` refuses a newer one rather than misread it.
 PREPROCESS_FORMAT = 1
 #: Integer labels with at most this many distinct values are taken as classes.
 MAX_INTEGER_CLASSES = 50
@@ -85,18 +86,28 @@ class Preprocessor:
         return json.dumps(asdict(self), indent=2, allow_nan=False)
 
     @classmethod
-    def from_json(cls, text: str) -> Preprocessor:
+    def from_json(cls, text: str, file: str = "preprocess.json") -> Preprocessor:
+        """Read ``preprocess.json``.
+
+        Raises:
+            CnnCliError: a newer format than this cnncli reads (a run from a newer version).
+        """
         data = json.loads(text)
+        version = data.get("format", PREPROCESS_FORMAT)
+        if not isinstance(version, int) or version > PREPROCESS_FORMAT:
+            raise CnnCliError(
+                f"preprocess.json has format {version!r}; this cnncli reads format"
+                f" {PREPROCESS_FORMAT} and older",
+                where=Location(file=file),
+                hint="predict with the cnncli version that trained the run, or retrain",
+            )
         features = tuple(
             FeatureTransform(**{**item, "categories": tuple(item["categories"])})
             for item in data["features"]
         )
         label = LabelTransform(**{**data["label"], "classes": tuple(data["label"]["classes"])})
         return cls(
-            features=features,
-            label=label,
-            input_shape=tuple(data["input_shape"]),
-            format=data.get("format", PREPROCESS_FORMAT),
+            features=features, label=label, input_shape=tuple(data["input_shape"]), format=version
         )
 
 
