@@ -50,6 +50,7 @@ from cnncli.train.feed import (
 EpochCallback = Callable[[int, int, dict[str, float]], None]
 MessageCallback = Callable[[str], None]
 
+
 @dataclass
 class TrainResult:
     run_dir: Path

@@ -142,7 +142,9 @@ def test_key_columns_are_copied_and_the_label_column_ignored(seed_predictor, tmp
 def test_bad_row_stops_with_its_line_and_leaves_no_output(seed_predictor, tmp_path):
     source = tmp_path / "in.csv"
     source.write_text("x1,x2,x3\n1,2,3\n4,five,6\n7,8,9\n")
-    with pytest.raises(CnnCliError, match="column 'x2': numeric column holds text 'five'") as caught:
+    with pytest.raises(
+        CnnCliError, match="column 'x2': numeric column holds text 'five'"
+    ) as caught:
         predict_file(seed_predictor, source, tmp_path / "out.csv")
     assert caught.value.where.line == 3
     assert "--skip-bad-rows" in caught.value.hint
