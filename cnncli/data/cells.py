@@ -13,6 +13,7 @@ Messages name the file, the column and the line, the same on every path.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +29,19 @@ if TYPE_CHECKING:
 
     from cnncli.data.columns import Columns
 
-try:  # the strings pandas reads as an empty cell, for readers that do not go through pandas
-    from pandas._libs.parsers import STR_NA_VALUES as NA_STRINGS
-except ImportError:  # pragma: no cover - a pandas that moved them
-    NA_STRINGS = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND"}
-    NA_STRINGS |= {"1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
+
+@functools.cache
+def na_strings() -> frozenset[str]:
+    """The strings pandas reads as an empty cell, for readers that check cells one by one."""
+    try:  # imported here: pandas costs a fraction of a second that `validate` need not pay
+        from pandas._libs.parsers import STR_NA_VALUES
+    except ImportError:  # pragma: no cover - a pandas that moved them
+        STR_NA_VALUES = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan"}
+        STR_NA_VALUES |= {"1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None"}
+        STR_NA_VALUES |= {"n/a", "nan", "null"}
+    return frozenset(STR_NA_VALUES)
+
+
 #: What pandas' C parser reads as a float (``inf`` and ``nan`` included; the rules refuse them).
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
 
@@ -113,7 +122,7 @@ def cell_problem(name: str, text: str, *, numeric: bool, may_be_empty: bool) -> 
     """
     value = text.strip()
     number = numeric and NUMBER.fullmatch(value) is not None
-    if value in NA_STRINGS or (number and np.isnan(float(value))):
+    if value in na_strings() or (number and np.isnan(float(value))):
         if may_be_empty:
             return None
         shown = f" ({value!r})" if numeric and value else ""  # the text that read as empty

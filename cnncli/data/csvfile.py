@@ -128,6 +128,12 @@ def read_sample(path: str | Path, delimiter: str = ",", rows: int = SAMPLE_ROWS)
 
 
 def read_csv(path: str | Path, delimiter: str, nrows: int | None = None) -> pd.DataFrame:
+    """The whole file (or its first ``nrows`` rows) as pandas reads it, column names stripped.
+
+    Raises:
+        CnnCliError: a missing, empty, mis-delimited, ragged or non-UTF-8 file, or one with a
+            header but no rows.
+    """
     import warnings
 
     import pandas as pd
@@ -207,6 +213,7 @@ def find_ragged(path: str | Path, delimiter: str, width: int) -> tuple[int, int]
 
 
 def ragged_line(path: str | Path, ragged: tuple[int, int], width: int, hint: str) -> CnnCliError:
+    """The error for a data record with ``cells`` cells where the header has ``width``."""
     line, cells = ragged
     return CnnCliError(
         f"line {line} has {cells} cells but the header has {width}",
@@ -216,6 +223,7 @@ def ragged_line(path: str | Path, ragged: tuple[int, int], width: int, hint: str
 
 
 def ragged_error(path: str | Path, delimiter: str, width: int, exc: Exception) -> CnnCliError:
+    """The error for a file pandas cannot parse: its first ragged line, else the quoting."""
     ragged = find_ragged(path, delimiter, width)
     if ragged is not None:
         return ragged_line(path, ragged, width, "look for extra or missing delimiters")

@@ -171,6 +171,7 @@ def numeric_transform(
 
 
 def categorical_transform(name: str, categories: set[str]) -> FeatureTransform:
+    """A column's one-hot block over its sorted categories."""
     return FeatureTransform(name=name, kind="categorical", categories=tuple(sorted(categories)))
 
 

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from cnncli.data.cells import NA_STRINGS, cell_problem, usable_numbers
+from cnncli.data.cells import cell_problem, na_strings, usable_numbers
 from cnncli.data.prefetch import Prefetch
 from cnncli.data.preprocess import (
     LabelTransform,
@@ -368,7 +368,7 @@ def _read_frame(block: bytes, layout: Layout) -> Any:
 
     dtypes: dict[str, Any] = {name: np.float64 for name in layout.numeric}
     dtypes.update({name: str for name in layout.categorical + layout.keys})
-    na_values = {name: sorted(NA_STRINGS) for name in layout.features}
+    na_values = {name: sorted(na_strings()) for name in layout.features}
     return pd.read_csv(
         io.BytesIO(block),
         header=None,
