@@ -265,7 +265,8 @@ def prepare_stream(config: Config, seed: int) -> StreamFit:
     path = config.data.path
     columns, label_text = read_columns(config, path)
     rule = hash_rule(config, seed, has_test_file=config.data.test_path is not None)
-    fit = PreprocessingFit(columns.features, columns.categorical)
+    classification = config.task == "classification"
+    fit = PreprocessingFit(columns.features, columns.categorical, classification)
     counts = {TRAIN: 0, TEST: 0, VALIDATION: 0}
     rows = 0
     cleaning: list[Cleaning] = []

@@ -184,13 +184,16 @@ class PreprocessingFit:
     Args:
         features: the feature columns, in order.
         categorical: those to one-hot encode.
+        classification: the config says so (``task``): keep every class, however many.
     """
 
-    def __init__(self, features: Sequence[str], categorical: Sequence[str]) -> None:
+    def __init__(
+        self, features: Sequence[str], categorical: Sequence[str], classification: bool = False
+    ) -> None:
         self.features = tuple(features)
         self.moments = {name: RunningMoments() for name in features if name not in categorical}
         self.categories: dict[str, set[str]] = {name: set() for name in categorical}
-        self.label = LabelFacts()
+        self.label = LabelFacts(classification=classification)
 
     def update(
         self,
@@ -238,6 +241,7 @@ class PreprocessingFit:
 class LabelFacts:
     """What one pass learns about the label: what ``infer_task`` and the label encoding need."""
 
+    classification: bool = False  # the config says so: classes are collected whatever their count
     text: bool = False
     whole: bool = True
     seen: set[Any] = field(default_factory=set)  # every row's value, until there are too many
@@ -254,7 +258,8 @@ class LabelFacts:
         elif not self.text:
             self.whole = self.whole and bool(np.all(np.mod(labels, 1) == 0))
             self.moments.update(train_labels)
-        if self.text or len(self.seen) <= MAX_INTEGER_CLASSES:  # continuous labels: stop collecting
+        few = self.text or self.classification or len(self.seen) <= MAX_INTEGER_CLASSES
+        if few:  # a continuous label (regression) stops being collected
             self.seen.update(pd.unique(labels).tolist())
             found = np.unique(pd.unique(train_labels))
             self.train_classes = [np.unique(np.concatenate([*self.train_classes, found]))]

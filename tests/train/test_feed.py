@@ -82,3 +82,21 @@ def test_row_batches_give_every_training_row_once_per_epoch(tmp_path, write_conf
     test = make_row_batches(streamed, TEST, 50)
     x_test = np.concatenate([test[index][0] for index in range(len(test))])
     np.testing.assert_allclose(x_test, in_memory.x_test, atol=1e-6)  # file order, unshuffled
+
+
+def test_a_classification_with_many_integer_classes_keeps_them_all_while_streaming(
+    tmp_path, write_config
+):
+    from cnncli.config.models import load_config
+    from tests.conftest import base_config
+
+    path = tmp_path / "many.csv"
+    rows = [f"{index % 7}.5,{index % 11},{index % 60}" for index in range(600)]
+    path.write_text("x1,x2,label\n" + "\n".join(rows) + "\n")
+    raw = base_config(path, data={"path": str(path), "chunk_rows": 37}, split={"method": "hash"})
+    raw["task"] = "classification"  # 60 classes: more than infer_task would take as classes
+    config = load_config(write_config(raw))
+    streamed = prepare_streamed(config, 0)
+    in_memory = prepare_data(config, 0)
+    assert streamed.preprocessor.label.classes == tuple(range(60))
+    assert streamed.preprocessor.label == in_memory.preprocessor.label
