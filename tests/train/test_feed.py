@@ -100,3 +100,32 @@ def test_a_classification_with_many_integer_classes_keeps_them_all_while_streami
     in_memory = prepare_data(config, 0)
     assert streamed.preprocessor.label.classes == tuple(range(60))
     assert streamed.preprocessor.label == in_memory.preprocessor.label
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_test_label_unseen_in_training_names_file_column_and_line(
+    tmp_path, write_config, streaming
+):
+    from cnncli.config.models import load_config
+    from cnncli.errors import CnnCliError
+    from tests.conftest import base_config, seed_like_rows
+
+    train = tmp_path / "train.csv"
+    train.write_text(seed_like_rows(60))
+    test = tmp_path / "test.csv"
+    test.write_text("x1,x2,x3,label\n2.5,25,6,low\n\n5,55,3,huge\n")  # a blank line before it
+    data = {"path": str(train), "test_path": str(test), "streaming": streaming}
+    split = {"method": "hash"} if streaming else {}
+    config = load_config(write_config(base_config(train, data=data, split=split)))
+    with pytest.raises(CnnCliError, match="label 'huge' does not occur in the training rows") as e:
+        if streaming:
+            prepared = prepare_streamed(config, 0)
+            for chunk in prepared.part_chunks(TEST):
+                prepared.arrays(chunk)
+        else:
+            prepare_data(config, 0)
+    assert (e.value.where.file, e.value.where.key, e.value.where.line) == (
+        str(test),
+        "column 'label'",
+        4,
+    )
