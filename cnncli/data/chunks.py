@@ -157,9 +157,10 @@ def read_chunks(
     text = (*columns.categorical, *([columns.label] if label_text else []))
     width = len(read_header(path, config.data.delimiter))
     rules = CellRules(config.data.missing, path, config.data.delimiter, columns, width)
+    wanted = [*columns.features, columns.label]
     clean_row = 0
-    for frame in csv_frames(config, path, [*columns.features, columns.label], text):
-        features, labels, source_rows = rules.read(frame)
+    for frame in csv_frames(config, path, wanted, text):
+        features, labels, source_rows = rules.read(frame[wanted])  # the in-memory column order
         chunk = LabelledChunk(path, clean_row, features, labels, source_rows)
         clean_row += chunk.rows
         yield chunk

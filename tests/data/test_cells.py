@@ -120,3 +120,18 @@ def test_inf_text_in_a_text_column_is_refused_too(tmp_path, write_config):
     with pytest.raises(CnnCliError, match="infinite value") as caught:
         load(tmp_path, write_config, text)
     assert caught.value.where.line == 3
+
+
+def test_empty_cells_name_the_same_column_in_memory_and_streamed(tmp_path, write_config):
+    from cnncli.data.chunks import read_chunks, read_columns
+    from cnncli.data.table import load_dataset
+
+    text = "x1,x2,label\n1,2,a\n,4,b\n5,,a\n7,8,b\n"  # x1 empty first in the file
+    config, csv = dataset_of(tmp_path, write_config, text, features=["x2", "x1"])
+    with pytest.raises(CnnCliError) as in_memory:
+        load_dataset(config)
+    columns, label_text = read_columns(config, str(csv))
+    with pytest.raises(CnnCliError) as streamed:
+        list(read_chunks(config, str(csv), columns, label_text))
+    assert in_memory.value.where.key == "column 'x2'"  # data.features' order decides
+    assert streamed.value.one_line() == in_memory.value.one_line()
