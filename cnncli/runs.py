@@ -283,10 +283,14 @@ def open_run(path: Path, verify: bool = True) -> RunFolder:
     if verify:
         verify_files(path, manifest)
     try:
-        preprocessor = Preprocessor.from_json((path / PREPROCESS_FILENAME).read_text())
+        preprocessor = Preprocessor.from_json(
+            (path / PREPROCESS_FILENAME).read_text(), str(path / PREPROCESS_FILENAME)
+        )
         import yaml
 
         config = yaml.safe_load((path / CONFIG_FILENAME).read_text())
+    except CnnCliError:  # a newer preprocess.json format: its own message
+        raise
     except Exception as exc:  # checked files that still do not parse: a hand-made manifest
         raise CnnCliError(
             f"run files do not parse ({type(exc).__name__})",

@@ -1,4 +1,7 @@
-"""A CSV becomes model inputs: cell rules, the table and chunked readers, the split, and the
-preprocessing fitter and transforms (``preprocess``, NumPy only, shared by training and predict).
-Imports ``config`` and ``errors``; never Keras.
+"""A CSV becomes model inputs, the same way for training in memory, training from chunks and
+predict: the file's text (``csvfile``), one set of cell rules (``cells``), the column choice
+(``columns``), the whole-file reader (``table``), the chunked reader and one-pass fit
+(``chunks``), the read-ahead thread (``prefetch``), the split (``split``), and the preprocessing
+fitter and transforms (``preprocess``, NumPy only). Imports ``config`` and ``errors``; never
+Keras, and never ``model`` or ``train``.
 """

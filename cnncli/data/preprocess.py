@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from cnncli.errors import CnnCliError, Location
+
+#: ``preprocess.json``'s layout; ``from_json`` refuses a newer one rather than misread it.
 PREPROCESS_FORMAT = 1
+#: Integer labels with at most this many distinct values are taken as classes.
+MAX_INTEGER_CLASSES = 50
 
 
 @dataclass(frozen=True)
@@ -81,18 +86,28 @@ class Preprocessor:
         return json.dumps(asdict(self), indent=2, allow_nan=False)
 
     @classmethod
-    def from_json(cls, text: str) -> Preprocessor:
+    def from_json(cls, text: str, file: str = "preprocess.json") -> Preprocessor:
+        """Read ``preprocess.json``.
+
+        Raises:
+            CnnCliError: a newer format than this cnncli reads (a run from a newer version).
+        """
         data = json.loads(text)
+        version = data.get("format", PREPROCESS_FORMAT)
+        if not isinstance(version, int) or version > PREPROCESS_FORMAT:
+            raise CnnCliError(
+                f"preprocess.json has format {version!r}; this cnncli reads format"
+                f" {PREPROCESS_FORMAT} and older",
+                where=Location(file=file),
+                hint="predict with the cnncli version that trained the run, or retrain",
+            )
         features = tuple(
             FeatureTransform(**{**item, "categories": tuple(item["categories"])})
             for item in data["features"]
         )
         label = LabelTransform(**{**data["label"], "classes": tuple(data["label"]["classes"])})
         return cls(
-            features=features,
-            label=label,
-            input_shape=tuple(data["input_shape"]),
-            format=data.get("format", PREPROCESS_FORMAT),
+            features=features, label=label, input_shape=tuple(data["input_shape"]), format=version
         )
 
 
@@ -156,7 +171,124 @@ def numeric_transform(
 
 
 def categorical_transform(name: str, categories: set[str]) -> FeatureTransform:
+    """A column's one-hot block over its sorted categories."""
     return FeatureTransform(name=name, kind="categorical", categories=tuple(sorted(categories)))
+
+
+class PreprocessingFit:
+    """The preprocessing fit as it goes: one ``update`` per chunk of rows, then ``finish``.
+
+    Training in memory is one chunk, streaming is many; both end in the same ``finish``. Only
+    the training rows are fitted; the label facts that decide the task see every row.
+
+    Args:
+        features: the feature columns, in order.
+        categorical: those to one-hot encode.
+        classification: the config says so (``task``): keep every class, however many.
+    """
+
+    def __init__(
+        self, features: Sequence[str], categorical: Sequence[str], classification: bool = False
+    ) -> None:
+        self.features = tuple(features)
+        self.moments = {name: RunningMoments() for name in features if name not in categorical}
+        self.categories: dict[str, set[str]] = {name: set() for name in categorical}
+        self.label = LabelFacts(classification=classification)
+
+    def update(
+        self,
+        features: Mapping[str, np.ndarray],
+        labels: np.ndarray,
+        train: np.ndarray | None = None,
+    ) -> None:
+        """Fit one chunk: raw feature columns (float64, or str for categorical) and labels.
+
+        Args:
+            features: feature name → the chunk's raw values.
+            labels: the chunk's label values, normalised as ``label_values`` does.
+            train: which rows are training rows; None: all of them.
+        """
+        for name, running in self.moments.items():
+            running.update(features[name] if train is None else features[name][train])
+        for name, found in self.categories.items():
+            values = features[name] if train is None else features[name][train]
+            found.update(np.unique(values).tolist())
+        self.label.update(labels, train)
+
+    def finish(
+        self, *, feature_method: str, label_kind: str, fill_missing: bool, label_name: str
+    ) -> Preprocessor:
+        """The fitted preprocessor; its ``input_shape`` is the caller's to set.
+
+        Args:
+            feature_method: ``standard``, ``minmax`` or ``none``.
+            label_kind: ``onehot``, ``sparse``, ``binary``, ``none`` or ``standard``.
+            fill_missing: whether empty numeric cells become the column mean.
+            label_name: the label column's name, kept for messages and decoding.
+        """
+        features = [
+            categorical_transform(name, self.categories[name])
+            if name in self.categories
+            else numeric_transform(name, self.moments[name], feature_method, fill_missing)
+            for name in self.features
+        ]
+        return Preprocessor(
+            features=tuple(features), label=self.label.transform(label_kind, label_name)
+        )
+
+
+@dataclass
+class LabelFacts:
+    """What one pass learns about the label: what ``infer_task`` and the label encoding need."""
+
+    classification: bool = False  # the config says so: classes are collected whatever their count
+    text: bool = False
+    whole: bool = True
+    seen: set[Any] = field(default_factory=set)  # every row's value, until there are too many
+    train_classes: list[np.ndarray] = field(default_factory=list)
+    moments: RunningMoments = field(default_factory=RunningMoments)
+
+    def update(self, labels: np.ndarray, train: np.ndarray | None = None) -> None:
+        """Add one chunk's labels; ``train`` marks the training rows (None: all)."""
+        import pandas as pd  # training only: predict never fits
+
+        train_labels = labels if train is None else labels[train]
+        if labels.dtype.kind in "OUSb":
+            self.text = True
+        elif not self.text:
+            self.whole = self.whole and bool(np.all(np.mod(labels, 1) == 0))
+            self.moments.update(train_labels)
+        few = self.text or self.classification or len(self.seen) <= MAX_INTEGER_CLASSES
+        if few:  # a continuous label (regression) stops being collected
+            self.seen.update(pd.unique(labels).tolist())
+            found = np.unique(pd.unique(train_labels))
+            self.train_classes = [np.unique(np.concatenate([*self.train_classes, found]))]
+
+    def task(self) -> str:
+        """``infer_task``'s answer, from the pass instead of the whole column."""
+        if self.text:
+            return "classification"
+        few = self.whole and len(self.seen) <= MAX_INTEGER_CLASSES
+        return "classification" if few else "regression"
+
+    def classes(self) -> np.ndarray:
+        """The training rows' distinct labels, as ``np.unique(label_values(...))`` gives them."""
+        values = self.train_classes[0] if self.train_classes else np.zeros(0)
+        if values.dtype.kind == "O":  # text read chunk by chunk
+            return np.unique(np.asarray([str(value) for value in values]))
+        if values.dtype.kind == "f" and self.whole:
+            return values.astype(np.int64)
+        return values
+
+    def transform(self, kind: str, name: str) -> LabelTransform:
+        """The label encoding of this ``kind``, from the facts."""
+        if kind in ("onehot", "sparse", "binary"):
+            classes = tuple(_python(v) for v in self.classes())
+            return LabelTransform(kind=kind, name=name, classes=classes)
+        if kind == "standard":
+            scale = self.moments.std or 1.0
+            return LabelTransform(kind=kind, name=name, center=self.moments.mean, scale=scale)
+        return LabelTransform(kind="none", name=name)
 
 
 def fit_preprocessor(
@@ -169,11 +301,11 @@ def fit_preprocessor(
     fill_missing: bool,
     label_name: str = "",
 ) -> Preprocessor:
-    """Fit every feature's transform and the label encoding on the training rows.
+    """Fit every feature's transform and the label encoding on rows in memory (one chunk).
 
     Args:
         columns: feature name → raw values (float for numeric, str for categorical), in order.
-        labels: raw label values of the training rows.
+        labels: label values of the training rows, normalised as ``label_values`` does.
         categorical: names of the columns to one-hot encode.
         feature_method: ``standard``, ``minmax`` or ``none``.
         label_kind: ``onehot``, ``sparse``, ``binary``, ``none`` or ``standard``.
@@ -181,32 +313,23 @@ def fit_preprocessor(
         label_name: the label column's name, kept for messages and decoding.
 
     Returns:
-        The fitted preprocessor; its ``input_shape`` is set once the width is known.
+        The fitted preprocessor; its ``input_shape`` is the caller's to set.
     """
-    features = []
-    for name, values in columns.items():
-        if name in categorical:
-            features.append(categorical_transform(name, {str(v) for v in values if v is not None}))
-        else:
-            moments = RunningMoments()
-            moments.update(values)
-            features.append(numeric_transform(name, moments, feature_method, fill_missing))
-    return Preprocessor(
-        features=tuple(features),
-        label=fit_label(labels, label_kind, name=label_name),
+    fit = PreprocessingFit(list(columns), categorical)
+    fit.update(columns, np.asarray(labels))
+    return fit.finish(
+        feature_method=feature_method,
+        label_kind=label_kind,
+        fill_missing=fill_missing,
+        label_name=label_name,
     )
 
 
 def fit_label(labels: np.ndarray, kind: str, name: str) -> LabelTransform:
-    if kind in ("onehot", "sparse", "binary"):
-        return LabelTransform(
-            kind=kind, name=name, classes=tuple(_python(v) for v in np.unique(labels))
-        )
-    if kind == "standard":
-        values = np.asarray(labels, dtype=np.float64)
-        scale = float(values.std()) or 1.0
-        return LabelTransform(kind=kind, name=name, center=float(values.mean()), scale=scale)
-    return LabelTransform(kind="none", name=name)
+    """The label encoding of ``kind`` fitted on ``labels`` in memory."""
+    facts = LabelFacts()
+    facts.update(np.asarray(labels))
+    return facts.transform(kind, name)
 
 
 def _python(value: Any) -> Any:
@@ -257,10 +380,30 @@ def _one_hot(feature: FeatureTransform, values: np.ndarray) -> np.ndarray:
     return block
 
 
-def encode_labels(label: LabelTransform, values: np.ndarray) -> np.ndarray:
-    """Raw label values → the targets the loss expects."""
+def encode_labels(
+    label: LabelTransform,
+    values: np.ndarray,
+    locate: Callable[[int], Location] | None = None,
+) -> np.ndarray:
+    """Label values → the targets the loss expects.
+
+    Args:
+        label: the fitted label encoding.
+        values: label values, normalised as ``label_values`` does.
+        locate: where the value at a position is (file, column, line), for the message.
+
+    Raises:
+        CnnCliError: a class that no training row has.
+    """
     if label.is_classification:
-        index = class_indices(label, values)
+        index, unknown = _class_positions(label, values)
+        if unknown.any():
+            position = int(np.argmax(unknown))
+            raise CnnCliError(
+                f"label {str(values[position])!r} does not occur in the training rows",
+                where=locate(position) if locate is not None else None,
+                hint="every class in the test data needs examples in the training data",
+            )
         if label.kind == "onehot":
             return np.eye(len(label.classes), dtype=np.float32)[index]
         if label.kind == "binary":
@@ -271,9 +414,25 @@ def encode_labels(label: LabelTransform, values: np.ndarray) -> np.ndarray:
 
 
 def class_indices(label: LabelTransform, values: np.ndarray) -> np.ndarray:
-    """Position of each raw label value in the stored class list."""
-    lookup = {str(c): i for i, c in enumerate(label.classes)}
-    return np.fromiter((lookup[str(v)] for v in values), dtype=np.int64, count=len(values))
+    """Position of each raw label value in the stored class list.
+
+    Raises:
+        KeyError: the first value that is not a class, as text.
+    """
+    index, unknown = _class_positions(label, values)
+    if unknown.any():
+        raise KeyError(str(np.asarray(values)[np.argmax(unknown)]))
+    return index
+
+
+def _class_positions(label: LabelTransform, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's class position, matched as text, and where no class matches."""
+    keys = np.asarray(values).astype(str)
+    classes = np.asarray([str(c) for c in label.classes])
+    order = np.argsort(classes)
+    position = np.clip(np.searchsorted(classes[order], keys), 0, max(len(classes) - 1, 0))
+    unknown = classes[order][position] != keys
+    return order[position].astype(np.int64), unknown
 
 
 def decode_outputs(

@@ -175,7 +175,7 @@ def split_rows(
             config,
             "split.stratify",
         )
-        method = "train_test_split"
+        method = "shuffle"  # split.method's name; evaluate still reads "train_test_split" files
     validation = None
     if config.fit.validation_split > 0:
         stratify = labels[train] if classify and config.split.stratify else None
@@ -192,7 +192,11 @@ def split_rows(
 
 
 def stored_test_rows(split: dict[str, Any], rows: int) -> np.ndarray:
-    """The test rows a run's ``split.json`` names, for a file that has ``rows`` data rows."""
+    """The test rows a run's ``split.json`` names, for a file that has ``rows`` data rows.
+
+    Runs written before ``shuffle`` was stored by its name say ``train_test_split``; both list
+    their test rows.
+    """
     if split["method"] == "hash":
         part = HashSplit.from_json(split).parts(np.arange(rows))
         return np.flatnonzero(part == TEST)

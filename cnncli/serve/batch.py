@@ -18,7 +18,6 @@ import csv
 import io
 import json
 import queue
-import re
 import threading
 import time
 import warnings
@@ -29,6 +28,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from cnncli.data.cells import cell_problem, na_strings, usable_numbers
+from cnncli.data.prefetch import Prefetch
 from cnncli.data.preprocess import (
     LabelTransform,
     Preprocessor,
@@ -49,15 +50,6 @@ LABEL_COLUMN = "predicted"
 PROBABILITY_PREFIX = "prob_"
 #: A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-try:  # the strings pandas reads as an empty cell, exactly as the training reader does
-    from pandas._libs.parsers import STR_NA_VALUES as _NA_STRINGS
-except ImportError:  # pragma: no cover - a pandas that moved them
-    _NA_STRINGS = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND"}
-    _NA_STRINGS |= {"1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
-_NUMBER = re.compile(
-    r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE
-)
 
 BadRowCallback = Callable[["BadRow"], None]
 
@@ -175,12 +167,13 @@ def predict_file(
             writer.start()
             surprises = _Surprises(pre)
             with _in_background(writer.write) as write:  # formats chunk n while n+1 is inferred
-                for chunk in _prefetch(parse_blocks(handle, input_file, layout)):
-                    _record_bad_rows(chunk.bad, summary, skip_bad_rows, on_bad_row)
-                    if len(chunk):
-                        surprises.add(chunk.columns)
-                        write(chunk, predictor.outputs(_transform(pre, chunk.columns)))
-                        summary.rows += len(chunk)
+                with Prefetch(parse_blocks(handle, input_file, layout)) as chunks:
+                    for chunk in chunks:
+                        _record_bad_rows(chunk.bad, summary, skip_bad_rows, on_bad_row)
+                        if len(chunk):
+                            surprises.add(chunk.columns)
+                            write(chunk, predictor.outputs(_transform(pre, chunk.columns)))
+                            summary.rows += len(chunk)
             summary.notes.extend(surprises.notes())
             summary.seconds = time.perf_counter() - started
             writer.finish(summary, predictor.backend)
@@ -375,7 +368,7 @@ def _read_frame(block: bytes, layout: Layout) -> Any:
 
     dtypes: dict[str, Any] = {name: np.float64 for name in layout.numeric}
     dtypes.update({name: str for name in layout.categorical + layout.keys})
-    na_values = {name: sorted(_NA_STRINGS) for name in layout.features}
+    na_values = {name: sorted(na_strings()) for name in layout.features}
     return pd.read_csv(
         io.BytesIO(block),
         header=None,
@@ -437,8 +430,7 @@ def _columns(
     columns: dict[str, np.ndarray] = {}
     for name in layout.numeric:
         values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
-        finite = np.isfinite(values) | (np.isnan(values) & (name in layout.fills))
-        ok = ok and bool(finite.all())
+        ok = ok and bool(usable_numbers(values, name in layout.fills).all())
         columns[name] = values
     for name in layout.categorical:
         series = frame[name]
@@ -492,18 +484,16 @@ def _row_problem(cells: list[str], layout: Layout, index: dict[str, int]) -> str
         "\x1f".join(cells).encode("utf-8")
     except UnicodeEncodeError:
         return "not UTF-8 text"
-    for name in layout.numeric:
-        value = cells[index[name]].strip()
-        if value in _NA_STRINGS:
-            if name not in layout.fills:
-                return f"column '{name}' is empty" + (f" ({value!r})" if value else "")
-        elif not _NUMBER.fullmatch(value):
-            return f"column '{name}' expects a number, got {value!r}"
-        elif not np.isfinite(float(value)):
-            return f"column '{name}' is {value}, not a finite number"
-    for name in layout.categorical:
-        if layout.strict_categories and cells[index[name]].strip() in _NA_STRINGS:
-            return f"column '{name}' is empty"
+    for name in layout.features:
+        problem = cell_problem(
+            name,
+            cells[index[name]],
+            numeric=name in layout.numeric,
+            may_be_empty=name in layout.fills
+            or (name in layout.categorical and not layout.strict_categories),
+        )
+        if problem:
+            return problem
     return None
 
 
@@ -511,45 +501,6 @@ def _empty_columns(layout: Layout) -> dict[str, np.ndarray]:
     columns = {name: np.zeros(0) for name in layout.numeric}
     columns.update({name: np.zeros(0, dtype=object) for name in layout.categorical})
     return columns
-
-
-def _prefetch(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
-    """Run ``chunks`` in a background thread, at most ``depth`` ahead (memory stays flat)."""
-    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def offer(item: Any) -> None:
-        while not stop.is_set():  # never block for good on a consumer that has gone
-            try:
-                slots.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def produce() -> None:
-        try:
-            for chunk in chunks:
-                offer(chunk)
-                if stop.is_set():
-                    return
-            offer(done)
-        except BaseException as exc:  # handed to the consumer, raised there
-            offer(exc)
-
-    thread = threading.Thread(target=produce, name="cnncli-read", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = slots.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 @contextlib.contextmanager

@@ -205,7 +205,8 @@ def evaluation_data(
     import json
 
     from cnncli.config.models import config_from_dict
-    from cnncli.data.table import Columns, label_values, load_dataset
+    from cnncli.data.columns import Columns, label_values
+    from cnncli.data.table import load_dataset
 
     config = config_from_dict(run.config, run.path, file=str(run.path / "config.yaml"))
     pre = run.preprocessor
@@ -247,9 +248,9 @@ def _hashed_test_rows(
     config: Any, columns: Any, split: dict[str, Any], pre: Preprocessor
 ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
     """The test rows of a hash-split run, read chunk by chunk: memory holds the test rows only."""
+    from cnncli.data.chunks import read_chunks
+    from cnncli.data.columns import label_values
     from cnncli.data.split import TEST, HashSplit
-    from cnncli.data.stream import read_chunks
-    from cnncli.data.table import label_values
 
     rule = HashSplit.from_json(split)
     text = any(isinstance(value, str) for value in pre.label.classes)

@@ -16,15 +16,9 @@ from typing import Any
 import numpy as np
 
 from cnncli.config.models import Config, LayerSpec
+from cnncli.data.columns import Columns, choose_columns, infer_task, label_values
+from cnncli.data.csvfile import read_header, read_sample
 from cnncli.data.preprocess import label_width
-from cnncli.data.table import (
-    Columns,
-    choose_columns,
-    infer_task,
-    label_values,
-    read_header,
-    read_sample,
-)
 from cnncli.errors import CnnCliError, ConfigErrors, Location
 from cnncli.model.arguments import keras_message, shape_text
 from cnncli.model.build import (
@@ -83,7 +77,7 @@ def inspect_data(config: Config) -> DataFacts:
     header = read_header(config.data.path, config.data.delimiter)
     sample = read_sample(config.data.path, config.data.delimiter)
     columns = choose_columns(config, header, sample)
-    from cnncli.data.stream import (
+    from cnncli.data.chunks import (
         distinct_values,
     )  # chunked: a file larger than memory stays out of it
 

@@ -10,7 +10,7 @@ import csv
 import io
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +18,9 @@ import numpy as np
 import yaml
 
 from cnncli.config.models import Config
-from cnncli.data.preprocess import (
-    Preprocessor,
-    encode_labels,
-    fit_preprocessor,
-    transform_features,
-)
-from cnncli.data.split import TEST, TRAIN, VALIDATION, TrainTestSplit, split_rows
-from cnncli.data.stream import StreamedData, prepare_stream, wants_streaming
-from cnncli.data.table import (
-    Dataset,
-    check_classes,
-    describe_cleaning,
-    infer_task,
-    label_values,
-    load_dataset,
-)
-from cnncli.errors import CnnCliError, Location
+from cnncli.data.chunks import StreamedData, wants_streaming
 from cnncli.model.build import build_model, make_callbacks
-from cnncli.model.targets import default_loss, default_metrics, label_kind, model_input_shape
+from cnncli.model.targets import default_loss, default_metrics
 from cnncli.runs import (
     CONFIG_FILENAME,
     HISTORY_FILENAME,
@@ -55,12 +39,16 @@ from cnncli.runs import (
 )
 from cnncli.runtime import forced_backend, import_keras, seed_everything, select_backend
 from cnncli.train.checkpoints import CheckpointKeeper, resume_point
+from cnncli.train.feed import (
+    PreparedData,
+    evaluate_inputs,
+    fit_inputs,
+    prepare_data,
+    prepare_streamed,
+)
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
 MessageCallback = Callable[[str], None]
-
-#: Evaluation has no gradient to average: large batches only cut per-step overhead.
-EVALUATE_BATCH = 1024
 
 
 @dataclass
@@ -70,144 +58,6 @@ class TrainResult:
     history: dict[str, list[float]]
     seed: int
     onnx: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class PreparedData:
-    """Everything the model needs, computed once from the config and the CSV."""
-
-    task: str
-    preprocessor: Preprocessor
-    split: TrainTestSplit
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    x_val: np.ndarray | None
-    y_val: np.ndarray | None
-    notes: list[str]
-
-    @property
-    def n_outputs(self) -> int:
-        return self.preprocessor.label.width
-
-    @property
-    def n_train(self) -> int:
-        return len(self.x_train)
-
-    def check_rows(self) -> np.ndarray:
-        """Test inputs to check the ONNX export against Keras."""
-        return self.x_test
-
-
-def fit_inputs(
-    config: Config, prepared: PreparedData | StreamedData, first_epoch: int = 0
-) -> dict[str, Any]:
-    """``model.fit``'s data arguments: arrays in memory, or streaming ``PyDataset``s.
-
-    ``first_epoch`` is the epoch a resumed run starts from (streaming shuffles by epoch).
-    """
-    batch_size = config.fit.batch_size
-    if isinstance(prepared, StreamedData):
-        validation = (
-            prepared.batches(VALIDATION, EVALUATE_BATCH)
-            if prepared.counts.get(VALIDATION)
-            else None
-        )
-        # shuffle=False: a PyDataset shuffled by Keras would be read out of order; the
-        # stream shuffles within each chunk instead.
-        return {
-            "x": prepared.batches(TRAIN, batch_size, config.fit.shuffle, first_epoch),
-            "shuffle": False,
-            "validation_data": validation,
-        }
-    validation = (prepared.x_val, prepared.y_val) if prepared.x_val is not None else None
-    return {
-        "x": prepared.x_train,
-        "y": prepared.y_train,
-        "batch_size": batch_size,
-        "shuffle": config.fit.shuffle,
-        "validation_data": validation,
-    }
-
-
-def evaluate_inputs(config: Config, prepared: PreparedData | StreamedData) -> dict[str, Any]:
-    """``model.evaluate``'s data arguments for the test part."""
-    batch_size = max(EVALUATE_BATCH, config.fit.batch_size)
-    if isinstance(prepared, StreamedData):
-        return {"x": prepared.batches(TEST, batch_size)}
-    return {"x": prepared.x_test, "y": prepared.y_test, "batch_size": batch_size}
-
-
-def prepare_data(config: Config, seed: int) -> PreparedData:
-    """Read, clean, split and preprocess the data a config names."""
-    dataset = load_dataset(config)
-    labels = label_values(dataset.labels)
-    task = config.task or infer_task(labels)
-    check_classes(config, dataset, labels, task)  # single class, class too small to stratify
-    notes = [note for note in [describe_cleaning(dataset)] if note]
-    test_dataset: Dataset | None = None
-    if config.data.test_path:
-        test_dataset = load_dataset(config, config.data.test_path, dataset.columns)
-        notes += [note for note in [describe_cleaning(test_dataset)] if note]
-    split = split_rows(config, labels, task, seed, has_test_file=test_dataset is not None)
-    train_rows = split.train_rows
-    n_classes = len(np.unique(labels[train_rows])) if task == "classification" else 0
-    if task == "classification" and n_classes < 2:
-        raise CnnCliError(
-            f"the label column has a single class ({labels[0]!r})",
-            where=config.locate("data.label"),
-            hint="classification needs at least two classes; check data.label",
-        )
-    kind = label_kind(config, task, n_classes)
-    pre = fit_preprocessor(
-        {name: values[train_rows] for name, values in dataset.features.items()},
-        labels[train_rows],
-        categorical=dataset.columns.categorical,
-        feature_method=config.preprocess.features,
-        label_kind=kind,
-        fill_missing=config.data.missing == "mean",
-        label_name=dataset.columns.label,
-    )
-    input_shape = model_input_shape(config, pre.input_width)
-    pre = replace(pre, input_shape=input_shape)
-
-    def arrays(
-        source: Dataset, source_labels: np.ndarray, rows: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        x = transform_features(
-            pre, {name: values[rows] for name, values in source.features.items()}
-        )
-        return x.reshape((-1, *input_shape)), _encode(
-            config, pre, source_labels[rows], source.path, rows
-        )
-
-    x_train, y_train = arrays(dataset, labels, train_rows)
-    x_val = y_val = None
-    if split.validation_rows is not None:
-        x_val, y_val = arrays(dataset, labels, split.validation_rows)
-    if test_dataset is not None:
-        test_labels = label_values(test_dataset.labels)
-        x_test, y_test = arrays(test_dataset, test_labels, np.arange(test_dataset.rows))
-    else:
-        x_test, y_test = arrays(dataset, labels, split.test_rows)
-    return PreparedData(task, pre, split, x_train, y_train, x_test, y_test, x_val, y_val, notes)
-
-
-def _encode(
-    config: Config, pre: Preprocessor, values: np.ndarray, path: str, rows: np.ndarray
-) -> np.ndarray:
-    try:
-        return encode_labels(pre.label, values)
-    except KeyError as exc:
-        position = next(i for i, v in enumerate(values) if str(v) == str(exc.args[0]))
-        raise CnnCliError(
-            f"label {exc.args[0]!r} does not occur in the training rows",
-            where=Location(
-                file=path, key=f"column '{pre.label.name}'", line=int(rows[position]) + 2
-            ),
-            hint="every class in the test data needs examples in the training data",
-        ) from None
 
 
 def train_run(
@@ -244,11 +94,7 @@ def train_run(
     keras = import_keras()
     seed_everything(seed)
     streaming = wants_streaming(config)
-    prepared = (
-        prepare_stream(config, seed, model_input_shape, label_kind)
-        if streaming
-        else prepare_data(config, seed)
-    )
+    prepared = prepare_streamed(config, seed) if streaming else prepare_data(config, seed)
     for note in prepared.notes:
         say(note)
     steps_per_epoch = max(1, int(np.ceil(prepared.n_train / config.fit.batch_size)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -107,3 +109,17 @@ def test_json_round_trip_keeps_types():
     again = Preprocessor.from_json(pre.to_json())
     assert again == pre
     assert again.label.classes == (0, 1, 2)
+
+
+def test_a_newer_preprocess_format_is_refused_with_one_line():
+    from cnncli.data.preprocess import PREPROCESS_FORMAT
+    from cnncli.errors import CnnCliError
+
+    pre = Preprocessor(fitted().features, fit_label(np.array([0, 1]), "binary", name="y"), (3,))
+    assert Preprocessor.from_json(pre.to_json()) == pre
+    newer = json.loads(pre.to_json())
+    newer["format"] = PREPROCESS_FORMAT + 1
+    with pytest.raises(CnnCliError, match="preprocess.json has format 2") as caught:
+        Preprocessor.from_json(json.dumps(newer), "runs/x/preprocess.json")
+    assert caught.value.where.file == "runs/x/preprocess.json"
+    assert "retrain" in caught.value.hint

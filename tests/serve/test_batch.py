@@ -142,7 +142,9 @@ def test_key_columns_are_copied_and_the_label_column_ignored(seed_predictor, tmp
 def test_bad_row_stops_with_its_line_and_leaves_no_output(seed_predictor, tmp_path):
     source = tmp_path / "in.csv"
     source.write_text("x1,x2,x3\n1,2,3\n4,five,6\n7,8,9\n")
-    with pytest.raises(CnnCliError, match="column 'x2' expects a number, got 'five'") as caught:
+    with pytest.raises(
+        CnnCliError, match="column 'x2': numeric column holds text 'five'"
+    ) as caught:
         predict_file(seed_predictor, source, tmp_path / "out.csv")
     assert caught.value.where.line == 3
     assert "--skip-bad-rows" in caught.value.hint
@@ -171,7 +173,7 @@ def test_skip_bad_rows_reports_lines_across_chunks(seed_predictor, tmp_path, mon
         (26, "expected 4 cells, got 5"),
         (41, "column 'x2' is empty"),
         (42, "column 'x2' is empty ('nan')"),
-        (51, "column 'x3' is inf, not a finite number"),
+        (51, "column 'x3': numeric column holds an infinite value"),
     ]
     assert seen == summary.bad_rows
     assert "5 bad row(s) skipped (line 11, 26, 41, 42, 51)" in summary.describe()

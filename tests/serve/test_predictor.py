@@ -138,7 +138,7 @@ def training_features(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """x_test from the training code itself, and the test rows' numbers in the data file."""
     from cnncli.config.models import config_from_dict
     from cnncli.data.split import stored_test_rows
-    from cnncli.train.run import prepare_data
+    from cnncli.train.feed import prepare_data
 
     run = open_run(run_dir)
     config = config_from_dict(run.config, run_dir, file=str(run_dir / "config.yaml"))

@@ -1,0 +1,277 @@
+"""How a CSV cell becomes a value: one set of rules for training in memory, training from
+chunks and predicting a file.
+
+- A numeric cell is a number. Text there is an error naming its line, and so is ``inf`` or
+  ``-inf``: one such cell makes a column's mean and scale infinite.
+- The strings pandas reads as missing (``""``, ``NA``, ``nan``, ...) are empty cells. An empty
+  cell follows ``data.missing``: ``error``, ``drop`` (its row), or ``mean`` (filled with the
+  training mean when transformed). An empty label is an error unless its row is dropped.
+- A categorical cell is its text.
+
+Messages name the file, the column and the line, the same on every path.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from cnncli.data.csvfile import file_location, find_ragged, line_numbers, ragged_line
+from cnncli.errors import CnnCliError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from cnncli.data.columns import Columns
+
+
+@functools.cache
+def na_strings() -> frozenset[str]:
+    """The strings pandas reads as an empty cell, for readers that check cells one by one."""
+    try:  # imported here: pandas costs a fraction of a second that `validate` need not pay
+        from pandas._libs.parsers import STR_NA_VALUES
+    except ImportError:  # pragma: no cover - a pandas that moved them
+        STR_NA_VALUES = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan"}
+        STR_NA_VALUES |= {"1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None"}
+        STR_NA_VALUES |= {"n/a", "nan", "null"}
+    return frozenset(STR_NA_VALUES)
+
+
+#: What pandas' C parser reads as a float (``inf`` and ``nan`` included; the rules refuse them).
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
+
+INFINITE_VALUE = "numeric column holds an infinite value"
+NUMBER_HINT = "fix or empty that cell (see data.missing), or leave the column out of data.features"
+
+
+def text_in_numbers(text: object) -> str:
+    """The message for text in a numeric column."""
+    return f"numeric column holds text {text!r}"
+
+
+def is_numeric(series: pd.Series) -> bool:
+    """Whether pandas read a column as numbers (booleans are not numbers here)."""
+    import pandas as pd
+
+    return bool(pd.api.types.is_numeric_dtype(series)) and not pd.api.types.is_bool_dtype(series)
+
+
+def numeric_column(series: pd.Series, path: str | Path, delimiter: str) -> np.ndarray:
+    """A numeric column's cells as float64, NaN where empty.
+
+    Args:
+        series: the column as pandas read it; its index counts the file's data rows from 0.
+        path: the file, for the message.
+        delimiter: the file's delimiter, to find line numbers.
+
+    Raises:
+        CnnCliError: a text or infinite cell, naming the first one's line and how many follow.
+    """
+    import pandas as pd
+
+    if is_numeric(series):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        converted = pd.to_numeric(series.astype(str).str.strip(), errors="coerce")
+        text = (converted.isna() & series.notna()).to_numpy()
+        if text.any():
+            _raise_at(
+                series,
+                text,
+                text_in_numbers(series.to_numpy()[int(np.argmax(text))]),
+                path,
+                delimiter,
+            )
+        values = converted.to_numpy(dtype=np.float64, na_value=np.nan)
+    infinite = np.isinf(values)
+    if infinite.any():
+        _raise_at(series, infinite, INFINITE_VALUE, path, delimiter)
+    return values
+
+
+def _raise_at(
+    series: pd.Series, bad: np.ndarray, what: str, path: str | Path, delimiter: str
+) -> None:
+    positions = np.flatnonzero(bad)
+    line = line_numbers(path, delimiter, [int(series.index[positions[0]])])[0]
+    more = f" ({len(positions) - 1} more such cell(s) below)" if len(positions) > 1 else ""
+    raise CnnCliError(
+        f"{what}{more}", where=file_location(path, str(series.name), line=line), hint=NUMBER_HINT
+    )
+
+
+def text_column(series: pd.Series) -> np.ndarray:
+    """A categorical column's cells as text."""
+    return series.astype(str).to_numpy()
+
+
+def usable_numbers(values: np.ndarray, fillable: bool) -> np.ndarray:
+    """Which parsed numbers a model can take: finite, or empty where ``missing: mean`` fills."""
+    return np.isfinite(values) | (np.isnan(values) & fillable)
+
+
+def cell_problem(name: str, text: str, *, numeric: bool, may_be_empty: bool) -> str | None:
+    """Why one cell of column ``name``, as text, cannot be read, or None.
+
+    The row-by-row form of the rules, worded like the column-wise errors above.
+    """
+    value = text.strip()
+    number = numeric and NUMBER.fullmatch(value) is not None
+    if value in na_strings() or (number and np.isnan(float(value))):
+        if may_be_empty:
+            return None
+        shown = f" ({value!r})" if numeric and value else ""  # the text that read as empty
+        return f"column '{name}' is empty{shown}"
+    if not numeric:
+        return None
+    if not number:
+        return f"column '{name}': {text_in_numbers(value)}"
+    if np.isinf(float(value)):
+        return f"column '{name}': {INFINITE_VALUE}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Empty cells
+
+
+class Cleaned(Protocol):
+    """What ``describe_cleaning`` reads: a file and what ``data.missing`` did to its rows."""
+
+    path: str
+    rows: int
+    dropped_rows: int
+    filled_cells: int
+
+
+@dataclass
+class Cleaning:
+    """What ``data.missing`` did to one file, added up over its chunks."""
+
+    path: str
+    rows: int = 0
+    dropped_rows: int = 0
+    filled_cells: int = 0
+
+
+def describe_cleaning(cleaned: Cleaned) -> str | None:
+    """One line on what ``missing: drop`` or ``mean`` did, for the user."""
+    name = Path(cleaned.path).name
+    total = cleaned.rows + cleaned.dropped_rows
+    if cleaned.dropped_rows:
+        dropped = cleaned.dropped_rows
+        return f"dropped {dropped} of {total} row(s) with empty cells from {name} (missing: drop)"
+    if cleaned.filled_cells:
+        filled = cleaned.filled_cells
+        return f"filled {filled} empty cell(s) in {name} with the column mean (missing: mean)"
+    return None
+
+
+class CellRules:
+    """The rules applied to the frames of one file (one frame, or one per chunk).
+
+    Args:
+        policy: ``data.missing``.
+        path: the file.
+        delimiter: its delimiter.
+        columns: the feature and label columns chosen for training.
+        width: the header's cell count (short rows read as empty cells: they are reported).
+    """
+
+    def __init__(
+        self, policy: str, path: str, delimiter: str, columns: Columns, width: int
+    ) -> None:
+        self.policy = policy
+        self.path = path
+        self.delimiter = delimiter
+        self.columns = columns
+        self.label = columns.label
+        self.numeric = [name for name in columns.features if name not in columns.categorical]
+        self.width = width
+        self.cleaning = Cleaning(path)
+        self._ragged_checked = False
+
+    def read(self, frame: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """A frame's kept rows: feature arrays, raw labels, and each row's data-row number.
+
+        Raises:
+            CnnCliError: a short row, an empty cell ``data.missing`` does not allow, text or an
+                infinite value in a numeric column; each with its line.
+        """
+        frame = self.apply(frame)
+        features: dict[str, np.ndarray] = {}
+        for name in self.columns.features:
+            if name in self.columns.categorical:
+                features[name] = text_column(frame[name])
+            else:
+                features[name] = numeric_column(frame[name], self.path, self.delimiter)
+        return features, frame[self.label].to_numpy(), frame.index.to_numpy()
+
+    def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The frame's rows that ``data.missing`` keeps; adds to ``cleaning``.
+
+        Raises:
+            CnnCliError: a short row, or empty cells that ``data.missing`` does not allow,
+                with their lines.
+        """
+        empty = frame.isna()
+        if not empty.to_numpy().any():
+            self.cleaning.rows += len(frame)
+            return frame
+        self._check_ragged()
+        label_empty = empty[self.label].to_numpy()
+        if self.policy == "error" or (self.policy == "mean" and label_empty.any()):
+            column = (
+                self.label if label_empty.any() else str(empty.columns[empty.any().to_numpy()][0])
+            )
+            rows = [int(frame.index[i]) for i in np.flatnonzero(empty[column].to_numpy())]
+            lines = line_numbers(self.path, self.delimiter, rows[:5])
+            shown = ", ".join(map(str, lines))
+            shown += f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+            hint = (
+                "fill in the label, or set data.missing: drop to leave those rows out"
+                if column == self.label
+                else "fill them in, or set data.missing: drop or mean"
+            )
+            raise CnnCliError(
+                f"{len(rows)} empty cell(s) on line(s) {shown}",
+                where=file_location(self.path, column, line=lines[0]),
+                hint=hint,
+            )
+        if self.policy == "drop":
+            keep = ~empty.any(axis=1).to_numpy()
+            self.cleaning.dropped_rows += int((~keep).sum())
+            self.cleaning.rows += int(keep.sum())
+            return frame[keep]
+        self.cleaning.filled_cells += (
+            int(empty[self.numeric].to_numpy().sum()) if self.numeric else 0
+        )
+        self.cleaning.rows += len(frame)
+        return frame  # "mean": the preprocessing fills them
+
+    def check_rows_left(self) -> None:
+        """After the last frame: ``missing: drop`` must leave rows to train on.
+
+        Raises:
+            CnnCliError: every row had an empty cell.
+        """
+        if self.cleaning.rows == 0 and self.cleaning.dropped_rows:
+            raise CnnCliError(
+                f"all {self.cleaning.dropped_rows} rows have an empty cell,"
+                " so data.missing: drop leaves none",
+                where=file_location(self.path),
+                hint="fill the empty cells in, or use data.missing: mean",
+            )
+
+    def _check_ragged(self) -> None:
+        if self._ragged_checked:
+            return
+        self._ragged_checked = True  # the scan reads the whole file: once per file is enough
+        ragged = find_ragged(self.path, self.delimiter, self.width)
+        if ragged is not None:
+            raise ragged_line(self.path, ragged, self.width, "check for missing delimiters")

@@ -1,0 +1,128 @@
+"""Which columns of a CSV are features (numeric or categorical) and which is the label, and
+what kind of label it is.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cnncli.config.models import Config
+from cnncli.data.cells import is_numeric
+from cnncli.data.preprocess import MAX_INTEGER_CLASSES
+from cnncli.errors import CnnCliError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns of a CSV are features (numeric or categorical) and which is the label."""
+
+    features: tuple[str, ...]
+    categorical: tuple[str, ...]
+    label: str
+
+
+def choose_columns(
+    config: Config, header: list[str], sample: pd.DataFrame | None = None
+) -> Columns:
+    """Match the config's label and feature names against the header.
+
+    A feature column is categorical when most of its non-empty cells are not numbers; a
+    column of numbers with a few text cells stays numeric, and ``load_dataset`` reports the text.
+
+    Raises:
+        CnnCliError: a named column is missing (with a did-you-mean and the columns there are).
+    """
+    label = config.data.label or header[-1]
+    _require_column(config, header, label, "data.label")
+    if config.data.features:
+        for index, name in enumerate(config.data.features):
+            _require_column(config, header, name, f"data.features[{index}]")
+        features = tuple(config.data.features)
+    else:
+        features = tuple(name for name in header if name != label)
+    if not features:
+        raise CnnCliError(
+            "no feature columns left besides the label",
+            where=config.locate("data"),
+            hint="a CSV needs at least one feature column next to the label",
+        )
+    categorical: tuple[str, ...] = ()
+    if sample is not None:
+        categorical = tuple(name for name in features if not mostly_numeric(sample[name]))
+    return Columns(features=features, categorical=categorical, label=label)
+
+
+def _require_column(config: Config, header: list[str], name: str, key: str) -> None:
+    if name in header:
+        return
+    match = difflib.get_close_matches(name, header, n=1, cutoff=0.5)
+    listed = ", ".join(header[:12]) + (", ..." if len(header) > 12 else "")
+    hint = (
+        f"did you mean '{match[0]}'? columns are: {listed}" if match else f"columns are: {listed}"
+    )
+    raise CnnCliError(
+        f"column '{name}' is not in {Path(config.data.path).name}",
+        where=config.locate(key),
+        hint=hint,
+    )
+
+
+def mostly_numeric(series: pd.Series) -> bool:
+    """Numbers, or text cells of which at least half parse as numbers (typos, not categories)."""
+    import pandas as pd
+
+    if is_numeric(series):
+        return True
+    if pd.api.types.is_bool_dtype(series):
+        return False
+    present = series.dropna()
+    if present.empty:
+        return True
+    parsed = pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
+    return bool(parsed.notna().sum() * 2 >= len(present))
+
+
+def infer_task(labels: np.ndarray) -> str:
+    """Text or few distinct integers → classification; other numbers → regression."""
+    kind = np.asarray(labels).dtype.kind
+    if kind in "OUSb":
+        return "classification"
+    if kind in "iu" or (kind == "f" and np.all(np.mod(labels, 1) == 0)):
+        return "classification" if len(np.unique(labels)) <= MAX_INTEGER_CLASSES else "regression"
+    return "regression"
+
+
+def label_values(labels: np.ndarray) -> np.ndarray:
+    """Labels normalised for class lookup: whole floats become ints, text stays text."""
+    array = np.asarray(labels)
+    if array.dtype.kind == "f" and np.all(np.mod(array, 1) == 0):
+        return array.astype(np.int64)
+    if array.dtype.kind == "O":
+        return np.asarray([str(value) for value in array])
+    return array
+
+
+def require_two_classes(config: Config, classes: np.ndarray) -> None:
+    """A classification label needs two classes among the training rows.
+
+    Raises:
+        CnnCliError: one class (or none), at ``data.label``.
+    """
+    if len(classes) >= 2:
+        return
+    found = np.asarray(classes).tolist()  # plain str/int, so messages read 'a', not np.str_('a')
+    raise CnnCliError(
+        f"the label column has a single class ({found[0]!r}) in the training rows"
+        if found
+        else "the label column has no class in the training rows",
+        where=config.locate("data.label"),
+        hint="classification needs at least two classes; check data.label",
+    )

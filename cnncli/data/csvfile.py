@@ -1,0 +1,235 @@
+"""A CSV file as text: its header, encoding, delimiter, ragged lines and line numbers.
+
+Every problem becomes a one-line ``CnnCliError`` naming the file and the line in the file (the
+header is line 1), so a user can open the file at the right place. The cell rules are in
+``cells``, the column choice in ``columns``.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cnncli.errors import CnnCliError, Location
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Rows read to tell numeric from text columns.
+SAMPLE_ROWS = 200
+
+
+def file_location(path: str | Path, column: str | None = None, line: int | None = None) -> Location:
+    """Where in a data file: the file, a column and a line, as much as is known."""
+    return Location(file=str(path), key=f"column '{column}'" if column else None, line=line)
+
+
+#: Byte signatures of files that are not CSV text, with what to do about them.
+_NOT_TEXT = (
+    (b"\xff\xfe\x00\x00", "is UTF-32 text", "re-save the CSV as UTF-8"),
+    (b"\x00\x00\xfe\xff", "is UTF-32 text", "re-save the CSV as UTF-8"),
+    (b"\xff\xfe", "is UTF-16 text", "re-save the CSV as UTF-8"),
+    (b"\xfe\xff", "is UTF-16 text", "re-save the CSV as UTF-8"),
+    (
+        b"PK\x03\x04",
+        "is a zip archive (an Excel workbook?)",
+        "export the sheet as CSV (File > Save As > CSV UTF-8)",
+    ),
+    (b"\x1f\x8b", "is gzip-compressed", "decompress it first: gunzip FILE"),
+)
+_DELIMITERS = {",": ",", ";": ";", "\t": "\\t", "|": "|"}
+
+
+def encoding_error(path: Path, exc: UnicodeDecodeError | None = None) -> CnnCliError:
+    """Say what the file is (UTF-16, a zip, gzip) or where its first non-UTF-8 byte is."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+            raw = head + handle.read() if exc is None or exc.start >= len(head) else head
+    except OSError:
+        raw = b""
+    for signature, what, hint in _NOT_TEXT:
+        if raw.startswith(signature):
+            return CnnCliError(
+                f"data file {what}, not UTF-8 CSV text", where=file_location(path), hint=hint
+            )
+    try:
+        raw.decode("utf-8")
+        position = exc.start if exc is not None else 0
+    except UnicodeDecodeError as error:
+        position = error.start
+    line = raw[:position].count(b"\n") + 1
+    shown = f" (byte 0x{raw[position]:02x} on line {line})" if position < len(raw) else ""
+    return CnnCliError(
+        f"data file is not UTF-8 text{shown}",
+        where=file_location(path, line=line if shown else None),
+        hint="re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8 in.csv > out.csv",
+    )
+
+
+def read_header(path: str | Path, delimiter: str = ",") -> list[str]:
+    """Read only the header line: cheap enough for ``validate``."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle, delimiter=delimiter), None)
+    except FileNotFoundError as exc:
+        raise CnnCliError(
+            "data file not found",
+            where=file_location(path),
+            hint="check data.path; relative paths resolve against the config file's folder",
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise encoding_error(path) from exc
+    except (OSError, csv.Error) as exc:
+        raise CnnCliError(
+            f"cannot read data file: {getattr(exc, 'strerror', None) or exc}",
+            where=file_location(path),
+        ) from exc
+    if header and "\x00" in "".join(header):
+        raise encoding_error(path)
+    if not header or all(not cell.strip() for cell in header):
+        raise CnnCliError(
+            "data file is empty",
+            where=file_location(path),
+            hint="a CSV needs a header line and rows",
+        )
+    names = [cell.strip() for cell in header]
+    if len(names) == 1:
+        for other, shown in _DELIMITERS.items():
+            if other != delimiter and other in names[0]:
+                raise wrong_delimiter(path, delimiter, shown)
+    for index, name in enumerate(names):
+        if not name:
+            raise CnnCliError(
+                f"header column {index + 1} has no name"
+                + (" (a delimiter at the end of the line?)" if index == len(names) - 1 else ""),
+                where=file_location(path, line=1),
+                hint="name every column in the header line, or remove the extra delimiter",
+            )
+    return names
+
+
+def wrong_delimiter(path: Path, delimiter: str, shown: str) -> CnnCliError:
+    """The error for a header that is one column split on ``delimiter`` but contains ``shown``."""
+    current = _DELIMITERS.get(delimiter, delimiter)
+    return CnnCliError(
+        f"the header has one column when split on '{current}' but contains '{shown}'",
+        where=file_location(path, line=1),
+        hint=f"set data.delimiter: '{shown}'",
+    )
+
+
+def read_sample(path: str | Path, delimiter: str = ",", rows: int = SAMPLE_ROWS) -> pd.DataFrame:
+    """Read the first rows only: enough to tell numeric from text columns."""
+    return read_csv(path, delimiter, nrows=rows)
+
+
+def read_csv(path: str | Path, delimiter: str, nrows: int | None = None) -> pd.DataFrame:
+    """The whole file (or its first ``nrows`` rows) as pandas reads it, column names stripped.
+
+    Raises:
+        CnnCliError: a missing, empty, mis-delimited, ragged or non-UTF-8 file, or one with a
+            header but no rows.
+    """
+    import warnings
+
+    import pandas as pd
+
+    header = read_header(
+        path, delimiter
+    )  # clear messages for missing, empty and mis-delimited files
+    try:
+        with warnings.catch_warnings():
+            # index_col=False: a long first row must not silently become the index (shifting
+            # every column); pandas then warns about the long row, which we report as ragged.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                path,
+                sep=delimiter,
+                nrows=nrows,
+                skipinitialspace=True,
+                encoding="utf-8-sig",
+                index_col=False,
+            )
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+        raise ragged_error(path, delimiter, len(header), exc) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise CnnCliError("data file is empty", where=file_location(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise encoding_error(Path(path), exc) from exc
+    frame.columns = [str(name).strip() for name in frame.columns]
+    if frame.empty:
+        raise CnnCliError(
+            "data file has a header but no rows",
+            where=file_location(path),
+            hint="add data rows below the header",
+        )
+    return frame
+
+
+def records(path: str | Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(first line, cells) of every non-blank data record, the way pandas counts rows."""
+    with Path(path).open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        next(reader, None)
+        previous_end = reader.line_num
+        for cells in reader:
+            start, previous_end = previous_end + 1, reader.line_num
+            if cells and any(cell.strip() for cell in cells) or len(cells) > 1:
+                yield start, cells
+
+
+def line_numbers(path: str | Path, delimiter: str, rows: list[int]) -> list[int]:
+    """File line numbers (the header is line 1) of data rows given by their 0-based position.
+
+    Blank lines and quoted cells spanning lines make these differ from ``row + 2``; the file is
+    scanned only when an error needs the numbers.
+    """
+    wanted = set(rows)
+    found: dict[int, int] = {}
+    try:
+        for index, (line, _cells) in enumerate(records(path, delimiter)):
+            if index in wanted:
+                found[index] = line
+                if len(found) == len(wanted):
+                    break
+    except (OSError, csv.Error):
+        pass
+    return [found.get(row, row + 2) for row in rows]
+
+
+def find_ragged(path: str | Path, delimiter: str, width: int) -> tuple[int, int] | None:
+    """The first data record whose cell count differs from the header's: (line, cells)."""
+    try:
+        for line, cells in records(path, delimiter):
+            if len(cells) != width:
+                return line, len(cells)
+    except (OSError, csv.Error):
+        return None
+    return None
+
+
+def ragged_line(path: str | Path, ragged: tuple[int, int], width: int, hint: str) -> CnnCliError:
+    """The error for a data record with ``cells`` cells where the header has ``width``."""
+    line, cells = ragged
+    return CnnCliError(
+        f"line {line} has {cells} cells but the header has {width}",
+        where=file_location(path, line=line),
+        hint=f"every row needs one cell per header column; {hint}",
+    )
+
+
+def ragged_error(path: str | Path, delimiter: str, width: int, exc: Exception) -> CnnCliError:
+    """The error for a file pandas cannot parse: its first ragged line, else the quoting."""
+    ragged = find_ragged(path, delimiter, width)
+    if ragged is not None:
+        return ragged_line(path, ragged, width, "look for extra or missing delimiters")
+    detail = str(exc).strip().splitlines()[-1].replace("Error tokenizing data. C error: ", "")
+    return CnnCliError(
+        f"cannot parse the CSV ({detail})",
+        where=file_location(path),
+        hint="check quoting: every opening quote needs a closing one",
+    )

@@ -1,0 +1,257 @@
+"""Feed Keras: the data a config names, read, split, preprocessed and handed to ``fit``.
+
+``prepare_data`` reads the file into memory; ``prepare_streamed`` reads it in chunks
+(``data.streaming``). Both fit the preprocessing with the same ``PreprocessingFit`` (in memory
+is one chunk) and finish it the same way: this module decides the label encoding and the input
+shape (``cnncli.model.targets``), which the data package does not know about. ``fit_inputs``
+and ``evaluate_inputs`` give ``model.fit`` and ``model.evaluate`` arrays, or a Keras
+``PyDataset`` that reads a streaming run's chunks in a background thread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from cnncli.config.models import Config
+from cnncli.data.cells import describe_cleaning
+from cnncli.data.chunks import StreamedData, prepare_stream
+from cnncli.data.columns import infer_task, label_values, require_two_classes
+from cnncli.data.csvfile import file_location
+from cnncli.data.prefetch import Prefetch
+from cnncli.data.preprocess import (
+    PreprocessingFit,
+    Preprocessor,
+    encode_labels,
+    transform_features,
+)
+from cnncli.data.split import TEST, TRAIN, VALIDATION, TrainTestSplit, split_rows
+from cnncli.data.table import Dataset, check_classes, load_dataset
+from cnncli.errors import CnnCliError, Location
+from cnncli.model.targets import label_kind, model_input_shape
+from cnncli.runtime import import_keras
+
+#: Evaluation has no gradient to average: large batches only cut per-step overhead.
+EVALUATE_BATCH = 1024
+
+
+@dataclass
+class PreparedData:
+    """Everything the model needs, computed once from the config and the CSV."""
+
+    task: str
+    preprocessor: Preprocessor
+    split: TrainTestSplit
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+    notes: list[str]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.preprocessor.label.width
+
+    @property
+    def n_train(self) -> int:
+        return len(self.x_train)
+
+    def check_rows(self) -> np.ndarray:
+        """Test inputs to check the ONNX export against Keras."""
+        return self.x_test
+
+
+def finish_fit(config: Config, fit: PreprocessingFit, task: str, label: str) -> Preprocessor:
+    """The fitted preprocessing: the label encoding the task needs, and the model's input shape.
+
+    Raises:
+        CnnCliError: a classification whose training rows hold a single class.
+    """
+    classes = fit.label.classes() if task == "classification" else np.zeros(0)
+    if task == "classification":
+        require_two_classes(config, classes)
+    pre = fit.finish(
+        feature_method=config.preprocess.features,
+        label_kind=label_kind(config, task, len(classes)),
+        fill_missing=config.data.missing == "mean",
+        label_name=label,
+    )
+    return replace(pre, input_shape=model_input_shape(config, pre.input_width))
+
+
+def prepare_data(config: Config, seed: int) -> PreparedData:
+    """Read, clean, split and preprocess the data a config names, in memory."""
+    dataset = load_dataset(config)
+    labels = label_values(dataset.labels)
+    task = config.task or infer_task(labels)
+    check_classes(config, dataset, labels, task)  # single class, class too small to stratify
+    notes = [note for note in [describe_cleaning(dataset)] if note]
+    test_dataset: Dataset | None = None
+    if config.data.test_path:
+        test_dataset = load_dataset(config, config.data.test_path, dataset.columns)
+        notes += [note for note in [describe_cleaning(test_dataset)] if note]
+    split = split_rows(config, labels, task, seed, has_test_file=test_dataset is not None)
+    train_rows = split.train_rows
+    fit = PreprocessingFit(dataset.columns.features, dataset.columns.categorical)
+    fit.update(
+        {name: values[train_rows] for name, values in dataset.features.items()}, labels[train_rows]
+    )
+    pre = finish_fit(config, fit, task, dataset.columns.label)
+
+    def arrays(
+        source: Dataset, source_labels: np.ndarray, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        x = transform_features(
+            pre, {name: values[rows] for name, values in source.features.items()}
+        )
+
+        def locate(position: int) -> Location:
+            line = source.lines([int(rows[position])])[0]
+            return file_location(source.path, pre.label.name, line=line)
+
+        return x.reshape((-1, *pre.input_shape)), encode_labels(
+            pre.label, source_labels[rows], locate
+        )
+
+    x_train, y_train = arrays(dataset, labels, train_rows)
+    x_val = y_val = None
+    if split.validation_rows is not None:
+        x_val, y_val = arrays(dataset, labels, split.validation_rows)
+    if test_dataset is not None:
+        test_labels = label_values(test_dataset.labels)
+        x_test, y_test = arrays(test_dataset, test_labels, np.arange(test_dataset.rows))
+    else:
+        x_test, y_test = arrays(dataset, labels, split.test_rows)
+    return PreparedData(task, pre, split, x_train, y_train, x_test, y_test, x_val, y_val, notes)
+
+
+def prepare_streamed(config: Config, seed: int) -> StreamedData:
+    """Read the data a config names in chunks: one pass fits the preprocessing (``chunks``)."""
+    state = prepare_stream(config, seed)
+    task = config.task or state.fit.label.task()
+    return state.data(task, finish_fit(config, state.fit, task, state.columns.label))
+
+
+def fit_inputs(
+    config: Config, prepared: PreparedData | StreamedData, first_epoch: int = 0
+) -> dict[str, Any]:
+    """``model.fit``'s data arguments: arrays in memory, or streaming ``PyDataset``s.
+
+    ``first_epoch`` is the epoch a resumed run starts from (streaming shuffles by epoch).
+    """
+    batch_size = config.fit.batch_size
+    if isinstance(prepared, StreamedData):
+        validation = (
+            make_row_batches(prepared, VALIDATION, EVALUATE_BATCH)
+            if prepared.counts.get(VALIDATION)
+            else None
+        )
+        # shuffle=False: a PyDataset shuffled by Keras would be read out of order; the
+        # stream shuffles within each chunk instead.
+        return {
+            "x": make_row_batches(prepared, TRAIN, batch_size, config.fit.shuffle, first_epoch),
+            "shuffle": False,
+            "validation_data": validation,
+        }
+    validation = (prepared.x_val, prepared.y_val) if prepared.x_val is not None else None
+    return {
+        "x": prepared.x_train,
+        "y": prepared.y_train,
+        "batch_size": batch_size,
+        "shuffle": config.fit.shuffle,
+        "validation_data": validation,
+    }
+
+
+def evaluate_inputs(config: Config, prepared: PreparedData | StreamedData) -> dict[str, Any]:
+    """``model.evaluate``'s data arguments for the test part."""
+    batch_size = max(EVALUATE_BATCH, config.fit.batch_size)
+    if isinstance(prepared, StreamedData):
+        return {"x": make_row_batches(prepared, TEST, batch_size)}
+    return {"x": prepared.x_test, "y": prepared.y_test, "batch_size": batch_size}
+
+
+def _part_arrays(
+    data: StreamedData, part: int, rng: np.random.Generator | None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(inputs, targets) of one part, chunk by chunk; shuffled within each chunk by ``rng``."""
+    for chunk in data.part_chunks(part):
+        if chunk.rows == 0:
+            continue
+        x, y = data.arrays(chunk)
+        if rng is not None:
+            order = rng.permutation(len(x))
+            x, y = x[order], y[order]
+        yield x, y
+
+
+def make_row_batches(
+    data: StreamedData, part: int, batch_size: int, shuffle: bool = False, first_epoch: int = 0
+) -> Any:
+    """A Keras ``PyDataset`` of (inputs, targets) batches of one part, read chunk by chunk.
+
+    ``first_epoch`` is where a resumed fit starts, so epoch N shuffles as epoch N did.
+    """
+    keras = import_keras()
+    rows = data.part_rows(part)
+
+    class RowBatches(keras.utils.PyDataset):  # type: ignore[misc, name-defined]
+        """Batches in file order; Keras asks for them in order, and index 0 starts a new pass."""
+
+        def __init__(self) -> None:
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.passes = first_epoch  # seeds each pass's shuffle: a resume continues the sequence
+            self.next_index = 0
+            self.reader: Prefetch[tuple[np.ndarray, np.ndarray]] | None = None
+            self.pending: tuple[np.ndarray, np.ndarray] | None = None
+
+        def __len__(self) -> int:
+            return math.ceil(rows / batch_size)
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+            if index == 0 or self.reader is None or index != self.next_index:
+                self._restart()
+                for _ in range(index):
+                    self._next_batch()
+            self.next_index = index + 1
+            return self._next_batch()
+
+        def _restart(self) -> None:
+            if self.reader is not None:
+                self.reader.close(timeout=5)
+            rng = np.random.default_rng([data.seed, part, self.passes]) if shuffle else None
+            self.passes += 1
+            self.reader = Prefetch(_part_arrays(data, part, rng))
+            self.pending = None
+
+        def _next_batch(self) -> tuple[np.ndarray, np.ndarray]:
+            xs, ys, have = [], [], 0
+            while have < batch_size:
+                if self.pending is None or len(self.pending[0]) == 0:
+                    assert self.reader is not None
+                    self.pending = next(self.reader, None)
+                    if self.pending is None:
+                        break
+                take = batch_size - have
+                x, y = self.pending
+                xs.append(x[:take])
+                ys.append(y[:take])
+                have += len(xs[-1])
+                self.pending = (x[take:], y[take:])
+            if have == 0:
+                raise CnnCliError(
+                    "the data file changed while training (fewer rows than when the run started)",
+                    where=file_location(data.config.data.path),
+                    hint="keep the file unchanged during training, then retrain",
+                )
+            if len(xs) == 1:
+                return xs[0], ys[0]
+            return np.concatenate(xs), np.concatenate(ys)
+
+    return RowBatches()

@@ -1,0 +1,111 @@
+"""data/csvfile.py: the header, encoding, delimiter, ragged lines and line numbers of a CSV.
+
+Through ``load_dataset`` (no TensorFlow); tests/test_faults.py checks the same errors end to
+end through ``cnncli train`` with exit code 2.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from cnncli.data.csvfile import line_numbers
+from cnncli.data.table import load_dataset
+from cnncli.errors import CnnCliError
+from tests.conftest import seed_like_rows
+from tests.data.test_table import dataset_of, load
+
+
+def test_line_numbers_count_blank_lines_and_quoted_newlines(tmp_path):
+    csv = tmp_path / "lines.csv"
+    csv.write_text('a,b\n1,2\n\n3,"multi\nline"\n4,5\n')
+    assert line_numbers(csv, ",", [0, 1, 2]) == [2, 4, 6]
+
+
+def test_error_line_is_right_after_a_blank_line(tmp_path, write_config):
+    rows = seed_like_rows(10).splitlines()
+    rows.insert(3, "")  # a blank line 4: pandas skips it, so row + 2 would be off by one
+    rows[6] = rows[6].replace(rows[6].split(",")[1], "oops", 1)
+    with pytest.raises(CnnCliError) as caught:
+        load(tmp_path, write_config, "\n".join(rows) + "\n")
+    assert caught.value.where.line == 7
+    assert "'oops'" in caught.value.message
+
+
+def test_long_first_row_is_ragged_not_an_index(tmp_path, write_config):
+    # pandas would take the first column as the index and shift every value one column left
+    text = "x1,x2,x3,label\n1,2,3,low,extra\n4,5,6,high\n"
+    with pytest.raises(CnnCliError) as caught:
+        load(tmp_path, write_config, text)
+    assert caught.value.message == "line 2 has 5 cells but the header has 4"
+    assert caught.value.where.line == 2
+
+
+def test_short_row_is_ragged_not_empty_cells(tmp_path, write_config):
+    text = seed_like_rows(6) + "1.0,2.0,low\n"
+    for policy in ("error", "drop", "mean"):
+        with pytest.raises(CnnCliError, match="line 8 has 3 cells but the header has 4"):
+            load(tmp_path, write_config, text, missing=policy)
+
+
+def test_trailing_delimiter_in_header_is_named(tmp_path, write_config):
+    with pytest.raises(CnnCliError, match="header column 5 has no name"):
+        load(tmp_path, write_config, "x1,x2,x3,label,\n1,2,3,a,\n")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            b"x1;x2;x3;label\n1;2;3;a\n",
+            "the header has one column when split on ',' but contains ';'",
+        ),
+        (
+            "x1,x2,x3,label\n1,2,3,caf\u00e9\n".encode("latin-1"),
+            "data file is not UTF-8 text (byte 0xe9 on line 2)",
+        ),
+        (
+            "x1,x2,x3,label\n1,2,3,a\n".encode("utf-16"),
+            "data file is UTF-16 text, not UTF-8 CSV text",
+        ),
+        (
+            b"PK\x03\x04\x14\x00\x00\x00",
+            "data file is a zip archive (an Excel workbook?), not UTF-8 CSV text",
+        ),
+        (b"\x1f\x8b\x08\x00\x00\x00", "data file is gzip-compressed, not UTF-8 CSV text"),
+    ],
+    ids=["semicolons", "latin-1", "utf-16", "xlsx", "gzip"],
+)
+def test_wrong_delimiter_or_encoding_is_named(tmp_path, write_config, raw, message):
+    with pytest.raises(CnnCliError) as caught:
+        load(tmp_path, write_config, raw)
+    assert caught.value.message == message
+    assert caught.value.where.file.endswith("data.csv")
+
+
+def test_tab_file_with_tab_delimiter_configured_reads(tmp_path, write_config):
+    text = seed_like_rows(20).replace(",", "\t")
+    assert load(tmp_path, write_config, text, delimiter="\t").rows == 20
+    with pytest.raises(CnnCliError, match=r"set data.delimiter: '\\t'"):
+        load(tmp_path, write_config, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "data file is empty"),
+        ("\n\n", "data file is empty"),
+        ("x1,x2,x3,label\n", "data file has a header but no rows"),
+    ],
+    ids=["empty", "blank-lines", "header-only"],
+)
+def test_empty_and_header_only(tmp_path, write_config, text, message):
+    with pytest.raises(CnnCliError) as caught:
+        load(tmp_path, write_config, text)
+    assert caught.value.message == message
+
+
+def test_missing_file(tmp_path, write_config):
+    config, csv = dataset_of(tmp_path, write_config, seed_like_rows(4))
+    csv.unlink()
+    with pytest.raises(CnnCliError, match="data file not found"):
+        load_dataset(config)
