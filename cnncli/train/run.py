@@ -19,6 +19,7 @@ import yaml
 
 from cnncli.config.models import Config
 from cnncli.data.chunks import StreamedData, wants_streaming
+from cnncli.errors import CnnCliError
 from cnncli.model.build import build_model, make_callbacks
 from cnncli.model.targets import default_loss, default_metrics
 from cnncli.runs import (
