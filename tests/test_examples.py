@@ -9,7 +9,8 @@ import pytest
 
 from cnncli.data.preprocess import Preprocessor
 from cnncli.runs import METRICS_FILENAME, PREPROCESS_FILENAME, open_run
-from cnncli.serve.predictor import Predictor, evaluate_run, evaluation_data, predict_columns
+from cnncli.serve.evaluate import evaluate_run, evaluation_data
+from cnncli.serve.predictor import Predictor, predict_columns
 from tests.conftest import CONFIGS, DATA
 
 pytestmark = pytest.mark.slow

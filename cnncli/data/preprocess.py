@@ -274,19 +274,3 @@ def class_indices(label: LabelTransform, values: np.ndarray) -> np.ndarray:
     """Position of each raw label value in the stored class list."""
     lookup = {str(c): i for i, c in enumerate(label.classes)}
     return np.fromiter((lookup[str(v)] for v in values), dtype=np.int64, count=len(values))
-
-
-def decode_outputs(
-    label: LabelTransform, outputs: np.ndarray
-) -> tuple[list[Any], np.ndarray | None]:
-    """Model outputs → predicted labels in their original form, and class probabilities."""
-    outputs = np.asarray(outputs)
-    if label.kind == "binary":
-        positive = outputs.reshape(-1).astype(np.float64)
-        probabilities = np.stack([1.0 - positive, positive], axis=1)
-        return [label.classes[i] for i in (positive >= 0.5).astype(int)], probabilities
-    if label.is_classification:
-        index = outputs.argmax(axis=1)
-        return [label.classes[i] for i in index], outputs.astype(np.float64)
-    values = outputs.reshape(len(outputs), -1)[:, 0].astype(np.float64) * label.scale + label.center
-    return values.tolist(), None
