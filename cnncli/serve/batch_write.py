@@ -54,15 +54,13 @@ def open_output(output: Path | IO[bytes], input_file: Path) -> Iterator[IO[bytes
             where=Location(file=str(output)),
             hint="write the predictions elsewhere",
         )
+    atomic = open_atomic(output, buffering=1 << 20)
     try:
-        atomic = open_atomic(output, buffering=1 << 20)
         stream = atomic.__enter__()
     except OSError as exc:
-        raise CnnCliError(
-            f"cannot write there: {exc.strerror}",
-            where=Location(file=str(output)),
-            hint="choose another --output",
-        ) from None
+        problem = f"cannot write there: {exc.strerror}"
+        where = Location(file=str(output))
+        raise CnnCliError(problem, where=where, hint="choose another --output") from None
     with contextlib.ExitStack() as stack:  # entered above, so creation errors get their message
         stack.push(atomic)
         yield stream
