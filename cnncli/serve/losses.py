@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from cnncli.errors import CnnCliError
+
 _EPSILON = 1e-7  # Keras' backend epsilon
 # Keras clips in float32: 1 - 1e-7 rounds to 0.99999988 there, which a saturated output shows.
 _LOW = float(np.float32(_EPSILON))
@@ -68,8 +70,9 @@ def _binary(
 ) -> np.ndarray:
     if label_smoothing:
         y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
-    if from_logits:
-        y_pred = 1.0 / (1.0 + np.exp(-y_pred))
+    if from_logits:  # the stable form Keras' backends use, unclipped
+        x = y_pred
+        return (np.maximum(x, 0.0) - x * y_true + np.log1p(np.exp(-np.abs(x)))).mean(axis=-1)
     y_pred = np.clip(y_pred, _LOW, _HIGH)
     return -(y_true * np.log(y_pred) + (1.0 - y_true) * np.log(1.0 - y_pred)).mean(axis=-1)
 
@@ -190,7 +193,6 @@ def configured_loss(
         value = numpy_loss(name, args, y_true, y_pred)
         if value is not None:
             return value
-    from cnncli.errors import CnnCliError
     from cnncli.runtime import import_keras
 
     try:

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import yaml
 
+from cnncli import runtime
 from cnncli.cli import cli
 from cnncli.data.preprocess import LabelTransform, Preprocessor
+from cnncli.errors import CnnCliError
 from cnncli.runs import open_run
 from cnncli.runtime import import_keras
 from cnncli.serve.evaluate import Evaluation, classification_scores, evaluate_run
-from cnncli.serve.losses import keras_loss, numpy_loss
+from cnncli.serve.losses import LossUnavailable, configured_loss, keras_loss, numpy_loss
 from tests.conftest import base_config, seed_like_rows
 
 CONFIGS = Path(__file__).parents[2] / "configs"
@@ -96,6 +98,7 @@ def test_numpy_loss_equals_keras(name):
         ("CategoricalCrossentropy", {"label_smoothing": 0.1}),
         ("CategoricalCrossentropy", {"from_logits": True}),
         ("BinaryCrossentropy", {"label_smoothing": 0.2}),
+        ("BinaryCrossentropy", {"from_logits": True}),
         ("SparseCategoricalCrossentropy", {"from_logits": True}),
     ],
 )
@@ -110,6 +113,17 @@ def test_a_loss_without_a_numpy_twin_is_left_to_keras():
     y_true, y_pred = targets_and_outputs("binary_focal_crossentropy")
     assert numpy_loss("binary_focal_crossentropy", {}, y_true, y_pred) is None
     assert numpy_loss("mse", {"reduction": "sum"}, y_true, y_pred) is None
+
+
+def test_without_a_twin_or_keras_the_loss_is_unavailable_with_the_reason(monkeypatch):
+    def no_keras():
+        raise CnnCliError("no deep-learning backend is installed (keras)")
+
+    monkeypatch.setattr(runtime, "import_keras", no_keras)
+    y_true, y_pred = targets_and_outputs("binary_crossentropy")
+    with pytest.raises(LossUnavailable, match="no NumPy equivalent.*no deep-learning backend"):
+        configured_loss("binary_focal_crossentropy", {}, y_true, y_pred, use_keras=False)
+    assert configured_loss("binary_crossentropy", {}, y_true, y_pred, use_keras=False) > 0
 
 
 def test_classification_scores_match_a_hand_count():
@@ -173,3 +187,13 @@ def test_evaluate_gives_the_same_accuracy_through_either_backend(runner, iris_ru
         assert data["backend"] == backend
         scores[backend] = data["metrics"]["accuracy"]
     assert scores["onnx"] == scores["keras"] >= 0.9
+
+
+@pytest.mark.slow
+def test_evaluate_prints_results_on_stdout_and_the_source_on_stderr(runner, iris_run):
+    result = runner.invoke(cli, ["evaluate", str(iris_run)], catch_exceptions=False)
+    assert result.exit_code == 0
+    for title in ("Evaluation", "Per class", "Confusion matrix"):
+        assert title in result.stdout and title not in result.stderr
+    assert "loss" in result.stdout and "accuracy" in result.stdout
+    assert "rows · onnx" in result.stderr
