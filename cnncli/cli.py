@@ -22,6 +22,7 @@ from cnncli.runtime import select_backend
 
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
+EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, as a shell reports `yes | head -1`'s yes
 
 
 def load_config(path: Path, overrides: tuple[str, ...] | list[str] = ()) -> Any:
@@ -60,6 +61,11 @@ class CnnCliGroup(click.Group):
         except KeyboardInterrupt:
             render.error("interrupted")
             sys.exit(130)
+        except BrokenPipeError:
+            # `cnncli predict ... | head` stopped reading: stop quietly, with the status a shell
+            # gives a process that SIGPIPE ends, and keep Python's exit flush off the dead pipe.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_BROKEN_PIPE)
         except Exception as exc:  # a bug: say so in one line, show the traceback on --debug
             if debug:
                 traceback.print_exc()
@@ -216,20 +222,13 @@ def evaluate(run: Path | None, data: Path | None, backend: str, as_json: bool) -
       cnncli evaluate runs/iris-20261126-101500 --data data/iris.csv --json
     """
     from cnncli.runs import open_run, resolve_run_dir
-    from cnncli.serve.predictor import evaluate_run
+    from cnncli.serve.evaluate import evaluate_run
 
     result = evaluate_run(open_run(resolve_run_dir(run)), data, backend)
+    for text in result.notes:
+        render.warning(text)
     if as_json:
-        render.print_json(
-            {
-                "metrics": result.metrics,
-                "rows": result.rows,
-                "backend": result.backend,
-                "per_class": result.per_class,
-                "confusion_matrix": result.confusion,
-                "classes": list(result.classes),
-            }
-        )
+        render.print_json(result.to_json())
         return
     render.evaluation(result)
 
@@ -282,10 +281,11 @@ def predict(
       cnncli predict --input-file new.csv --output predictions.csv --skip-bad-rows
     """
     # Prediction needs no BLAS (ONNX Runtime has its own kernels); OpenBLAS would start a
-    # thread pool while NumPy imports, a tenth of a cold `predict --input` (issue 4).
+    # thread pool while NumPy imports, a tenth of a cold `predict --input`.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from cnncli.runs import open_run, resolve_run_dir
-    from cnncli.serve.predictor import Predictor, predict_rows
+    from cnncli.serve.predictor import Predictor
+    from cnncli.serve.rows import predict_rows
 
     if not inputs and input_file is None:
         raise CnnCliError("nothing to predict", hint="give --input 3,30,5 or --input-file rows.csv")
@@ -305,18 +305,14 @@ def predict(
         from cnncli.serve.batch import predict_file
 
         destination = output if output is not None else sys.stdout.buffer
-        try:
-            summary = predict_file(
-                predictor,
-                input_file,
-                destination,
-                skip_bad_rows=skip_bad_rows,
-                as_json=as_json,
-                on_bad_row=lambda bad: render.warning(f"{input_file}:{bad.line}: {bad.message}"),
-            )
-        except BrokenPipeError:  # `... | head` stopped reading: stop quietly, as Unix tools do
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(EXIT_BUG)
+        summary = predict_file(
+            predictor,
+            input_file,
+            destination,
+            skip_bad_rows=skip_bad_rows,
+            as_json=as_json,
+            on_bad_row=lambda bad: render.warning(f"{input_file}:{bad.line}: {bad.message}"),
+        )
         for text in summary.notes:
             render.warning(text)
         render.note(summary.describe())
@@ -327,18 +323,9 @@ def predict(
     for text in result.warnings:
         render.warning(text)
     if as_json:
-        rows = []
-        for index, label in enumerate(result.labels):
-            row: dict[str, Any] = {"input": inputs[index], "label": label}
-            if result.probabilities is not None:
-                row["probabilities"] = {
-                    str(c): float(p)
-                    for c, p in zip(result.classes, result.probabilities[index], strict=True)
-                }
-            rows.append(row)
-        render.print_json({"predictions": rows, "backend": predictor.backend})
+        render.print_json(result.to_json())
         return
-    render.predictions(result, list(inputs))
+    render.predictions(result)
 
 
 @cli.command()

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 class _LazyConsole:
     """A rich ``Console`` made on first use: importing rich is a quarter of a cold
-    ``cnncli predict --input`` (issue 4), which prints its result without it."""
+    ``cnncli predict --input``, which prints its result without it."""
 
     def __init__(self, **options: Any) -> None:
         self._options = options
@@ -118,6 +118,11 @@ class EpochProgress:
 
 
 def metrics_table(metrics: dict[str, dict[str, float]], title: str = "Results") -> None:
+    """Training's scores per split, on stderr beside the progress (the run folder is the result)."""
+    stderr.print(_metrics_table(metrics, title))
+
+
+def _metrics_table(metrics: dict[str, dict[str, float]], title: str) -> Any:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
@@ -127,7 +132,7 @@ def metrics_table(metrics: dict[str, dict[str, float]], title: str = "Results") 
         table.add_column(name, justify="right")
     for split, values in metrics.items():
         table.add_row(split, *(_format(values[name]) if name in values else "" for name in names))
-    stderr.print(table)
+    return table
 
 
 def layers_table(rows: list[dict[str, Any]], input_shape: tuple[int, ...], title: str) -> None:
@@ -152,15 +157,16 @@ def layers_table(rows: list[dict[str, Any]], input_shape: tuple[int, ...], title
     stdout.print(table)
 
 
-def predictions(result: Any, inputs: list[str]) -> None:
-    """One line per input row: the label (bold on a terminal), then each class's confidence.
+def predictions(result: Any) -> None:
+    """One line per ``--input`` row on stdout: the label (bold on a terminal), then each class's
+    confidence.
 
     Printed with click rather than rich, so a cold ``predict --input`` never imports rich.
     """
     import click
 
     for index, label in enumerate(result.labels):
-        line = f"{inputs[index]} → {click.style(str(label), bold=True)}"
+        line = f"{result.inputs[index]} → {click.style(str(label), bold=True)}"
         if result.probabilities is not None:
             pairs = zip(result.classes, result.probabilities[index], strict=True)
             line += "  (" + "  ".join(f"{name}: {prob:.3f}" for name, prob in pairs) + ")"
@@ -168,13 +174,11 @@ def predictions(result: Any, inputs: list[str]) -> None:
 
 
 def evaluation(result: Any) -> None:
+    """Scores, per-class table and confusion matrix on stdout; where they came from on stderr."""
     from rich.table import Table
 
-    stderr.print(
-        f"[dim]{escape(result.source)} · {result.rows} rows · {result.backend}[/dim]",
-        highlight=False,
-    )
-    metrics_table({"test": result.metrics}, title="Evaluation")
+    note(f"{result.source} · {result.rows} rows · {result.backend}")
+    stdout.print(_metrics_table({"test": result.metrics}, title="Evaluation"))
     if not result.per_class:
         return
     table = Table(title="Per class", title_justify="left")
@@ -188,14 +192,14 @@ def evaluation(result: Any) -> None:
             _format(row["f1"]),
             str(row["support"]),
         )
-    stderr.print(table)
+    stdout.print(table)
     matrix = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
     matrix.add_column("")
     for name in result.classes:
         matrix.add_column(str(name), justify="right")
     for name, counts in zip(result.classes, result.confusion, strict=True):
         matrix.add_row(str(name), *map(str, counts))
-    stderr.print(matrix)
+    stdout.print(matrix)
 
 
 def error(text: str) -> None:

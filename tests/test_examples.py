@@ -10,7 +10,8 @@ import pytest
 from cnncli.config.models import load_config
 from cnncli.data.preprocess import Preprocessor
 from cnncli.runs import METRICS_FILENAME, PREPROCESS_FILENAME, open_run
-from cnncli.serve.predictor import Predictor, evaluate_run, evaluation_data, predict_columns
+from cnncli.serve.evaluate import evaluate_run, evaluation_data
+from cnncli.serve.predictor import Predictor, predict_columns
 from tests.conftest import CONFIGS, DATA, EXAMPLE_EPOCHS
 
 pytestmark = pytest.mark.slow

@@ -424,30 +424,7 @@ def test_data_file_disappearing_mid_run(tmp_path, tiny_csv, write_config):
 
 
 # ---------------------------------------------------------------------------------------------
-# Predict-time faults (prediction is another module's; the promises are checked here too)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("value", "message"),
-    [
-        ("3,nan,5", "error: --input 3,nan,5: feature 'x2' is nan; give a finite number"),
-        ("3,30", "error: --input 3,30: got 2 value(s), the model expects 3: x1, x2, x3"),
-        ("3,30,5,7", "error: --input 3,30,5,7: got 4 value(s), the model expects 3: x1, x2, x3"),
-    ],
-)
-def test_predict_input_faults(runner, tiny_run, value, message):
-    result = runner.invoke(cli, ["predict", str(tiny_run), "--input", value])
-    assert result.exit_code == 2
-    assert error_lines(result)[0].startswith(message)
-
-
-@pytest.mark.slow
-def test_predict_out_of_range_warns_and_keeps_going(runner, tiny_run):
-    result = runner.invoke(cli, ["predict", str(tiny_run), "--input", "300,30,5"])
-    assert result.exit_code == 0
-    assert "x1: 1 value(s) outside the training range" in result.stderr
-    assert "→" in result.stdout
+# Resume of streaming runs and of callbacks' state
 
 
 @pytest.mark.slow

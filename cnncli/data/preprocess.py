@@ -433,19 +433,3 @@ def _class_positions(label: LabelTransform, values: np.ndarray) -> tuple[np.ndar
     position = np.clip(np.searchsorted(classes[order], keys), 0, max(len(classes) - 1, 0))
     unknown = classes[order][position] != keys
     return order[position].astype(np.int64), unknown
-
-
-def decode_outputs(
-    label: LabelTransform, outputs: np.ndarray
-) -> tuple[list[Any], np.ndarray | None]:
-    """Model outputs → predicted labels in their original form, and class probabilities."""
-    outputs = np.asarray(outputs)
-    if label.kind == "binary":
-        positive = outputs.reshape(-1).astype(np.float64)
-        probabilities = np.stack([1.0 - positive, positive], axis=1)
-        return [label.classes[i] for i in (positive >= 0.5).astype(int)], probabilities
-    if label.is_classification:
-        index = outputs.argmax(axis=1)
-        return [label.classes[i] for i in index], outputs.astype(np.float64)
-    values = outputs.reshape(len(outputs), -1)[:, 0].astype(np.float64) * label.scale + label.center
-    return values.tolist(), None

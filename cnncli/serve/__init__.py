@@ -1,4 +1,5 @@
-"""A trained run at work: the predictor (ONNX Runtime or Keras), rows in and out, evaluation,
-batch files, and export (formats, the ONNX writer and rewriter). Imports ``model``, ``data``,
-``config`` and ``runs``; never ``train``.
+"""A trained run at work: the predictor (ONNX Runtime or Keras, one decoder, one surprise count),
+``--input`` rows, evaluation and its losses, batch files (read, write, CSV format), and export
+(formats, the ONNX writer and rewriter). Imports ``model``, ``data``, ``config`` and ``runs``;
+never ``train``.
 """

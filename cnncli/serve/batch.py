@@ -7,8 +7,8 @@ it, so both cores stay busy. A block that does not parse cleanly goes through ``
 line instead, which names every bad line; only its good rows go on, through the same parser,
 so they get bit-for-bit the numbers training would have read.
 
-The CSV output is built with NumPy as one byte matrix per chunk (no per-row Python), and cells
-a spreadsheet would run as a formula are neutralised. TensorFlow is never imported here.
+``batch_write`` writes the predictions (CSV through ``csvformat``'s NumPy formatter, or JSON).
+TensorFlow is never imported here.
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import queue
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,25 +29,23 @@ import numpy as np
 from cnncli.data.cells import cell_problem, na_strings, usable_numbers
 from cnncli.data.prefetch import Prefetch
 from cnncli.data.preprocess import (
-    LabelTransform,
     Preprocessor,
-    UnknownCategoryWarning,
-    transform_features,
 )
 from cnncli.errors import CnnCliError, Location
-from cnncli.runs import open_atomic
-from cnncli.serve.predictor import Predictor
+from cnncli.serve.batch_write import (
+    LABEL_COLUMN,
+    PROBABILITY_PREFIX,
+    ROW_COLUMN,
+    CsvWriter,
+    JsonWriter,
+    open_output,
+)
+from cnncli.serve.predictor import Predictor, Surprises, model_inputs
 
 #: Bytes of input per chunk: about 200,000 rows of the seed data, a few MB of memory per stage.
 CHUNK_BYTES = 4 << 20
 #: Bad rows listed one by one in the summary; the count covers the rest.
 MAX_LISTED = 20
-PROBABILITY_DECIMALS = 6
-ROW_COLUMN = "row"
-LABEL_COLUMN = "predicted"
-PROBABILITY_PREFIX = "prob_"
-#: A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 BadRowCallback = Callable[["BadRow"], None]
 
@@ -71,6 +67,7 @@ class BatchSummary:
 
     source: str
     destination: str
+    backend: str = ""
     rows: int = 0
     failed_rows: int = 0
     bad_rows: list[BadRow] = field(default_factory=list)
@@ -158,25 +155,29 @@ def predict_file(
     pre = predictor.preprocessor
     is_path = isinstance(output, Path)
     as_json = as_json or (is_path and output.suffix.lower() == ".json")  # type: ignore[union-attr]
-    summary = BatchSummary(source=str(input_file), destination=str(output) if is_path else "stdout")
+    summary = BatchSummary(
+        source=str(input_file),
+        destination=str(output) if is_path else "stdout",
+        backend=predictor.backend,
+    )
     with _open_input(input_file) as handle:
         layout = read_layout(handle, input_file, pre, predictor.run.config)
         writer_type = JsonWriter if as_json else CsvWriter
-        with _open_output(output, input_file) as stream:
+        with open_output(output, input_file) as stream:
             writer = writer_type(stream, layout, pre.label)
             writer.start()
-            surprises = _Surprises(pre)
+            surprises = Surprises(pre)
             with _in_background(writer.write) as write:  # formats chunk n while n+1 is inferred
                 with Prefetch(parse_blocks(handle, input_file, layout)) as chunks:
                     for chunk in chunks:
                         _record_bad_rows(chunk.bad, summary, skip_bad_rows, on_bad_row)
                         if len(chunk):
                             surprises.add(chunk.columns)
-                            write(chunk, predictor.outputs(_transform(pre, chunk.columns)))
+                            write(chunk, predictor.outputs(model_inputs(pre, chunk.columns)))
                             summary.rows += len(chunk)
             summary.notes.extend(surprises.notes())
             summary.seconds = time.perf_counter() - started
-            writer.finish(summary, predictor.backend)
+            writer.finish(summary)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -200,55 +201,6 @@ def _record_bad_rows(
             summary.bad_rows.append(bad)
             if on_bad_row is not None:
                 on_bad_row(bad)
-
-
-def _transform(pre: Preprocessor, columns: dict[str, np.ndarray]) -> np.ndarray:
-    """The training transform; ``_Surprises`` reports unseen categories once for the file."""
-    if not any(feature.kind == "categorical" for feature in pre.features):
-        return transform_features(pre, columns)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnknownCategoryWarning)
-        return transform_features(pre, columns)
-
-
-class _Surprises:
-    """Counts, over the whole file, values unlike training: numbers outside the training range
-    and categories never seen (encoded as all zeros), for one note per column at the end."""
-
-    def __init__(self, pre: Preprocessor) -> None:
-        self.ranged = [f for f in pre.features if f.kind == "numeric" and f.minimum is not None]
-        self.categorical = [f for f in pre.features if f.kind == "categorical"]
-        self.counts = dict.fromkeys((f.name for f in pre.features), 0)
-        self.examples: dict[str, set[str]] = {f.name: set() for f in self.categorical}
-
-    def add(self, columns: dict[str, np.ndarray]) -> None:
-        for feature in self.ranged:
-            values = columns[feature.name]
-            outside = (values < feature.minimum) | (values > feature.maximum)
-            self.counts[feature.name] += int(np.count_nonzero(outside))
-        for feature in self.categorical:
-            unseen = ~np.isin(columns[feature.name], np.asarray(feature.categories, dtype=object))
-            if unseen.any():
-                self.counts[feature.name] += int(np.count_nonzero(unseen))
-                if len(self.examples[feature.name]) < 3:
-                    values = columns[feature.name][unseen][:3].tolist()
-                    self.examples[feature.name].update(map(str, values))
-
-    def notes(self) -> list[str]:
-        notes = [
-            f"{f.name}: {self.counts[f.name]:,} value(s) outside the training range"
-            f" [{f.minimum:g}, {f.maximum:g}]"
-            for f in self.ranged
-            if self.counts[f.name]
-        ]
-        for feature in self.categorical:
-            if self.counts[feature.name]:
-                examples = ", ".join(map(repr, sorted(self.examples[feature.name])[:3]))
-                notes.append(
-                    f"column '{feature.name}': {self.counts[feature.name]:,} value(s) not seen in"
-                    f" training (e.g. {examples}) encoded as all zeros"
-                )
-        return notes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -534,250 +486,3 @@ def _in_background(function: Callable[..., None], depth: int = 2) -> Iterator[Ca
         thread.join()
     if failures:
         raise failures[0]
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing
-
-
-@contextlib.contextmanager
-def _open_output(output: Path | IO[bytes], input_file: Path) -> Iterator[IO[bytes]]:
-    """A stream as is, or a temporary file beside ``output`` renamed over it on success."""
-    if not isinstance(output, Path):
-        yield output
-        output.flush()
-        return
-    if output.resolve() == input_file.resolve():
-        raise CnnCliError(
-            "--output is the input file",
-            where=Location(file=str(output)),
-            hint="write the predictions elsewhere",
-        )
-    try:
-        atomic = open_atomic(output, buffering=1 << 20)
-        stream = atomic.__enter__()
-    except OSError as exc:
-        raise CnnCliError(
-            f"cannot write there: {exc.strerror}",
-            where=Location(file=str(output)),
-            hint="choose another --output",
-        ) from None
-    with contextlib.ExitStack() as stack:  # entered above, so creation errors get their message
-        stack.push(atomic)
-        yield stream
-
-
-def neutralise(text: str) -> str:
-    """Prefix ``'`` to a cell a spreadsheet would run as a formula (numbers stay as they are)."""
-    if text.startswith(FORMULA_START):
-        try:
-            float(text)
-        except ValueError:
-            return "'" + text
-    return text
-
-
-def csv_cell(text: str, delimiter: str = ",") -> str:
-    """One safe CSV cell: formula-neutralised, then quoted if it needs quotes."""
-    text = neutralise(text)
-    if any(char in text for char in (delimiter, '"', "\n", "\r")):
-        return '"' + text.replace('"', '""') + '"'
-    return text
-
-
-def decode_predictions(
-    label: LabelTransform, outputs: np.ndarray
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Model outputs → class indices (or values in the label's units) and class probabilities."""
-    outputs = np.asarray(outputs)
-    if label.kind == "binary":
-        positive = outputs.reshape(-1).astype(np.float64)
-        return (positive >= 0.5).astype(np.int64), np.stack([1.0 - positive, positive], axis=1)
-    if label.is_classification:
-        return outputs.argmax(axis=1), outputs
-    values = outputs.reshape(len(outputs), -1)[:, 0].astype(np.float64)
-    return values * label.scale + label.center, None
-
-
-class CsvWriter:
-    """Keys (or ``row``), ``predicted`` and one ``prob_<class>`` column per class."""
-
-    def __init__(self, stream: IO[bytes], layout: Layout, label: LabelTransform) -> None:
-        self.stream = stream
-        self.layout = layout
-        self.label = label
-        self.classes = _TextTable([csv_cell(str(c)) for c in label.classes])
-
-    def start(self) -> None:
-        names = list(self.layout.keys or (ROW_COLUMN,)) + [LABEL_COLUMN]
-        if self.label.is_classification:
-            names += [PROBABILITY_PREFIX + str(c) for c in self.label.classes]
-        self.stream.write((",".join(csv_cell(name) for name in names) + "\n").encode())
-
-    def write(self, chunk: Chunk, outputs: np.ndarray) -> None:
-        predicted, probabilities = decode_predictions(self.label, outputs)
-        cells: list[tuple[np.ndarray, np.ndarray | None]] = []
-        if self.layout.keys:
-            cells += [
-                _text_cells([csv_cell(str(v)) for v in chunk.keys[k]]) for k in self.layout.keys
-            ]
-        else:
-            cells.append(_integer_cells(chunk.ordinals))
-        if probabilities is None:
-            cells.append(_text_cells([repr(v) for v in predicted.tolist()]))
-        else:
-            cells.append(self.classes.cells(predicted))
-            cells += [
-                _fixed_cells(probabilities[:, k], PROBABILITY_DECIMALS)
-                for k in range(probabilities.shape[1])
-            ]
-        self.stream.write(join_rows(cells))
-
-    def finish(self, summary: BatchSummary, backend: str) -> None:
-        self.stream.flush()
-
-
-class JsonWriter:
-    """One JSON object: ``predictions`` (streamed), then the counts and the bad rows."""
-
-    def __init__(self, stream: IO[bytes], layout: Layout, label: LabelTransform) -> None:
-        self.stream = stream
-        self.layout = layout
-        self.label = label
-        self.first = True
-
-    def start(self) -> None:
-        self.stream.write(b'{"predictions": [')
-
-    def write(self, chunk: Chunk, outputs: np.ndarray) -> None:
-        predicted, probabilities = decode_predictions(self.label, outputs)
-        classes = [str(c) for c in self.label.classes]
-        labels = (
-            [self.label.classes[i] for i in predicted]
-            if probabilities is not None
-            else predicted.tolist()
-        )
-        probs = probabilities.tolist() if probabilities is not None else None
-        rows = []
-        for index in range(len(chunk)):
-            row: dict[str, Any] = {k: chunk.keys[k][index] for k in self.layout.keys}
-            if not self.layout.keys:
-                row[ROW_COLUMN] = int(chunk.ordinals[index])
-            row["label"] = labels[index]
-            if probs is not None:
-                row["probabilities"] = dict(zip(classes, probs[index], strict=True))
-            rows.append(json.dumps(row))
-        if rows:
-            self.stream.write(((",\n" if not self.first else "\n") + ",\n".join(rows)).encode())
-            self.first = False
-
-    def finish(self, summary: BatchSummary, backend: str) -> None:
-        tail = {
-            "rows": summary.rows,
-            "failed_rows": summary.failed_rows,
-            "bad_rows": [{"line": bad.line, "message": bad.message} for bad in summary.bad_rows],
-            "notes": summary.notes,
-            "backend": backend,
-        }
-        self.stream.write(("\n], " + json.dumps(tail)[1:] + "\n").encode())
-        self.stream.flush()
-
-
-# Vectorised CSV: every column of a chunk is a (rows, width) uint8 matrix of characters and a
-# mask of the ones in use; a row is its columns side by side, and the output is the masked
-# characters in order. One NumPy pass per column instead of a Python call per cell.
-
-Cells = tuple[np.ndarray, "np.ndarray | None"]
-
-
-class _TextTable:
-    """A few fixed strings (class names) picked per row by index."""
-
-    def __init__(self, texts: list[str]) -> None:
-        self.matrix, self.mask = _text_cells(texts)
-
-    def cells(self, index: np.ndarray) -> Cells:
-        return self.matrix[index], None if self.mask is None else self.mask[index]
-
-
-def _text_cells(texts: list[str]) -> Cells:
-    encoded = [text.encode() for text in texts]
-    width = max((len(b) for b in encoded), default=1) or 1
-    matrix = np.zeros((len(encoded), width), dtype=np.uint8)
-    if encoded:
-        matrix[:] = np.frombuffer(
-            b"".join(b.ljust(width, b"\0") for b in encoded), dtype=np.uint8
-        ).reshape(-1, width)
-    lengths = np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded))
-    mask = np.arange(width) < lengths[:, None]
-    return matrix, None if mask.all() else mask
-
-
-def _digits(values: np.ndarray, width: int) -> np.ndarray:
-    """Non-negative integers → ``(rows, width)`` ASCII digits, right-aligned, zero-padded."""
-    digits = np.empty((width, len(values)), dtype=np.uint8)  # a digit's row is contiguous
-    small = width <= 9  # fits uint32, whose division is twice as fast as int64's
-    rest = values.astype(np.uint32 if small else np.int64)
-    ten = np.uint32(10) if small else 10
-    for position in range(width - 1, -1, -1):
-        rest, digit = np.divmod(rest, ten)
-        digits[position] = digit
-    digits += ord("0")
-    return digits.T
-
-
-def _integer_cells(values: np.ndarray) -> Cells:
-    """Non-negative integers, right-aligned digits with the leading zeros masked off."""
-    values = np.asarray(values, dtype=np.int64)
-    width = len(str(int(values.max()))) if len(values) else 1
-    if width == 1:
-        return _digits(values, 1), None
-    powers = 10 ** np.arange(width - 1, 0, -1, dtype=np.int64)
-    used = np.ones((len(values), width), dtype=bool)
-    used[:, :-1] = values[:, None] >= powers
-    return _digits(values, width), used
-
-
-def _fixed_cells(values: np.ndarray, decimals: int) -> Cells:
-    """Floats as ``-12.345678``, what ``f"{v:.6f}"`` prints (to the last digit's rounding),
-    without a Python call per value."""
-    values = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(values).all() or (np.abs(values) >= 1e15).any():
-        return _text_cells([f"{v:.{decimals}f}" for v in values.tolist()])
-    scaled = np.rint(np.abs(values) * 10**decimals).astype(np.int64)
-    whole, fraction = np.divmod(scaled, 10**decimals)
-    whole_digits, whole_used = _integer_cells(whole)
-    negative = (values < 0) & (scaled > 0)
-    rows, width = len(values), whole_digits.shape[1]
-    matrix = np.empty((rows, 1 + width + 1 + decimals), dtype=np.uint8)
-    matrix[:, 0] = ord("-")
-    matrix[:, 1 : 1 + width] = whole_digits
-    matrix[:, 1 + width] = ord(".")
-    matrix[:, 2 + width :] = _digits(fraction, decimals)
-    if whole_used is None and not negative.any():  # probabilities: a fixed width, no mask
-        return matrix[:, 1:], None
-    used = np.ones(matrix.shape, dtype=bool)
-    used[:, 0] = negative
-    if whole_used is not None:
-        used[:, 1 : 1 + width] = whole_used
-    return matrix, used
-
-
-def join_rows(columns: list[Cells]) -> bytes:
-    """Columns of cells → CSV bytes, comma-separated, one line per row."""
-    rows = len(columns[0][0])
-    if rows == 0:
-        return b""
-    width = sum(matrix.shape[1] + 1 for matrix, _ in columns)
-    text = np.empty((rows, width), dtype=np.uint8)
-    used = None if all(mask is None for _, mask in columns) else np.ones((rows, width), dtype=bool)
-    start = 0
-    for matrix, mask in columns:
-        end = start + matrix.shape[1]
-        text[:, start:end] = matrix
-        text[:, end] = ord(",")
-        if mask is not None:
-            used[:, start:end] = mask  # type: ignore[index]
-        start = end + 1
-    text[:, -1] = ord("\n")
-    return text.tobytes() if used is None else text[used].tobytes()

@@ -94,7 +94,7 @@ def test_distinct_values_in_chunks(tmp_path, write_config):
 @pytest.mark.slow
 def test_evaluate_reproduces_a_streaming_runs_test_split(tmp_path, write_config):
     from cnncli.runs import open_run
-    from cnncli.serve.predictor import evaluate_run, evaluation_data
+    from cnncli.serve.evaluate import evaluate_run, evaluation_data
     from cnncli.train.run import train_run
 
     path = tmp_path / "seedlike.csv"

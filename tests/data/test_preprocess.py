@@ -1,4 +1,4 @@
-"""NumPy preprocessing: fitted statistics, transforms, label encoding and decoding."""
+"""NumPy preprocessing: fitted statistics, transforms and label encoding."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from cnncli.data.preprocess import (
     Preprocessor,
     RunningMoments,
     UnknownCategoryWarning,
-    decode_outputs,
     encode_labels,
     fit_label,
     fit_preprocessor,
@@ -89,18 +88,11 @@ def test_missing_mean_fills_with_the_training_mean():
     assert x[0, 0] == 0.0
 
 
-def test_labels_encode_and_decode():
+def test_labels_encode():
     onehot = fit_label(np.array(["b", "a", "b"]), "onehot", name="y")
     np.testing.assert_array_equal(encode_labels(onehot, np.array(["a", "b"])), [[1, 0], [0, 1]])
-    labels, probabilities = decode_outputs(onehot, np.array([[0.2, 0.8]]))
-    assert labels == ["b"] and probabilities.shape == (1, 2)
     sparse = fit_label(np.array([3, 1, 2]), "sparse", name="y")
     np.testing.assert_array_equal(encode_labels(sparse, np.array([2, 3])), [1, 2])
-    binary = fit_label(np.array(["no", "yes"]), "binary", name="y")
-    assert decode_outputs(binary, np.array([[0.7], [0.2]]))[0] == ["yes", "no"]
-    standard = fit_label(np.array([10.0, 20.0, 30.0]), "standard", name="y")
-    scaled = encode_labels(standard, np.array([30.0]))
-    assert decode_outputs(standard, scaled)[0] == [pytest.approx(30.0)]
 
 
 def test_json_round_trip_keeps_types():

@@ -16,78 +16,10 @@ from cnncli.cli import cli
 from cnncli.errors import CnnCliError
 from cnncli.runs import open_run
 from cnncli.serve import batch
-from cnncli.serve.batch import csv_cell, join_rows, neutralise, predict_file
-from cnncli.serve.predictor import Predictor, predict_rows
+from cnncli.serve.batch import predict_file
+from cnncli.serve.predictor import Predictor
+from cnncli.serve.rows import predict_rows
 from tests.conftest import seed_like_rows
-
-# ---------------------------------------------------------------------------------------------
-# Formatting: no model needed
-
-
-def test_fixed_cells_print_like_python_format():
-    rng = np.random.default_rng(0)
-    values = np.concatenate(
-        [rng.random(500), -rng.random(50) * 1000, rng.normal(size=50) * 1e6, [0.0, 1.0, -0.0, 0.5]]
-    )
-    text = join_rows([batch._fixed_cells(values, 6)]).decode().splitlines()
-    assert [float(cell) for cell in text] == pytest.approx(values, abs=5e-7)
-    assert text == [f"{v:.6f}".replace("-0.000000", "0.000000") for v in values]
-
-
-def test_probabilities_are_fixed_width_without_a_mask():
-    matrix, mask = batch._fixed_cells(np.array([0.0, 0.25, 1.0], dtype=np.float32), 6)
-    assert mask is None
-    assert join_rows([(matrix, mask)]) == b"0.000000\n0.250000\n1.000000\n"
-
-
-def test_non_finite_values_fall_back_to_python_formatting():
-    text = join_rows([batch._fixed_cells(np.array([np.nan, np.inf, 1.5]), 2)])
-    assert text == b"nan\ninf\n1.50\n"
-
-
-def test_join_rows_matches_the_csv_module():
-    ordinals = np.array([0, 9, 10, 12345, 7])
-    labels = batch._TextTable([csv_cell(c) for c in ["low", "a,b", '"q"']])
-    index = np.array([0, 1, 2, 1, 0])
-    keys = ["=SUM(A1)", "plain", "", "Smith, J", "-3"]
-    text = join_rows(
-        [
-            batch._text_cells([csv_cell(k) for k in keys]),
-            batch._integer_cells(ordinals),
-            labels.cells(index),
-        ]
-    )
-    rows = list(csv.reader(io.StringIO(text.decode())))
-    names = ["low", "a,b", '"q"']
-    assert rows == [
-        [neutralise(k), str(o), names[i]] for k, o, i in zip(keys, ordinals, index, strict=True)
-    ]
-
-
-@pytest.mark.parametrize(
-    ("cell", "safe"),
-    [
-        ("=1+1", "'=1+1"),
-        ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
-        ("-2+3", "'-2+3"),
-        ("@SUM(A1)", "'@SUM(A1)"),
-        ("\tx", "'\tx"),
-        ("\rx", "'\rx"),
-        ("-5", "-5"),
-        ("+7.5", "+7.5"),
-        ("-1e3", "-1e3"),
-        ("plain", "plain"),
-        ("", ""),
-    ],
-)
-def test_formula_cells_are_neutralised(cell, safe):
-    assert neutralise(cell) == safe
-
-
-def test_csv_cell_quotes_after_neutralising():
-    assert csv_cell('=HYPERLINK("x")') == '"\'=HYPERLINK(""x"")"'
-    assert csv_cell("a\nb") == '"a\nb"'
-
 
 # ---------------------------------------------------------------------------------------------
 # predict_file on a trained seed run
@@ -286,3 +218,19 @@ def test_memory_stays_flat_as_the_file_grows(seed_run, tmp_path):
 
     small, large = peak_mb(40_000), peak_mb(400_000)
     assert large - small < 40, (small, large)
+
+
+@pytest.mark.slow
+def test_a_closed_pipe_ends_predict_quietly(seed_run, tmp_path):
+    """`cnncli predict --input-file big.csv | head -1`: no traceback, no bug line, 128 + SIGPIPE."""
+    source = write_rows(tmp_path / "in.csv", 20_000)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnncli", "predict", str(seed_run), "--input-file", str(source)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout.readline() == b"row,predicted,prob_high,prob_low,prob_medium\n"
+    process.stdout.close()  # what head does after its line
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 141, stderr.decode()
+    assert b"Traceback" not in stderr and b"bug" not in stderr and b"Exception" not in stderr

@@ -1,4 +1,5 @@
-"""Prediction: TensorFlow-free start, bit-for-bit features, ONNX = Keras on every example."""
+"""Prediction: one decoder, one surprise count, TensorFlow-free start, bit-for-bit features,
+ONNX = Keras on every example."""
 
 from __future__ import annotations
 
@@ -19,24 +20,18 @@ from cnncli.data.preprocess import (
     Preprocessor,
     transform_features,
 )
-from cnncli.errors import CnnCliError
 from cnncli.runs import open_run
 from cnncli.serve import batch
-from cnncli.serve.predictor import (
-    Predictor,
-    evaluate_run,
-    evaluation_data,
-    parse_input,
-    rows_to_columns,
-)
+from cnncli.serve.evaluate import evaluate_run, evaluation_data
+from cnncli.serve.predictor import Predictions, Predictor, Surprises, decode, labels_of
+from cnncli.serve.rows import parse_input, rows_to_columns
 
 HEAVY = ("tensorflow", "keras", "jax", "pandas", "sklearn")
 
 PRE = Preprocessor(
     features=(
-        FeatureTransform("x1", "numeric", center=1.0, scale=2.0),
-        FeatureTransform("x2", "numeric"),
-        FeatureTransform("x3", "numeric"),
+        FeatureTransform("x1", "numeric", minimum=0.0, maximum=10.0),
+        FeatureTransform("color", "categorical", categories=("blue", "red")),
     ),
     label=LabelTransform("onehot", "label", ("a", "b")),
     input_shape=(3,),
@@ -44,35 +39,51 @@ PRE = Preprocessor(
 
 
 # ---------------------------------------------------------------------------------------------
-# --input parsing: no model needed
+# Decoding and surprises: no model needed
 
 
-def test_input_in_feature_order_or_by_name():
-    assert parse_input(PRE, "3,30,5") == {"x1": 3.0, "x2": 30.0, "x3": 5.0}
-    assert parse_input(PRE, "x3=5, x1=3,x2=30") == {"x1": 3.0, "x2": 30.0, "x3": 5.0}
+def test_decode_gives_indices_and_probabilities_or_values_in_label_units():
+    onehot = LabelTransform("onehot", "y", ("a", "b"))
+    picked, probabilities = decode(onehot, np.array([[0.2, 0.8], [0.9, 0.1]], dtype=np.float32))
+    assert labels_of(onehot, picked) == ["b", "a"]
+    assert probabilities.dtype == np.float64 and probabilities.shape == (2, 2)
+    binary = LabelTransform("binary", "y", ("no", "yes"))
+    picked, probabilities = decode(binary, np.array([[0.7], [0.2]]))
+    assert labels_of(binary, picked) == ["yes", "no"]
+    np.testing.assert_allclose(probabilities, [[0.3, 0.7], [0.8, 0.2]])
+    standard = LabelTransform("standard", "y", center=20.0, scale=10.0)
+    values, probabilities = decode(standard, np.array([[1.0], [-0.5]]))
+    assert labels_of(standard, values) == [30.0, 15.0] and probabilities is None
 
 
-def test_wrong_count_names_the_features():
-    with pytest.raises(CnnCliError) as caught:
-        parse_input(PRE, "3,30")
-    assert caught.value.message == "got 2 value(s), the model expects 3: x1, x2, x3"
+def test_surprises_count_over_chunks_with_the_smallest_examples():
+    surprises = Surprises(PRE)
+    surprises.add({"x1": np.array([-1.0, 5.0, np.nan]), "color": np.array(["red", "zz", "pink"])})
+    surprises.add({"x1": np.array([11.0]), "color": np.array(["aa"], dtype=object)})
+    assert surprises.notes() == [
+        "x1: 2 value(s) outside the training range [0, 10]",
+        "column 'color': 3 value(s) not seen in training (e.g. 'aa', 'pink', 'zz')"
+        " encoded as all zeros",
+    ]
+    assert Surprises(PRE).notes() == []
 
 
-def test_unknown_name_suggests_the_closest_or_lists_the_features():
-    with pytest.raises(CnnCliError, match="unknown feature 'x1x'") as caught:
-        parse_input(PRE, "x1x=1,x2=2,x3=3")
-    assert caught.value.hint == "did you mean 'x1'?"
-    with pytest.raises(CnnCliError, match="unknown feature 'speed'") as caught:
-        parse_input(PRE, "speed=1,x2=2,x3=3")
-    assert caught.value.hint == "features are: x1, x2, x3"
-
-
-@pytest.mark.parametrize(
-    ("text", "message"), [("1,abc,3", "expects a number"), ("1,inf,3", "is inf")]
-)
-def test_values_must_be_finite_numbers(text, message):
-    with pytest.raises(CnnCliError, match=message):
-        parse_input(PRE, text)
+def test_predictions_json_has_one_entry_per_input():
+    result = Predictions(
+        labels=["b"],
+        probabilities=np.array([[0.25, 0.75]]),
+        classes=("a", "b"),
+        backend="onnx",
+        inputs=["x1=3,color=red"],
+    )
+    assert result.to_json() == {
+        "predictions": [
+            {"input": "x1=3,color=red", "label": "b", "probabilities": {"a": 0.25, "b": 0.75}}
+        ],
+        "backend": "onnx",
+    }
+    regression = Predictions(labels=[1.5], probabilities=None, classes=(), inputs=["1"])
+    assert regression.to_json()["predictions"] == [{"input": "1", "label": 1.5}]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,16 +215,3 @@ def test_onnx_and_keras_agree_on_every_example_test_split(example_runs):
             assert by_onnx["accuracy"] == by_keras["accuracy"], name
         for metric, value in by_onnx.items():
             assert value == pytest.approx(by_keras[metric], abs=1e-4), (name, metric)
-
-
-@pytest.mark.slow
-def test_evaluate_gives_the_same_accuracy_through_either_backend(runner, iris_run):
-    scores = {}
-    for backend in ("onnx", "keras"):
-        result = runner.invoke(
-            cli, ["evaluate", str(iris_run), "--backend", backend, "--json"], catch_exceptions=False
-        )
-        data = json.loads(result.stdout)
-        assert data["backend"] == backend
-        scores[backend] = data["metrics"]["accuracy"]
-    assert scores["onnx"] == scores["keras"] >= 0.9

@@ -1,0 +1,157 @@
+"""Write ``predict --input-file`` results: CSV or one JSON object, to a file or a stream.
+
+A file is written through ``open_atomic`` (temporary file, fsync, rename), so a reader never sees
+half of it. The CSV rows come from ``csvformat``'s NumPy formatter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+
+from cnncli.data.preprocess import LabelTransform
+from cnncli.errors import CnnCliError, Location
+from cnncli.runs import open_atomic
+from cnncli.serve.csvformat import (
+    Cells,
+    TextTable,
+    csv_cell,
+    fixed_cells,
+    integer_cells,
+    join_rows,
+    text_cells,
+)
+from cnncli.serve.predictor import decode, labels_of
+
+if TYPE_CHECKING:  # batch imports this module for the writers
+    from cnncli.serve.batch import BatchSummary, Chunk, Layout
+
+PROBABILITY_DECIMALS = 6
+ROW_COLUMN = "row"
+LABEL_COLUMN = "predicted"
+PROBABILITY_PREFIX = "prob_"
+
+
+@contextlib.contextmanager
+def open_output(output: Path | IO[bytes], input_file: Path) -> Iterator[IO[bytes]]:
+    """A stream as is, or a temporary file beside ``output`` renamed over it on success.
+
+    Raises:
+        CnnCliError: ``output`` is the input file, or cannot be created.
+    """
+    if not isinstance(output, Path):
+        yield output
+        output.flush()
+        return
+    if output.resolve() == input_file.resolve():
+        raise CnnCliError(
+            "--output is the input file",
+            where=Location(file=str(output)),
+            hint="write the predictions elsewhere",
+        )
+    atomic = open_atomic(output, buffering=1 << 20)
+    try:
+        stream = atomic.__enter__()
+    except OSError as exc:
+        problem = f"cannot write there: {exc.strerror}"
+        where = Location(file=str(output))
+        raise CnnCliError(problem, where=where, hint="choose another --output") from None
+    with contextlib.ExitStack() as stack:  # entered above, so creation errors get their message
+        stack.push(atomic)
+        yield stream
+
+
+class Writer:
+    """Writes a header, then each chunk's predictions, then what follows the rows."""
+
+    def __init__(self, stream: IO[bytes], layout: Layout, label: LabelTransform) -> None:
+        self.stream = stream
+        self.layout = layout
+        self.label = label
+
+    def start(self) -> None:
+        """Write what comes before the first row."""
+
+    def write(self, chunk: Chunk, outputs: np.ndarray) -> None:
+        """Write the predictions of one chunk's rows."""
+        raise NotImplementedError
+
+    def finish(self, summary: BatchSummary) -> None:
+        """Write what follows the last row (nothing for CSV)."""
+
+
+class CsvWriter(Writer):
+    """Keys (or ``row``), ``predicted`` and one ``prob_<class>`` column per class."""
+
+    def __init__(self, stream: IO[bytes], layout: Layout, label: LabelTransform) -> None:
+        super().__init__(stream, layout, label)
+        self.classes = TextTable([csv_cell(str(c)) for c in label.classes])
+
+    def start(self) -> None:
+        names = list(self.layout.keys or (ROW_COLUMN,)) + [LABEL_COLUMN]
+        if self.label.is_classification:
+            names += [PROBABILITY_PREFIX + str(c) for c in self.label.classes]
+        self.stream.write((",".join(csv_cell(name) for name in names) + "\n").encode())
+
+    def write(self, chunk: Chunk, outputs: np.ndarray) -> None:
+        predicted, probabilities = decode(self.label, outputs)
+        cells: list[Cells] = []
+        if self.layout.keys:
+            cells += [
+                text_cells([csv_cell(str(v)) for v in chunk.keys[k]]) for k in self.layout.keys
+            ]
+        else:
+            cells.append(integer_cells(chunk.ordinals))
+        if probabilities is None:
+            cells.append(text_cells([repr(v) for v in predicted.tolist()]))
+        else:
+            cells.append(self.classes.cells(predicted))
+            cells += [
+                fixed_cells(probabilities[:, k], PROBABILITY_DECIMALS)
+                for k in range(probabilities.shape[1])
+            ]
+        self.stream.write(join_rows(cells))
+
+
+class JsonWriter(Writer):
+    """One JSON object: ``predictions`` (streamed), then the counts and the bad rows."""
+
+    def __init__(self, stream: IO[bytes], layout: Layout, label: LabelTransform) -> None:
+        super().__init__(stream, layout, label)
+        self.first = True
+
+    def start(self) -> None:
+        self.stream.write(b'{"predictions": [')
+
+    def write(self, chunk: Chunk, outputs: np.ndarray) -> None:
+        predicted, probabilities = decode(self.label, outputs)
+        classes = [str(c) for c in self.label.classes]
+        labels = labels_of(self.label, predicted)
+        probs = probabilities.tolist() if probabilities is not None else None
+        rows = []
+        for index in range(len(chunk)):
+            row: dict[str, Any] = {k: chunk.keys[k][index] for k in self.layout.keys}
+            if not self.layout.keys:
+                row[ROW_COLUMN] = int(chunk.ordinals[index])
+            row["label"] = labels[index]
+            if probs is not None:
+                row["probabilities"] = dict(zip(classes, probs[index], strict=True))
+            rows.append(json.dumps(row))
+        if rows:
+            self.stream.write(((",\n" if not self.first else "\n") + ",\n".join(rows)).encode())
+            self.first = False
+
+    def finish(self, summary: BatchSummary) -> None:
+        tail = {
+            "rows": summary.rows,
+            "failed_rows": summary.failed_rows,
+            "bad_rows": [{"line": bad.line, "message": bad.message} for bad in summary.bad_rows],
+            "notes": summary.notes,
+            "backend": summary.backend,
+        }
+        self.stream.write(("\n], " + json.dumps(tail)[1:] + "\n").encode())

@@ -1,0 +1,238 @@
+"""``evaluate``: the configured loss, accuracy or errors, per-class scores and confusion matrix.
+
+The loss is the one the run was compiled with (``compile.loss``, or the default for its label
+encoding), computed by Keras on the Keras path and by ``losses``' NumPy twins on the ONNX path.
+scikit-learn computes the per-class scores; it is imported here only, never by ``predict``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnncli.data.preprocess import Preprocessor, class_indices, encode_labels, transform_features
+from cnncli.errors import CnnCliError, Location
+from cnncli.model.targets import default_loss, loss_type
+from cnncli.runs import RunFolder
+from cnncli.serve.losses import LossUnavailable, configured_loss
+from cnncli.serve.predictor import Predictor, decode
+
+
+@dataclass
+class Evaluation:
+    """Scores of a run on some labelled rows.
+
+    Attributes:
+        metrics: ``loss`` (unless unavailable, see ``notes``) and ``accuracy`` for a classifier,
+            ``mae`` and ``rmse`` in the label's units for a regressor.
+        rows: how many rows were scored.
+        backend: ``onnx`` or ``keras``.
+        source: where the rows came from, in words.
+        classes: the label's classes (empty for a regressor).
+        per_class: precision, recall, F1 and support of each class.
+        confusion: counts, rows the true class and columns the predicted one.
+        notes: why something is missing, one line each.
+    """
+
+    metrics: dict[str, float]
+    rows: int
+    backend: str
+    source: str
+    classes: tuple[Any, ...] = ()
+    per_class: list[dict[str, Any]] = field(default_factory=list)
+    confusion: list[list[int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``evaluate --json`` prints."""
+        return {
+            "metrics": self.metrics,
+            "rows": self.rows,
+            "backend": self.backend,
+            "per_class": self.per_class,
+            "confusion_matrix": self.confusion,
+            "classes": list(self.classes),
+        }
+
+
+def evaluation_data(
+    run: RunFolder, data: Path | None
+) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
+    """Raw feature columns and labels of the run's stored test split, or of another CSV.
+
+    Returns:
+        The feature columns, the raw labels, and where they came from in words.
+
+    Raises:
+        CnnCliError: the file cannot be read, or no longer has the rows the run was trained on.
+    """
+    import json
+
+    from cnncli.config.models import config_from_dict
+    from cnncli.data.columns import Columns, label_values
+    from cnncli.data.table import load_dataset
+
+    config = config_from_dict(run.config, run.path, file=str(run.path / "config.yaml"))
+    pre = run.preprocessor
+    columns = Columns(
+        features=tuple(pre.feature_names),
+        categorical=tuple(f.name for f in pre.features if f.kind == "categorical"),
+        label=pre.label.name,
+    )
+    split = json.loads(run.file("split.json").read_text())
+    if data is not None:
+        dataset = load_dataset(config, str(data), columns)
+        rows = np.arange(dataset.rows)
+        source = str(data)
+    elif split["method"] == "test_file":
+        dataset = load_dataset(config, config.data.test_path, columns)
+        rows = np.arange(dataset.rows)
+        source = str(config.data.test_path)
+    elif split["method"] == "hash":  # a streaming run: keep only the test rows of each chunk
+        features, labels, rows = _hashed_test_rows(config, columns, split, pre)
+        return features, labels, f"{config.data.path} (test split, {rows} rows)"
+    else:
+        dataset = load_dataset(config, config.data.path, columns)
+        if dataset.rows != split["rows"]:
+            raise CnnCliError(
+                f"the data file now has {dataset.rows} rows, the run was trained on"
+                f" {split['rows']}",
+                where=Location(file=config.data.path),
+                hint="the stored split no longer applies; pass the test data with --data",
+            )
+        from cnncli.data.split import stored_test_rows
+
+        rows = stored_test_rows(split, dataset.rows)
+        source = f"{config.data.path} (test split, {len(rows)} rows)"
+    features = {name: values[rows] for name, values in dataset.features.items()}
+    return features, label_values(dataset.labels)[rows], source
+
+
+def _hashed_test_rows(
+    config: Any, columns: Any, split: dict[str, Any], pre: Preprocessor
+) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+    """The test rows of a hash-split run, read chunk by chunk: memory holds the test rows only."""
+    from cnncli.data.chunks import read_chunks
+    from cnncli.data.columns import label_values
+    from cnncli.data.split import TEST, HashSplit
+
+    rule = HashSplit.from_json(split)
+    text = any(isinstance(value, str) for value in pre.label.classes)
+    parts: list[Any] = []
+    total = 0
+    for chunk in read_chunks(config, config.data.path, columns, label_text=text):
+        numbers = np.arange(chunk.first_row, chunk.first_row + chunk.rows)
+        parts.append(chunk.take(rule.parts(numbers) == TEST))
+        total += chunk.rows
+    if total != split["rows"]:
+        raise CnnCliError(
+            f"the data file now has {total} rows, the run was trained on {split['rows']}",
+            where=Location(file=config.data.path),
+            hint="the stored split no longer applies; pass the test data with --data",
+        )
+    features = {
+        name: np.concatenate([p.features[name] for p in parts]) for name in columns.features
+    }
+    labels = np.concatenate([p.labels for p in parts])
+    labels = labels.astype(str) if text else label_values(labels)
+    return features, labels, len(labels)
+
+
+def evaluate_run(run: RunFolder, data: Path | None = None, backend: str = "auto") -> Evaluation:
+    """Loss and metrics of a run on its test split (or ``data``), plus a class report.
+
+    Args:
+        run: an opened run folder.
+        data: a labelled CSV to score instead of the run's own test split.
+        backend: ``onnx``, ``keras`` or ``auto`` (see ``Predictor``).
+
+    Raises:
+        CnnCliError: the data cannot be read, or holds a label that was not a class in training.
+    """
+    features, labels, source = evaluation_data(run, data)
+    predictor = Predictor(run, backend)
+    pre = run.preprocessor
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        outputs = predictor.outputs(transform_features(pre, features))
+    if pre.label.is_classification:
+        try:
+            truth = class_indices(pre.label, labels)
+        except KeyError as exc:
+            raise CnnCliError(
+                f"label {exc.args[0]!r} was not a class in training",
+                where=Location(file=source),
+                hint=f"classes are: {', '.join(map(str, pre.label.classes))}",
+            ) from None
+        metrics, per_class, confusion = classification_scores(pre, outputs, truth)
+        result = Evaluation(
+            metrics, len(truth), predictor.backend, source, pre.label.classes, per_class, confusion
+        )
+    else:
+        metrics = regression_scores(pre, outputs, labels)
+        result = Evaluation(metrics, len(labels), predictor.backend, source)
+    try:
+        loss = run_loss(run, encode_labels(pre.label, labels), outputs, predictor.backend)
+        result.metrics = {"loss": loss, **result.metrics}
+    except LossUnavailable as exc:
+        result.notes.append(str(exc))
+    return result
+
+
+def run_loss(run: RunFolder, targets: np.ndarray, outputs: np.ndarray, backend: str) -> float:
+    """The run's configured loss of ``outputs`` against the encoded ``targets``.
+
+    Raises:
+        LossUnavailable: see ``losses.configured_loss``.
+    """
+    spec = (run.config.get("compile") or {}).get("loss")
+    name = loss_type(spec) or default_loss(run.preprocessor.label.kind)
+    args = {k: v for k, v in spec.items() if k != "type"} if isinstance(spec, dict) else {}
+    return configured_loss(name, args, targets, outputs, use_keras=backend == "keras")
+
+
+def classification_scores(
+    pre: Preprocessor, outputs: np.ndarray, truth: np.ndarray
+) -> tuple[dict[str, float], list[dict[str, Any]], list[list[int]]]:
+    """Accuracy, per-class precision/recall/F1/support and the confusion matrix.
+
+    Args:
+        pre: the run's preprocessing (its label's classes).
+        outputs: the model's outputs.
+        truth: each row's true class index.
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    classes = np.arange(len(pre.label.classes))
+    predicted, _ = decode(pre.label, outputs)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=classes, zero_division=0
+    )
+    per_class = [
+        {
+            "class": name,
+            "precision": float(precision[index]),
+            "recall": float(recall[index]),
+            "f1": float(f1[index]),
+            "support": int(support[index]),
+        }
+        for index, name in enumerate(pre.label.classes)
+    ]
+    confusion = confusion_matrix(truth, predicted, labels=classes)
+    return {"accuracy": float(np.mean(predicted == truth))}, per_class, confusion.tolist()
+
+
+def regression_scores(
+    pre: Preprocessor, outputs: np.ndarray, labels: np.ndarray
+) -> dict[str, float]:
+    """MAE and RMSE in the label's units (the model may predict a standardised label)."""
+    values, _ = decode(pre.label, outputs)
+    error = values - labels.astype(np.float64)
+    return {
+        "mae": float(np.mean(np.abs(error))),
+        "rmse": float(np.sqrt(np.mean(error**2))),
+    }

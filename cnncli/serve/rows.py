@@ -1,0 +1,102 @@
+"""``predict --input`` rows: ``3,30,5`` or ``x1=3,x2=30,x3=5`` → raw columns → predictions.
+
+Cheap to import: no pandas, no scikit-learn, no pydantic, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from cnncli.data.preprocess import Preprocessor
+from cnncli.errors import CnnCliError, Location
+from cnncli.serve.predictor import Predictions, Predictor, predict_columns
+
+
+def parse_input(pre: Preprocessor, text: str) -> dict[str, Any]:
+    """``3,30,5`` (feature order) or ``x1=3,x2=30,x3=5`` (by name) → one raw row.
+
+    Raises:
+        CnnCliError: wrong count, unknown name, or a value that is not a number.
+    """
+    names = pre.feature_names
+    where = Location(file=f"--input {text}")
+    cells = [cell.strip() for cell in text.split(",")]
+    if all("=" in cell for cell in cells):
+        row: dict[str, Any] = {}
+        for cell in cells:
+            name, _, value = cell.partition("=")
+            name = name.strip()
+            if name not in names:
+                import difflib
+
+                match = difflib.get_close_matches(name, names, n=1)
+                hint = (
+                    f"did you mean '{match[0]}'?" if match else f"features are: {', '.join(names)}"
+                )
+                raise CnnCliError(f"unknown feature '{name}'", where=where, hint=hint)
+            row[name] = value.strip()
+        absent = [name for name in names if name not in row]
+        if absent:
+            raise CnnCliError(
+                f"missing feature(s) {', '.join(absent)}",
+                where=where,
+                hint=f"give all of: {', '.join(names)}",
+            )
+    else:
+        if len(cells) != len(names):
+            raise CnnCliError(
+                f"got {len(cells)} value(s), the model expects {len(names)}: {', '.join(names)}",
+                where=where,
+                hint=f"for example --input {','.join(names)} values in that order,"
+                " or name=value pairs",
+            )
+        row = dict(zip(names, cells, strict=True))
+    return {
+        feature.name: parse_cell(feature.name, feature.kind, row[feature.name], where)
+        for feature in pre.features
+    }
+
+
+def parse_cell(name: str, kind: str, value: str, where: Location) -> Any:
+    """One ``--input`` cell: text for a categorical feature, a finite float otherwise.
+
+    Raises:
+        CnnCliError: not a number, or NaN or infinite.
+    """
+    if kind == "categorical":
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        raise CnnCliError(
+            f"feature '{name}' expects a number, got {value!r}", where=where
+        ) from None
+    if math.isnan(number) or math.isinf(number):
+        raise CnnCliError(f"feature '{name}' is {value}", where=where, hint="give a finite number")
+    return number
+
+
+def rows_to_columns(pre: Preprocessor, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Parsed rows → one array per feature, float64 for numbers, as the training reader gives."""
+    columns: dict[str, np.ndarray] = {}
+    for feature in pre.features:
+        values = [row[feature.name] for row in rows]
+        columns[feature.name] = np.asarray(
+            values, dtype=np.float64 if feature.kind == "numeric" else object
+        )
+    return columns
+
+
+def predict_rows(predictor: Predictor, texts: list[str]) -> Predictions:
+    """Predict ``--input`` rows.
+
+    Raises:
+        CnnCliError: a row that does not parse (see ``parse_input``).
+    """
+    rows = [parse_input(predictor.preprocessor, text) for text in texts]
+    result = predict_columns(predictor, rows_to_columns(predictor.preprocessor, rows))
+    result.inputs = list(texts)
+    return result

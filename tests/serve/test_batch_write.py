@@ -1,0 +1,73 @@
+"""The --input-file writers: CSV columns and one JSON object, files written whole or not at all."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnncli.data.preprocess import LabelTransform
+from cnncli.errors import CnnCliError
+from cnncli.serve.batch import BadRow, BatchSummary, Chunk, Layout
+from cnncli.serve.batch_write import CsvWriter, JsonWriter, open_output
+
+LABEL = LabelTransform("binary", "y", ("no", "yes"))
+
+
+def layout(keys: tuple[str, ...] = ()) -> Layout:
+    return Layout(("x",) + keys, ("x",), (), keys, ",", frozenset(), True)
+
+
+def chunk(keys: dict[str, list[str]] | None = None) -> Chunk:
+    return Chunk(np.array([0, 1]), {"x": np.array([1.0, 2.0])}, keys or {}, [])
+
+
+def test_csv_writer_writes_keys_label_and_probabilities():
+    stream = io.BytesIO()
+    writer = CsvWriter(stream, layout(("id",)), LABEL)
+    writer.start()
+    writer.write(chunk({"id": ["=a", "b,c"]}), np.array([[0.75], [0.25]], dtype=np.float32))
+    writer.finish(BatchSummary("in.csv", "stdout"))
+    assert stream.getvalue().decode().splitlines() == [
+        "id,predicted,prob_no,prob_yes",
+        "'=a,yes,0.250000,0.750000",
+        '"b,c",no,0.750000,0.250000',
+    ]
+
+
+def test_json_writer_streams_rows_then_the_summary():
+    stream = io.BytesIO()
+    writer = JsonWriter(stream, layout(), LABEL)
+    writer.start()
+    writer.write(chunk(), np.array([[0.75], [0.25]]))
+    summary = BatchSummary("in.csv", "stdout", backend="onnx", rows=2, failed_rows=1)
+    summary.bad_rows.append(BadRow(4, "expected 1 cells, got 2"))
+    writer.finish(summary)
+    data = json.loads(stream.getvalue())
+    assert data["predictions"] == [
+        {"row": 0, "label": "yes", "probabilities": {"no": 0.25, "yes": 0.75}},
+        {"row": 1, "label": "no", "probabilities": {"no": 0.75, "yes": 0.25}},
+    ]
+    assert data["bad_rows"] == [{"line": 4, "message": "expected 1 cells, got 2"}]
+    assert (data["rows"], data["failed_rows"], data["backend"]) == (2, 1, "onnx")
+
+
+def test_open_output_refuses_the_input_file(tmp_path: Path):
+    source = tmp_path / "in.csv"
+    source.write_text("x\n1\n")
+    with pytest.raises(CnnCliError, match="--output is the input file"):
+        with open_output(source, source):
+            pass
+    assert source.read_text() == "x\n1\n"
+
+
+def test_open_output_leaves_no_file_when_writing_fails(tmp_path: Path):
+    target = tmp_path / "out.csv"
+    with pytest.raises(RuntimeError):
+        with open_output(target, tmp_path / "in.csv") as stream:
+            stream.write(b"half")
+            raise RuntimeError("stopped")
+    assert list(tmp_path.iterdir()) == []

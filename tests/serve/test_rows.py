@@ -1,0 +1,80 @@
+"""``--input`` rows: feature order or name=value, finite numbers, helpful messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnncli.cli import cli
+from cnncli.data.preprocess import FeatureTransform, LabelTransform, Preprocessor
+from cnncli.errors import CnnCliError
+from cnncli.serve.rows import parse_input
+
+PRE = Preprocessor(
+    features=(
+        FeatureTransform("x1", "numeric", center=1.0, scale=2.0),
+        FeatureTransform("x2", "numeric"),
+        FeatureTransform("x3", "numeric"),
+    ),
+    label=LabelTransform("onehot", "label", ("a", "b")),
+    input_shape=(3,),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# --input parsing: no model needed
+
+
+def test_input_in_feature_order_or_by_name():
+    assert parse_input(PRE, "3,30,5") == {"x1": 3.0, "x2": 30.0, "x3": 5.0}
+    assert parse_input(PRE, "x3=5, x1=3,x2=30") == {"x1": 3.0, "x2": 30.0, "x3": 5.0}
+
+
+def test_wrong_count_names_the_features():
+    with pytest.raises(CnnCliError) as caught:
+        parse_input(PRE, "3,30")
+    assert caught.value.message == "got 2 value(s), the model expects 3: x1, x2, x3"
+
+
+def test_unknown_name_suggests_the_closest_or_lists_the_features():
+    with pytest.raises(CnnCliError, match="unknown feature 'x1x'") as caught:
+        parse_input(PRE, "x1x=1,x2=2,x3=3")
+    assert caught.value.hint == "did you mean 'x1'?"
+    with pytest.raises(CnnCliError, match="unknown feature 'speed'") as caught:
+        parse_input(PRE, "speed=1,x2=2,x3=3")
+    assert caught.value.hint == "features are: x1, x2, x3"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [("1,abc,3", "expects a number"), ("1,inf,3", "is inf")]
+)
+def test_values_must_be_finite_numbers(text, message):
+    with pytest.raises(CnnCliError, match=message):
+        parse_input(PRE, text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Through `cnncli predict --input`: one error line and exit 2, or a warning and a prediction
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("3,nan,5", "error: --input 3,nan,5: feature 'x2' is nan; give a finite number"),
+        ("3,30", "error: --input 3,30: got 2 value(s), the model expects 3: x1, x2, x3"),
+        ("3,30,5,7", "error: --input 3,30,5,7: got 4 value(s), the model expects 3: x1, x2, x3"),
+    ],
+)
+def test_predict_input_faults(runner, seed_run, value, message):
+    result = runner.invoke(cli, ["predict", str(seed_run), "--input", value])
+    assert result.exit_code == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors[0].startswith(message)
+
+
+@pytest.mark.slow
+def test_predict_out_of_range_warns_and_keeps_going(runner, seed_run):
+    result = runner.invoke(cli, ["predict", str(seed_run), "--input", "300,30,5"])
+    assert result.exit_code == 0
+    assert "x1: 1 value(s) outside the training range" in result.stderr
+    assert "→" in result.stdout
