@@ -13,7 +13,6 @@ Messages name the file, the column and the line, the same on every path.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,18 +27,27 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from cnncli.data.columns import Columns
+    from cnncli.data.preprocess import Preprocessor
 
 
-@functools.cache
-def na_strings() -> frozenset[str]:
-    """The strings pandas reads as an empty cell, for readers that check cells one by one."""
-    try:  # imported here: pandas costs a fraction of a second that `validate` need not pay
-        from pandas._libs.parsers import STR_NA_VALUES
-    except ImportError:  # pragma: no cover - a pandas that moved them
-        STR_NA_VALUES = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan"}
-        STR_NA_VALUES |= {"1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None"}
-        STR_NA_VALUES |= {"n/a", "nan", "null"}
-    return frozenset(STR_NA_VALUES)
+#: The strings pandas' CSV reader takes for an empty cell (its ``STR_NA_VALUES``), written out so
+#: readers that check cells one by one (``predict --input``) need not import pandas; a test keeps
+#: the two equal.
+NA_STRINGS = frozenset(
+    {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN"}
+    | {"<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
+)
+
+
+def empty_allowed(pre: Preprocessor, missing: str) -> frozenset[str]:
+    """Features whose empty cells a trained run can take: numeric ones it fills with the training
+    mean, and categorical ones under ``missing: mean`` (an empty category, encoded as all zeros).
+    """
+    return frozenset(
+        feature.name
+        for feature in pre.features
+        if feature.fill is not None or (feature.kind == "categorical" and missing == "mean")
+    )
 
 
 #: What pandas' C parser reads as a float (``inf`` and ``nan`` included; the rules refuse them).
@@ -122,7 +130,7 @@ def cell_problem(name: str, text: str, *, numeric: bool, may_be_empty: bool) -> 
     """
     value = text.strip()
     number = numeric and NUMBER.fullmatch(value) is not None
-    if value in na_strings() or (number and np.isnan(float(value))):
+    if value in NA_STRINGS or (number and np.isnan(float(value))):
         if may_be_empty:
             return None
         shown = f" ({value!r})" if numeric and value else ""  # the text that read as empty

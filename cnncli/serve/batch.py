@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from cnncli.data.cells import cell_problem, na_strings, usable_numbers
+from cnncli.data.cells import NA_STRINGS, cell_problem, empty_allowed, usable_numbers
 from cnncli.data.prefetch import Prefetch
 from cnncli.data.preprocess import (
     Preprocessor,
@@ -98,8 +98,7 @@ class Layout:
     categorical: tuple[str, ...]
     keys: tuple[str, ...]
     delimiter: str
-    fills: frozenset[str]  # numeric features whose empty cells are filled (missing: mean)
-    strict_categories: bool  # an empty categorical cell is a bad row (missing: error/drop)
+    may_be_empty: frozenset[str]  # features whose empty cells the run takes (missing: mean)
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -273,8 +272,7 @@ def read_layout(handle: IO[bytes], path: Path, pre: Preprocessor, config: dict[s
         categorical=tuple(f.name for f in pre.features if f.kind == "categorical"),
         keys=keys,
         delimiter=delimiter,
-        fills=frozenset(f.name for f in pre.features if f.fill is not None),
-        strict_categories=data.get("missing", "error") != "mean",
+        may_be_empty=empty_allowed(pre, data.get("missing", "error")),
     )
 
 
@@ -320,7 +318,7 @@ def _read_frame(block: bytes, layout: Layout) -> Any:
 
     dtypes: dict[str, Any] = {name: np.float64 for name in layout.numeric}
     dtypes.update({name: str for name in layout.categorical + layout.keys})
-    na_values = {name: sorted(na_strings()) for name in layout.features}
+    na_values = {name: sorted(NA_STRINGS) for name in layout.features}
     return pd.read_csv(
         io.BytesIO(block),
         header=None,
@@ -382,11 +380,11 @@ def _columns(
     columns: dict[str, np.ndarray] = {}
     for name in layout.numeric:
         values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
-        ok = ok and bool(usable_numbers(values, name in layout.fills).all())
+        ok = ok and bool(usable_numbers(values, name in layout.may_be_empty).all())
         columns[name] = values
     for name in layout.categorical:
         series = frame[name]
-        ok = ok and not (layout.strict_categories and bool(series.isna().any()))
+        ok = ok and (name in layout.may_be_empty or not bool(series.isna().any()))
         columns[name] = series.astype(str).to_numpy()
     keys = {}
     for name in layout.keys:
@@ -441,8 +439,7 @@ def _row_problem(cells: list[str], layout: Layout, index: dict[str, int]) -> str
             name,
             cells[index[name]],
             numeric=name in layout.numeric,
-            may_be_empty=name in layout.fills
-            or (name in layout.categorical and not layout.strict_categories),
+            may_be_empty=name in layout.may_be_empty,
         )
         if problem:
             return problem

@@ -10,13 +10,17 @@ from typing import Any
 
 import numpy as np
 
+from cnncli.data.cells import NA_STRINGS, cell_problem, empty_allowed
 from cnncli.data.preprocess import Preprocessor
 from cnncli.errors import CnnCliError, Location
 from cnncli.serve.predictor import Predictions, Predictor, predict_columns
 
 
-def parse_input(pre: Preprocessor, text: str) -> dict[str, Any]:
+def parse_input(pre: Preprocessor, text: str, missing: str = "error") -> dict[str, Any]:
     """``3,30,5`` (feature order) or ``x1=3,x2=30,x3=5`` (by name) → one raw row.
+
+    Cells follow the training reader's rules (``cnncli.data.cells``); an empty cell is taken
+    where the run's ``data.missing`` fills it.
 
     Raises:
         CnnCliError: wrong count, unknown name, or a value that is not a number.
@@ -54,29 +58,30 @@ def parse_input(pre: Preprocessor, text: str) -> dict[str, Any]:
                 " or name=value pairs",
             )
         row = dict(zip(names, cells, strict=True))
+    fillable = empty_allowed(pre, missing)
     return {
-        feature.name: parse_cell(feature.name, feature.kind, row[feature.name], where)
+        feature.name: parse_cell(
+            feature.name, feature.kind, row[feature.name], where, feature.name in fillable
+        )
         for feature in pre.features
     }
 
 
-def parse_cell(name: str, kind: str, value: str, where: Location) -> Any:
-    """One ``--input`` cell: text for a categorical feature, a finite float otherwise.
+def parse_cell(name: str, kind: str, value: str, where: Location, may_be_empty: bool) -> Any:
+    """One ``--input`` cell: text for a categorical feature, a float (NaN if empty) otherwise.
 
     Raises:
-        CnnCliError: not a number, or NaN or infinite.
+        CnnCliError: text or an infinite value where a number belongs, or an empty cell the run
+            cannot fill.
     """
-    if kind == "categorical":
+    numeric = kind == "numeric"
+    problem = cell_problem(name, value, numeric=numeric, may_be_empty=may_be_empty)
+    if problem is not None:
+        hint = "give a finite number" if numeric else "give a value"
+        raise CnnCliError(problem, where=where, hint=hint)
+    if not numeric:
         return value
-    try:
-        number = float(value)
-    except ValueError:
-        raise CnnCliError(
-            f"feature '{name}' expects a number, got {value!r}", where=where
-        ) from None
-    if math.isnan(number) or math.isinf(number):
-        raise CnnCliError(f"feature '{name}' is {value}", where=where, hint="give a finite number")
-    return number
+    return math.nan if value.strip() in NA_STRINGS else float(value)
 
 
 def rows_to_columns(pre: Preprocessor, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -96,7 +101,8 @@ def predict_rows(predictor: Predictor, texts: list[str]) -> Predictions:
     Raises:
         CnnCliError: a row that does not parse (see ``parse_input``).
     """
-    rows = [parse_input(predictor.preprocessor, text) for text in texts]
+    missing = predictor.run.config.get("data", {}).get("missing", "error")
+    rows = [parse_input(predictor.preprocessor, text, missing) for text in texts]
     result = predict_columns(predictor, rows_to_columns(predictor.preprocessor, rows))
     result.inputs = list(texts)
     return result

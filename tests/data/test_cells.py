@@ -89,6 +89,7 @@ def test_an_infinite_cell_is_the_same_error_in_memory_streamed_and_predicted(
     from cnncli.data.preprocess import fit_preprocessor
     from cnncli.data.table import load_dataset
     from cnncli.serve.batch import predict_file
+    from cnncli.serve.rows import parse_input
 
     text = "x1,x2,label\n1,2,a\n3,-inf,b\n5,6,a\n7,8,b\n"
     config, csv = dataset_of(tmp_path, write_config, text)
@@ -109,10 +110,26 @@ def test_an_infinite_cell_is_the_same_error_in_memory_streamed_and_predicted(
     with pytest.raises(CnnCliError) as predicted:
         predict_file(_StubPredictor(pre), Path(csv), tmp_path / "out.csv")
 
+    with pytest.raises(CnnCliError) as one_row:
+        parse_input(pre, "3,-inf")
+
     expected = f"{csv}:3: column 'x2': numeric column holds an infinite value"
     assert in_memory.value.one_line().split("; ")[0] == expected
     assert streamed.value.one_line().split("; ")[0] == expected
     assert predicted.value.one_line().split("; ")[0] == expected
+    # predict --input: the same words, placed at the row given on the command line
+    assert one_row.value.one_line().split("; ")[0] == (
+        "--input 3,-inf: column 'x2': numeric column holds an infinite value"
+    )
+
+
+def test_the_empty_cell_strings_are_pandas_own():
+    """``--input`` checks cells without pandas, so cnncli keeps its own copy of pandas' list."""
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    from cnncli.data.cells import NA_STRINGS
+
+    assert NA_STRINGS == frozenset(STR_NA_VALUES)
 
 
 def test_inf_text_in_a_text_column_is_refused_too(tmp_path, write_config):

@@ -18,7 +18,7 @@ LABEL = LabelTransform("binary", "y", ("no", "yes"))
 
 
 def layout(keys: tuple[str, ...] = ()) -> Layout:
-    return Layout(("x",) + keys, ("x",), (), keys, ",", frozenset(), True)
+    return Layout(("x",) + keys, ("x",), (), keys, ",", frozenset())
 
 
 def chunk(keys: dict[str, list[str]] | None = None) -> Chunk:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cnncli.cli import cli
@@ -22,6 +23,18 @@ PRE = Preprocessor(
 
 # ---------------------------------------------------------------------------------------------
 # --input parsing: no model needed
+
+
+def test_an_empty_cell_is_taken_where_the_run_fills_it():
+    filled = Preprocessor(
+        features=(FeatureTransform("x1", "numeric", fill=2.0), FeatureTransform("x2", "numeric")),
+        label=PRE.label,
+        input_shape=(2,),
+    )
+    row = parse_input(filled, "x1=,x2=4", missing="mean")
+    assert np.isnan(row["x1"]) and row["x2"] == 4.0
+    with pytest.raises(CnnCliError, match="column 'x2' is empty"):
+        parse_input(filled, "1,", missing="mean")  # x2 has no fill: trained without empty cells
 
 
 def test_input_in_feature_order_or_by_name():
@@ -45,7 +58,7 @@ def test_unknown_name_suggests_the_closest_or_lists_the_features():
 
 
 @pytest.mark.parametrize(
-    ("text", "message"), [("1,abc,3", "expects a number"), ("1,inf,3", "is inf")]
+    ("text", "message"), [("1,abc,3", "holds text 'abc'"), ("1,inf,3", "infinite value")]
 )
 def test_values_must_be_finite_numbers(text, message):
     with pytest.raises(CnnCliError, match=message):
@@ -60,7 +73,9 @@ def test_values_must_be_finite_numbers(text, message):
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("3,nan,5", "error: --input 3,nan,5: feature 'x2' is nan; give a finite number"),
+        ("3,nan,5", "error: --input 3,nan,5: column 'x2' is empty ('nan'); give a finite number"),
+        ("3,,5", "error: --input 3,,5: column 'x2' is empty; give a finite number"),
+        ("3,abc,5", "error: --input 3,abc,5: column 'x2': numeric column holds text 'abc'"),
         ("3,30", "error: --input 3,30: got 2 value(s), the model expects 3: x1, x2, x3"),
         ("3,30,5,7", "error: --input 3,30,5,7: got 4 value(s), the model expects 3: x1, x2, x3"),
     ],
