@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 
@@ -83,3 +83,22 @@ class ConfigErrors(CnnCliError):
 
     def one_line(self) -> str:
         return "\n".join(problem.one_line() for problem in self.problems)
+
+
+def did_you_mean(name: str, options: Iterable[str], fallback: str = "") -> str:
+    """A hint naming the closest of ``options`` to ``name``, or ``fallback`` when none is close.
+
+    Compared without case (a case slip says that names are case-sensitive); the same-case
+    spelling wins a tie. Every did-you-mean cnncli prints comes from here.
+    """
+    import difflib
+
+    lowered: dict[str, str] = {}
+    for option in sorted(
+        options, key=lambda o: o != o.lower() if name == name.lower() else o == o.lower()
+    ):
+        lowered.setdefault(option.lower(), option)
+    if name.lower() in lowered and lowered[name.lower()] != name:
+        return f"did you mean '{lowered[name.lower()]}'? names are case-sensitive"
+    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.5)
+    return f"did you mean '{lowered[match[0]]}'?" if match else fallback

@@ -6,13 +6,12 @@ came from (or the ``--set`` that gave it), and hints what to write instead.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from cnncli.config.source import SourceMap, path_to_key
-from cnncli.errors import CnnCliError
+from cnncli.errors import CnnCliError, did_you_mean
 
 _EXAMPLES = {
     "data.path": "path: data/train.csv",
@@ -73,8 +72,7 @@ def _explain(error: dict[str, Any], source: SourceMap, root: type[BaseModel]) ->
         name = str(path[-1])
         model = _section_model(root, path[:-1])
         allowed = sorted(model.model_fields) if model else []
-        match = difflib.get_close_matches(name, allowed, n=1)
-        hint = f"did you mean '{match[0]}'?" if match else f"allowed keys: {', '.join(allowed)}"
+        hint = did_you_mean(name, allowed, f"allowed keys: {', '.join(allowed)}")
         return CnnCliError(
             f"unknown key '{name}'", where=source.locate(path, on_key=True), hint=hint
         )
@@ -88,8 +86,7 @@ def _explain(error: dict[str, Any], source: SourceMap, root: type[BaseModel]) ->
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         options = [option.strip(" '") for option in expected.replace(" or ", ",").split(",")]
-        match = difflib.get_close_matches(str(received), options, n=1)
-        hint = f"did you mean '{match[0]}'?" if match else f"use one of: {', '.join(options)}"
+        hint = did_you_mean(str(received), options, f"use one of: {', '.join(options)}")
         return CnnCliError(
             f"got {received!r}, expected one of {', '.join(options)}",
             where=source.locate(path),

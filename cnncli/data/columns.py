@@ -4,7 +4,6 @@ what kind of label it is.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,7 +13,7 @@ import numpy as np
 from cnncli.config.models import Config
 from cnncli.data.cells import is_numeric
 from cnncli.data.preprocess import MAX_INTEGER_CLASSES
-from cnncli.errors import CnnCliError
+from cnncli.errors import CnnCliError, did_you_mean
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,11 +62,8 @@ def choose_columns(
 def _require_column(config: Config, header: list[str], name: str, key: str) -> None:
     if name in header:
         return
-    match = difflib.get_close_matches(name, header, n=1, cutoff=0.5)
     listed = ", ".join(header[:12]) + (", ..." if len(header) > 12 else "")
-    hint = (
-        f"did you mean '{match[0]}'? columns are: {listed}" if match else f"columns are: {listed}"
-    )
+    hint = " ".join(filter(None, [did_you_mean(name, header), f"columns are: {listed}"]))
     raise CnnCliError(
         f"column '{name}' is not in {Path(config.data.path).name}",
         where=config.locate(key),

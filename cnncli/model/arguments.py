@@ -10,8 +10,7 @@ import inspect
 import re
 from typing import Any
 
-from cnncli.errors import CnnCliError, Location
-from cnncli.model.registry import did_you_mean
+from cnncli.errors import CnnCliError, Location, did_you_mean
 
 #: Keras 2 argument names that Keras 3 renamed or dropped, with what to write instead.
 KERAS2_ARGUMENTS = {

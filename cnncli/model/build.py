@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cnncli.config.models import Config, LayerSpec, NamedObject
-from cnncli.errors import CnnCliError, Location
+from cnncli.errors import CnnCliError, Location, did_you_mean
 from cnncli.model.arguments import check_arguments, keras_message, shape_text
 from cnncli.model.registry import (
     ACTIVATIONS,
@@ -28,7 +28,6 @@ from cnncli.model.registry import (
     SCHEDULES,
     Namespace,
     confine_path,
-    did_you_mean,
     lookup,
 )
 from cnncli.runtime import import_keras

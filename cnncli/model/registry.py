@@ -10,13 +10,12 @@ classes as strings; Keras itself is imported only by the caller and passed in.
 
 from __future__ import annotations
 
-import difflib
 import string
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from cnncli.errors import CnnCliError, Location
+from cnncli.errors import CnnCliError, Location, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -376,19 +375,6 @@ def lookup(namespace: Namespace, name: str, where: Location, keras: Any) -> Any:
         where=where,
         hint=did_you_mean(name, usable, namespace.fallback or f"known: {', '.join(usable)}"),
     )
-
-
-def did_you_mean(name: str, options: Any, fallback: str) -> str:
-    """A close match, compared without case; the same-case spelling wins a tie."""
-    lowered: dict[str, str] = {}
-    for option in sorted(
-        options, key=lambda o: o != o.lower() if name == name.lower() else o == o.lower()
-    ):
-        lowered.setdefault(option.lower(), option)
-    if name.lower() in lowered and lowered[name.lower()] != name:
-        return f"did you mean '{lowered[name.lower()]}'? names are case-sensitive"
-    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.5)
-    return f"did you mean '{lowered[match[0]]}'?" if match else fallback
 
 
 # ---------------------------------------------------------------------------------------------

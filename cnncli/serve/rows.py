@@ -12,7 +12,7 @@ import numpy as np
 
 from cnncli.data.cells import NA_STRINGS, cell_problem, empty_allowed
 from cnncli.data.preprocess import Preprocessor
-from cnncli.errors import CnnCliError, Location
+from cnncli.errors import CnnCliError, Location, did_you_mean
 from cnncli.serve.predictor import Predictions, Predictor, predict_columns
 
 
@@ -34,12 +34,7 @@ def parse_input(pre: Preprocessor, text: str, missing: str = "error") -> dict[st
             name, _, value = cell.partition("=")
             name = name.strip()
             if name not in names:
-                import difflib
-
-                match = difflib.get_close_matches(name, names, n=1)
-                hint = (
-                    f"did you mean '{match[0]}'?" if match else f"features are: {', '.join(names)}"
-                )
+                hint = did_you_mean(name, names, f"features are: {', '.join(names)}")
                 raise CnnCliError(f"unknown feature '{name}'", where=where, hint=hint)
             row[name] = value.strip()
         absent = [name for name in names if name not in row]

@@ -1,0 +1,33 @@
+"""cnncli/errors.py: the one-line error and the one did-you-mean every message uses."""
+
+from __future__ import annotations
+
+from cnncli.errors import CnnCliError, Location, did_you_mean
+
+
+def test_a_case_slip_says_names_are_case_sensitive():
+    assert did_you_mean("Conv1d", ["Conv1D", "Dense"]) == (
+        "did you mean 'Conv1D'? names are case-sensitive"
+    )
+
+
+def test_a_typo_gets_the_closest_name_and_nothing_close_gets_the_fallback():
+    assert did_you_mean("Dense2", ["Conv1D", "Dense"], "known: Conv1D, Dense") == (
+        "did you mean 'Dense'?"
+    )
+    assert did_you_mean("zzz", ["Conv1D", "Dense"], "known: Conv1D, Dense") == (
+        "known: Conv1D, Dense"
+    )
+    assert did_you_mean("zzz", ["Conv1D"]) == ""
+
+
+def test_an_error_is_one_line_with_where_what_and_hint():
+    error = CnnCliError(
+        "expected a positive integer, got 0",
+        where=Location(file="c.yaml", key="model.layers[2].units", line=14, column=17),
+        hint="set units to the number of neurons",
+    )
+    assert error.one_line() == (
+        "c.yaml:14:17: model.layers[2].units: expected a positive integer, got 0;"
+        " set units to the number of neurons"
+    )
