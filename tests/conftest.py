@@ -163,3 +163,19 @@ def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = folder / "mixed.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return train_run(load_config(path), folder / "runs").run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-epoch run trained without a seed."""
+    from cnncli.config.models import load_config
+    from cnncli.train.run import train_run
+
+    folder = tmp_path_factory.mktemp("tiny")
+    csv = folder / "tiny.csv"
+    csv.write_text(seed_like_rows(30))
+    config = base_config(csv)
+    del config["seed"]
+    config_path = folder / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    return train_run(load_config(config_path), folder / "runs").run_dir
