@@ -1,7 +1,7 @@
 """Run one training: data → preprocessing → builder → fit → evaluate → artifacts.
 
 ``train_run`` returns a ``TrainResult`` and reports progress through callbacks; it never
-prints, prompts or exits, so the CLI, tests and tuning all drive it the same way.
+prints, prompts or exits, so the CLI and the tests drive it the same way.
 """
 
 from __future__ import annotations
@@ -45,15 +45,13 @@ from cnncli.runs import (
     ONNX_FILENAME,
     PREPROCESS_FILENAME,
     SPLIT_FILENAME,
-    abandon_run,
-    fingerprint_file,
     finish_run,
     save_keras_atomic,
-    start_run,
     write_atomic,
     write_json,
 )
 from cnncli.runtime import forced_backend, import_keras, seed_everything, select_backend
+from cnncli.train.check import check_model, facts_from_preprocessor
 from cnncli.train.checkpoints import CheckpointKeeper, resume_point
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
@@ -242,15 +240,21 @@ def train_run(
             f" training there instead of on {config.backend}"
         )
     keras = import_keras()
-    seed_everything(seed)
     streaming = wants_streaming(config)
     prepared = (
         prepare_stream(config, seed, model_input_shape, label_kind)
         if streaming
         else prepare_data(config, seed)
     )
+    # The data is read once, here: the model is checked against the preprocessing fitted on
+    # the training rows, not against a second, cheaper read as `validate` does.
+    check_model(config, facts_from_preprocessor(prepared.task, prepared.preprocessor))
     for note in prepared.notes:
         say(note)
+    # Seeded after the checks, whose throwaway layers draw from the global RNGs, and before the
+    # model is built: weights, Dropout and shuffling follow the seed alone. Reading and
+    # splitting the data use their own generators.
+    seed_everything(seed)
     steps_per_epoch = max(1, int(np.ceil(prepared.n_train / config.fit.batch_size)))
     steps_per_execution = (
         min(32, steps_per_epoch)
@@ -279,9 +283,7 @@ def train_run(
     scores = model.evaluate(**evaluate_inputs(config, prepared), verbose=0, return_dict=True)
     metrics = {"test": {name: float(value) for name, value in scores.items()}}
     histories = {name: [float(v) for v in values] for name, values in history.history.items()}
-    run_dir, onnx = save_run(
-        config, output_dir, model, prepared, metrics, histories, seed, say, keeper=keeper
-    )
+    run_dir, onnx = save_run(config, model, prepared, metrics, histories, seed, say, keeper)
     return TrainResult(run_dir=run_dir, metrics=metrics, history=histories, seed=seed, onnx=onnx)
 
 
@@ -298,27 +300,22 @@ class _EpochReporter:
 
 def save_run(
     config: Config,
-    output_dir: Path | None,
     model: Any,
     prepared: PreparedData | StreamedData,
     metrics: dict[str, Any],
     history: dict[str, list[float]],
     seed: int,
     say: MessageCallback,
-    keeper: CheckpointKeeper | None = None,
+    keeper: CheckpointKeeper,
 ) -> tuple[Path, dict[str, Any]]:
-    """Write every artifact into a staging folder, then publish it atomically.
+    """Write every artifact into the keeper's staging folder, then publish it atomically.
 
-    With a ``keeper`` the run goes into the keeper's staging folder (where its checkpoints are)
-    and a failure keeps the last checkpoint so the run can be resumed.
+    The staging folder already holds the run's checkpoints; a failure keeps the last one so
+    the run can be resumed.
     """
     from cnncli.serve.export import export_onnx_checked
 
-    staged = (
-        keeper.staged
-        if keeper is not None
-        else start_run(Path(output_dir or config.output.dir), config.name)
-    )
+    staged = keeper.staged
     try:
         resolved = config.to_yaml_dict()
         resolved["seed"] = seed
@@ -343,14 +340,13 @@ def save_run(
             "seed": seed,
             "task": prepared.task,
             # fingerprinted when training started: the files may have changed or gone since
-            **(keeper.data if keeper is not None else _data_fingerprints(config)),
+            **keeper.data,
             "onnx": onnx,
         }
         return finish_run(staged, manifest), onnx
     except BaseException as exc:
-        error = keeper.failed(exc) if keeper is not None else None
+        error = keeper.failed(exc)
         if error is None:
-            abandon_run(staged)
             raise
         raise error from exc
 
@@ -364,14 +360,6 @@ def _installed_version(*distributions: str) -> str | None:
         except metadata.PackageNotFoundError:
             continue
     return None
-
-
-def _data_fingerprints(config: Config) -> dict[str, Any]:
-    test_path = config.data.test_path
-    return {
-        "data": fingerprint_file(config.data.path),
-        "test_data": fingerprint_file(test_path) if test_path else None,
-    }
 
 
 def history_csv(history: dict[str, list[float]]) -> str:

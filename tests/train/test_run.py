@@ -181,3 +181,35 @@ def test_data_file_disappearing_mid_run(tmp_path, tiny_csv, write_config):
     result = train_run(load_config(config_path), tmp_path / "runs", on_epoch_end=delete_data)
     manifest = json.loads((result.run_dir / MANIFEST_FILENAME).read_text())
     assert manifest["data"]["sha256"] == original  # what was trained on, fingerprinted at the start
+
+
+def test_train_reads_the_data_once_and_reports_every_model_problem(
+    runner, tmp_path, tiny_csv, write_config, monkeypatch
+):
+    import cnncli.train.run
+    from cnncli.cli import cli
+
+    config = base_config(tiny_csv)
+    config["model"]["layers"][-1]["units"] = 5  # the tiny CSV's label has 3 classes
+    config["compile"]["optimizer"] = "adamw2"
+    reads = []
+    load_dataset = cnncli.train.run.load_dataset
+
+    def counted(*args, **kwargs):
+        reads.append(args)
+        return load_dataset(*args, **kwargs)
+
+    def cheap_read(config):
+        raise AssertionError("train must not read the data a second time to validate it")
+
+    monkeypatch.setattr(cnncli.train.run, "load_dataset", counted)
+    monkeypatch.setattr("cnncli.train.check.inspect_data", cheap_read)
+    output = tmp_path / "runs"
+    result = runner.invoke(cli, ["train", str(write_config(config)), "--output", str(output)])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2, result.stderr
+    assert "unknown optimizer 'adamw2'" in errors[0]
+    assert "last layer has 5 unit(s) but the label has 3 classes" in errors[1]
+    assert len(reads) == 1
+    assert not output.exists()  # stopped before a staging folder was made
