@@ -280,7 +280,7 @@ def predict(
       cnncli predict --input-file new.csv --output predictions.csv --skip-bad-rows
     """
     # Prediction needs no BLAS (ONNX Runtime has its own kernels); OpenBLAS would start a
-    # thread pool while NumPy imports, a tenth of a cold `predict --input` (issue 4).
+    # thread pool while NumPy imports, a tenth of a cold `predict --input`.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from cnncli.runs import open_run, resolve_run_dir
     from cnncli.serve.predictor import Predictor, predict_rows

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 class _LazyConsole:
     """A rich ``Console`` made on first use: importing rich is a quarter of a cold
-    ``cnncli predict --input`` (issue 4), which prints its result without it."""
+    ``cnncli predict --input``, which prints its result without it."""
 
     def __init__(self, **options: Any) -> None:
         self._options = options

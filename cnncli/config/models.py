@@ -255,7 +255,7 @@ def load_config(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -
 
 
 def config_from_dict(raw: dict[str, Any], base_dir: Path, file: str = "<config>") -> Config:
-    """Validate an in-memory config (used for saved runs and tuning trials)."""
+    """Validate an in-memory config (used for saved runs)."""
     config = _validate(copy.deepcopy(raw), SourceMap(file=file))
     return _resolve_paths(config, base_dir)
 

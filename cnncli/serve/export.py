@@ -268,7 +268,7 @@ def export_litert(model: Any, path: Path) -> None:
 # tf2onnx writes a Keras Conv1D as ExpandDims → Conv → Squeeze → Add(bias) → Relu, and a
 # MaxPooling1D as ExpandDims → MaxPool → Squeeze. The Squeeze between Conv and its bias stops
 # ONNX Runtime from fusing them, and the broadcast Add it leaves behind was most of the seed
-# model's inference time (issue 4). A graph written channels-last puts Transposes there
+# model's inference time. A graph written channels-last puts Transposes there
 # instead, and a 1-D Conv misses ONNX Runtime's fast 2-D path altogether. The rewrites below
 # run 1-D convolution and pooling as 2-D on a height of 1, fold a per-channel bias into Conv,
 # move elementwise activations in front of layout ops, and drop layout ops that undo each
