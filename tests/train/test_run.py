@@ -186,14 +186,15 @@ def test_data_file_disappearing_mid_run(tmp_path, tiny_csv, write_config):
 def test_train_reads_the_data_once_and_reports_every_model_problem(
     runner, tmp_path, tiny_csv, write_config, monkeypatch
 ):
-    import cnncli.train.run
     from cnncli.cli import cli
+    from cnncli.train.run import prepare_data
 
     config = base_config(tiny_csv)
     config["model"]["layers"][-1]["units"] = 5  # the tiny CSV's label has 3 classes
     config["compile"]["optimizer"] = "adamw2"
     reads = []
-    load_dataset = cnncli.train.run.load_dataset
+    feed = sys.modules[prepare_data.__module__]  # wherever train's data preparation lives
+    load_dataset = feed.load_dataset
 
     def counted(*args, **kwargs):
         reads.append(args)
@@ -202,7 +203,7 @@ def test_train_reads_the_data_once_and_reports_every_model_problem(
     def cheap_read(config):
         raise AssertionError("train must not read the data a second time to validate it")
 
-    monkeypatch.setattr(cnncli.train.run, "load_dataset", counted)
+    monkeypatch.setattr(feed, "load_dataset", counted)
     monkeypatch.setattr("cnncli.train.check.inspect_data", cheap_read)
     output = tmp_path / "runs"
     result = runner.invoke(cli, ["train", str(write_config(config)), "--output", str(output)])
