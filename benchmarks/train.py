@@ -6,14 +6,15 @@ Prints tables and writes ``benchmarks/out/train.json``. Not a test: run it on a 
    on the same CSV, epochs and batch size, alternately, each a whole process: median wall time
    and test accuracy. cnncli splits without stratifying, as the notes do, so both score the same
    test rows. cnncli runs with its JAX compilation cache warm (a config trained again) and cold
-   (a fresh cache folder: the first run of a config), in the same alternation.
+   (a fresh cache folder: the first run of a config), and on TensorFlow, in the same alternation.
 2. Where cnncli's time goes: one run under cProfile, by phase.
 3. Scale: seed-shaped CSVs of 10^5, 10^6 and 10^7 rows (generated once into benchmarks/out/),
    1 epoch with batch 256: rows/s and peak RSS of cnncli streaming, cnncli in memory and the
    seed's way (the plain script).
 
     python benchmarks/train.py                   # everything (about 10 minutes on 2 cores)
-    python benchmarks/train.py --sizes 100000    # a quick look
+    python benchmarks/train.py --sizes 100000    # a quick look at scale
+    python benchmarks/train.py --quick           # only the seed rows: the ratios in a few minutes
 """
 
 from __future__ import annotations
@@ -83,9 +84,13 @@ def cnncli_train(overrides: list[str], env: dict[str, str] | None = None) -> dic
 # 1. the seed pipeline
 
 
-def compare_seed(repeats: int) -> dict[str, Any]:
+def compare_seed(repeats: int, quick: bool = False) -> dict[str, Any]:
+    """Alternate the plain script and cnncli (JAX, TensorFlow and, unless quick, a cold cache)."""
     data = str(ROOT / "data" / "seed.csv")
-    results: dict[str, list[dict[str, Any]]] = {"script": [], "cnncli": [], "cnncli_cold_cache": []}
+    names = ["script", "cnncli", "cnncli_tensorflow"]
+    if not quick:
+        names.insert(2, "cnncli_cold_cache")
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
 
     def one(name: str) -> dict[str, Any]:
         if name == "script":
@@ -94,6 +99,8 @@ def compare_seed(repeats: int) -> dict[str, Any]:
             return result
         if name == "cnncli":
             return cnncli_train(SAME_SPLIT)
+        if name == "cnncli_tensorflow":
+            return cnncli_train([*SAME_SPLIT, "backend=tensorflow"])
         return cnncli_train(
             SAME_SPLIT, {"CNNCLI_CACHE_DIR": tempfile.mkdtemp(prefix="cnncli-cold-")}
         )
@@ -104,7 +111,6 @@ def compare_seed(repeats: int) -> dict[str, Any]:
         for name in order:
             results[name].append(one(name))
             print(f"  {name:18s} {results[name][-1]['wall_s']:6.2f} s", flush=True)
-    on_tensorflow = cnncli_train([*SAME_SPLIT, "backend=tensorflow"])
 
     def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -115,11 +121,11 @@ def compare_seed(repeats: int) -> dict[str, Any]:
             "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs)),
         }
 
-    table = {name: summary(runs) for name, runs in results.items()}
-    table["cnncli_tensorflow"] = summary([on_tensorflow])
+    table: dict[str, Any] = {name: summary(runs) for name, runs in results.items()}
     script_wall = table["script"]["median_wall_s"]
-    table["ratio"] = round(table["cnncli"]["median_wall_s"] / script_wall, 3)
-    table["ratio_cold_cache"] = round(table["cnncli_cold_cache"]["median_wall_s"] / script_wall, 3)
+    for name in names[1:]:
+        suffix = name.removeprefix("cnncli")
+        table[f"ratio{suffix}"] = round(table[name]["median_wall_s"] / script_wall, 3)
     table["accuracy_points"] = round(
         100 * (table["cnncli"]["median_accuracy"] - table["script"]["median_accuracy"]), 2
     )
@@ -129,14 +135,15 @@ def compare_seed(repeats: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # 2. where the time goes
 
+#: (label, the file's name, the function): a phase is the function's cumulative time.
 PHASES = [
     ("import Keras (JAX)", "runtime.py", "import_keras"),
-    ("validate config + data", "validation.py", "validate_config"),
-    ("read, split, preprocess", "training.py", "prepare_data"),
-    ("build model", "builder.py", "build_model"),
-    ("fit (50 epochs)", "checkpoints.py", "fit"),
+    ("read, split, preprocess", ".py", "prepare_data"),
+    ("check the model", "check.py", "check_model"),
+    ("build model", "build.py", "build_model"),
+    ("fit (50 epochs)", "keeper.py", "fit"),
     ("evaluate", "trainer.py", "evaluate"),
-    ("save model.keras", "artifacts.py", "save_keras_atomic"),
+    ("save model.keras", "runs.py", "save_keras_atomic"),
     ("export + check ONNX", "export.py", "export_onnx_checked"),
     ("whole process", "__main__.py", "<module>"),
 ]
@@ -261,22 +268,28 @@ def markdown(report: dict[str, Any]) -> str:
         ("cnncli_cold_cache", "cnncli, cold compile cache"),
         ("cnncli_tensorflow", "cnncli with `--set backend=tensorflow`"),
     ):
+        if key not in seed:
+            continue
         row = seed[key]
         lines.append(
             f"| {label} | {row['median_wall_s']:.2f} s |"
             f" {', '.join(f'{w:.1f}' for w in row['wall_s'])} |"
             f" {row['median_accuracy']:.4f} | {row['peak_rss_mb']} MB |"
         )
+    cold = f", cold cache {seed['ratio_cold_cache']:.2f}" if "ratio_cold_cache" in seed else ""
     lines += [
         "",
-        f"cnncli / script wall time: **{seed['ratio']:.2f}**"
-        f" (cold cache {seed['ratio_cold_cache']:.2f});"
+        f"cnncli / script wall time: **{seed['ratio']:.2f}**{cold},"
+        f" TensorFlow backend **{seed['ratio_tensorflow']:.2f}**;"
         f" accuracy difference {seed['accuracy_points']:+.2f} points.",
-        "",
-        "| where cnncli's time goes (one run under cProfile) | seconds |",
-        "| --- | ---: |",
     ]
-    lines += [f"| {row['phase']} | {row['seconds']} |" for row in report["profile"]]
+    if report["profile"]:
+        lines += [
+            "",
+            "| where cnncli's time goes (one run under cProfile) | seconds |",
+            "| --- | ---: |",
+        ]
+        lines += [f"| {row['phase']} | {row['seconds']} |" for row in report["profile"]]
     if report["scale"]:
         lines += [
             "",
@@ -301,7 +314,14 @@ def main() -> None:
         "--seed-way-max", type=int, default=1_000_000, help="largest size for the in-memory ways"
     )
     parser.add_argument("--skip-seed", action="store_true", help="only the scale part")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="only the 50-epoch seed rows (script, cnncli, cnncli on TensorFlow), 3 alternations",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.sizes = 3, ""
     OUT.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
     report: dict[str, Any] = {
@@ -314,8 +334,9 @@ def main() -> None:
     }
     if not args.skip_seed:
         print("seed pipeline (alternating):", flush=True)
-        report["seed"] = compare_seed(args.repeats)
-        report["profile"] = profile_seed()
+        report["seed"] = compare_seed(args.repeats, quick=args.quick)
+        if not args.quick:
+            report["profile"] = profile_seed()
     sizes = [int(float(size)) for size in args.sizes.split(",") if size]
     if sizes:
         print("scale:", flush=True)

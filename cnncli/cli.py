@@ -175,11 +175,9 @@ def train(config: Any, output: Path | None, as_json: bool, resume: str | None) -
       cnncli train configs/iris.yaml --set fit.epochs=5 --json
       cnncli train configs/seed.yaml --resume
     """
-    from cnncli.train.check import validate_config
     from cnncli.train.checkpoints import TrainingInterrupted
     from cnncli.train.run import train_run  # TensorFlow loads only here
 
-    validate_config(config)
     progress = render.EpochProgress() if config.fit.verbose and not as_json else None
     try:
         result = train_run(

@@ -33,7 +33,7 @@ SPLIT_FILENAME = "split.json"
 MANIFEST_FILENAME = "manifest.json"
 LATEST_LINK = "latest"
 STAGING_PREFIX = ".tmp-"
-#: Inside a staging folder only: per-epoch checkpoints of a run in progress (see checkpoints.py).
+#: Inside a staging folder only: per-epoch checkpoints of a run in progress (train/checkpoints/).
 CHECKPOINTS_DIRNAME = "checkpoints"
 CHECKPOINT_STATE_FILENAME = "state.json"  # written last: a checkpoint exists once it does
 #: Files every complete run lists in its manifest; a manifest without them is refused.

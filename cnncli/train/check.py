@@ -1,9 +1,11 @@
 """Everything that can be checked without training, with every problem reported at once.
 
 Schema and YAML checks happen in ``load_config`` (no TensorFlow). This module adds the checks
-that need the data's header and Keras: column names, Keras names and arguments, shapes through
-the stack, and whether the head and loss fit the task. It reads only the header, a sample and
-the label and categorical columns, never the whole table.
+that need the data and Keras: column names, Keras names and arguments, shapes through the
+stack, and whether the head and loss fit the task. ``validate`` and ``summary`` get the data's
+facts cheaply from ``inspect_data`` (the header, a sample and the label and categorical columns,
+never the whole table); ``train`` reads the data once to train on it and checks the model
+against the fitted preprocessing (``facts_from_preprocessor`` and ``check_model``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from cnncli.config.models import Config, LayerSpec
-from cnncli.data.columns import Columns, choose_columns, infer_task, label_values
+from cnncli.data.columns import choose_columns, infer_task, label_values
 from cnncli.data.csvfile import read_header, read_sample
-from cnncli.data.preprocess import label_width
+from cnncli.data.preprocess import Preprocessor, label_width
 from cnncli.errors import CnnCliError, ConfigErrors, Location
 from cnncli.model.arguments import keras_message, shape_text
 from cnncli.model.build import (
@@ -44,9 +46,8 @@ from cnncli.runtime import import_keras
 
 @dataclass(frozen=True)
 class DataFacts:
-    """What the CSV says about the model's input and output, read cheaply."""
+    """What the data says about the model's input and output."""
 
-    columns: Columns
     input_width: int
     task: str
     classes: tuple[Any, ...]
@@ -62,7 +63,6 @@ class ConfigReport:
     input_shape: tuple[int, ...]
     layers: list[dict[str, Any]]
     description: str
-    facts: DataFacts
 
 
 def inspect_data(config: Config) -> DataFacts:
@@ -96,17 +96,49 @@ def inspect_data(config: Config) -> DataFacts:
             hint="classification needs at least two classes; check data.label",
         )
     kind = label_kind(config, task, len(classes))
-    return DataFacts(columns, width, task, classes, kind)
+    return DataFacts(width, task, classes, kind)
+
+
+def facts_from_preprocessor(task: str, preprocessor: Preprocessor) -> DataFacts:
+    """The facts of preprocessing fitted on the training rows: what ``train`` checks against."""
+    label = preprocessor.label
+    return DataFacts(preprocessor.input_width, task, label.classes, label.kind)
 
 
 def summarize_config(config: Config) -> ConfigReport:
     """Run every check; return the layer table, or raise ConfigErrors listing all problems."""
     problems: list[CnnCliError] = []
     facts = _collect(problems, inspect_data, config)
+    input_shape = _check_model(problems, config, facts)
+    report = None
+    if facts is not None and input_shape is not None:
+        report = _collect(problems, _describe_model, config, facts, input_shape)
+    if problems:
+        raise ConfigErrors(problems)
+    assert report is not None
+    return report
+
+
+def check_model(config: Config, facts: DataFacts) -> None:
+    """The model checks of ``summarize_config`` against facts already known; builds no model.
+
+    Raises:
+        ConfigErrors: every problem found: names, arguments, shapes, head and loss.
+    """
+    problems: list[CnnCliError] = []
+    _check_model(problems, config, facts)
+    if problems:
+        raise ConfigErrors(problems)
+
+
+def _check_model(
+    problems: list[CnnCliError], config: Config, facts: DataFacts | None
+) -> tuple[int, ...] | None:
+    """Collect the model's problems; the input shape once the shapes fit, else None."""
     keras = import_keras()
     n_outputs = facts.n_outputs if facts else 1
     specs = resolve_units(config, n_outputs)
-    built = [
+    layers = [
         _collect(problems, make_layer, spec, _layer_where(config, index, spec), keras)
         for index, spec in enumerate(specs)
     ]
@@ -115,20 +147,12 @@ def summarize_config(config: Config) -> ConfigReport:
     _collect(problems, make_callbacks, config, keras)
     if config.compile.loss is not None:
         _collect(problems, make_loss, config, keras, "")
-    if facts is not None:
-        problems += head_and_loss_problems(config, facts)
-    report = None
-    if facts is not None and all(layer is not None for layer in built):
-        report = _collect(problems, _propagate_shapes, config, facts, specs)
-    if problems:
-        raise ConfigErrors(problems)
-    assert report is not None
-    return report
-
-
-def validate_config(config: Config) -> None:
-    """The same checks as ``summarize_config``, for commands that only need a yes or no."""
-    summarize_config(config)
+    if facts is None:
+        return None
+    problems += head_and_loss_problems(config, facts)
+    if any(layer is None for layer in layers):
+        return None
+    return _collect(problems, _propagate_shapes, config, facts, specs, layers)
 
 
 def _collect(problems: list[CnnCliError], function: Any, *args: Any) -> Any:
@@ -149,21 +173,24 @@ def _layer_where(config: Config, index: int, spec: LayerSpec) -> Any:
 # Shapes
 
 
-def _propagate_shapes(config: Config, facts: DataFacts, specs: list[LayerSpec]) -> ConfigReport:
+def _propagate_shapes(
+    config: Config, facts: DataFacts, specs: list[LayerSpec], layers: list[Any]
+) -> tuple[int, ...]:
+    """Each layer's output shape in turn; the model's input shape when every layer fits."""
     input_shape = model_input_shape(config, facts.input_width)
-    keras = import_keras()
     trail = [f"input {shape_text((None, *input_shape))}"]
     shape: tuple[Any, ...] = (None, *input_shape)
-    for index, spec in enumerate(specs):
+    for index, (spec, layer) in enumerate(zip(specs, layers, strict=True)):
         where = _layer_where(config, index, spec)
         previous = specs[index - 1] if index else None
-        problem = rank_problem(spec, shape, previous) or window_problem(spec, shape, previous)
+        problem = expected_rank_problem(spec, shape, previous) or window_problem(
+            spec, shape, previous
+        )
         if problem is None:
-            layer = make_layer(spec, where, keras)
             try:
                 shape = tuple(layer.compute_output_shape(shape))
             except Exception as exc:  # noqa: BLE001 - Keras raises several types here
-                problem = _rank_problem(spec, shape, exc, previous)
+                problem = rank_problem_from_keras_error(spec, shape, exc, previous)
             else:
                 if any(dim is not None and dim <= 0 for dim in shape[1:]):
                     problem = (
@@ -174,22 +201,18 @@ def _propagate_shapes(config: Config, facts: DataFacts, specs: list[LayerSpec]) 
             message, hint = problem
             raise CnnCliError(f"{message} (shapes: {' → '.join(trail)})", where=where, hint=hint)
         trail.append(f"{spec.type} {shape_text(shape)}")
+    return input_shape
+
+
+def _describe_model(config: Config, facts: DataFacts, input_shape: tuple[int, ...]) -> ConfigReport:
+    """Build the model uncompiled for its layer table, and say what goes in and out."""
     model = build_model(config, input_shape, facts.n_outputs, compile_model=False)
     description = f"{facts.input_width} input value(s) shaped {list(input_shape)}"
     if facts.task == "classification":
         description += f" → {len(facts.classes)} classes ({facts.label_kind} labels)"
     else:
         description += " → 1 value (regression)"
-    return ConfigReport(input_shape, describe_layers(model), description, facts)
-
-
-_WINDOW_ARGS = (
-    ("Conv", "kernel_size", None),
-    ("SeparableConv", "kernel_size", None),
-    ("DepthwiseConv", "kernel_size", None),
-    ("MaxPooling", "pool_size", 2),
-    ("AveragePooling", "pool_size", 2),
-)
+    return ConfigReport(input_shape, describe_layers(model), description)
 
 
 def window_problem(
@@ -264,10 +287,10 @@ _AXES = {
 }
 
 
-def rank_problem(
+def expected_rank_problem(
     spec: LayerSpec, shape: tuple[Any, ...], previous: LayerSpec | None
 ) -> tuple[str, str] | None:
-    """A layer that needs a sequence or image input but gets something of another rank."""
+    """A layer that needs a sequence or image input gets another rank, known before Keras runs."""
     match = _SPATIAL.fullmatch(spec.type)
     if match:
         expected = int(match.group(1)) + 2
@@ -290,9 +313,10 @@ def rank_problem(
     return message, hint
 
 
-def _rank_problem(
+def rank_problem_from_keras_error(
     spec: LayerSpec, shape: tuple[Any, ...], exc: Exception, previous: LayerSpec | None
 ) -> tuple[str, str]:
+    """The message and hint for Keras' own complaint about a layer's input shape."""
     text = keras_message(exc)
     found = re.search(r"expected (min_)?ndim=(\d+), found ndim=(\d+)", text)
     if found:

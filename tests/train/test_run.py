@@ -1,5 +1,6 @@
 """Training speed and start-up: the NumPy split equals scikit-learn's, help imports nothing heavy,
-the JAX path never loads TensorFlow, and backends' log noise stays off the terminal."""
+the JAX path never loads TensorFlow, and backends' log noise stays off the terminal; what a run
+records: its seed, the versions and the data's fingerprint taken when training starts."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import numpy as np
 import pytest
 import yaml
 
+import cnncli
+from cnncli.config.models import load_config
 from cnncli.data.split import train_test_split
+from cnncli.runs import MANIFEST_FILENAME, sha256_file
 from tests.conftest import ROOT, base_config, seed_like_rows
 
 HEAVY = ("tensorflow", "keras", "jax", "pandas", "sklearn", "scipy", "onnx", "onnxruntime")
@@ -131,3 +135,82 @@ def test_tensorflow_log_noise_is_silenced_unless_debug(tmp_path):
     command[3:3] = ["--debug"]
     debug = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=QUIET_FREE_ENV)
     assert NOISE.search(debug.stderr)  # the silencing, not a quiet TensorFlow, kept them away
+
+
+@pytest.mark.slow
+def test_run_without_seed_records_the_one_it_picked(tiny_run):
+    manifest = json.loads((tiny_run / MANIFEST_FILENAME).read_text())
+    recorded = yaml.safe_load((tiny_run / "config.yaml").read_text())["seed"]
+    assert isinstance(manifest["seed"], int) and manifest["seed"] == recorded
+
+
+@pytest.mark.slow
+def test_manifest_names_versions_config_data_seed_and_every_file(tiny_run):
+    import keras
+    import tensorflow as tf
+
+    manifest = json.loads((tiny_run / MANIFEST_FILENAME).read_text())
+    assert (manifest["cnncli"], manifest["keras"], manifest["tensorflow"]) == (
+        cnncli.__version__,
+        keras.__version__,
+        tf.__version__,
+    )
+    assert len(manifest["config_sha256"]) == 64
+    data = Path(manifest["data"]["path"])
+    assert manifest["data"] == {
+        "path": str(data),
+        "bytes": data.stat().st_size,
+        "sha256": sha256_file(data),
+    }
+    on_disk = {p.name for p in tiny_run.iterdir()} - {MANIFEST_FILENAME}
+    assert set(manifest["files"]) == on_disk
+
+
+@pytest.mark.slow
+def test_data_file_disappearing_mid_run(tmp_path, tiny_csv, write_config):
+    from cnncli.train.run import train_run
+
+    original = sha256_file(tiny_csv)
+    config = base_config(tiny_csv)
+    config["fit"]["epochs"] = 2
+    config_path = write_config(config)
+
+    def delete_data(epoch, epochs, logs):
+        tiny_csv.unlink(missing_ok=True)
+
+    result = train_run(load_config(config_path), tmp_path / "runs", on_epoch_end=delete_data)
+    manifest = json.loads((result.run_dir / MANIFEST_FILENAME).read_text())
+    assert manifest["data"]["sha256"] == original  # what was trained on, fingerprinted at the start
+
+
+def test_train_reads_the_data_once_and_reports_every_model_problem(
+    runner, tmp_path, tiny_csv, write_config, monkeypatch
+):
+    from cnncli.cli import cli
+    from cnncli.train.run import prepare_data
+
+    config = base_config(tiny_csv)
+    config["model"]["layers"][-1]["units"] = 5  # the tiny CSV's label has 3 classes
+    config["compile"]["optimizer"] = "adamw2"
+    reads = []
+    feed = sys.modules[prepare_data.__module__]  # wherever train's data preparation lives
+    load_dataset = feed.load_dataset
+
+    def counted(*args, **kwargs):
+        reads.append(args)
+        return load_dataset(*args, **kwargs)
+
+    def cheap_read(config):
+        raise AssertionError("train must not read the data a second time to validate it")
+
+    monkeypatch.setattr(feed, "load_dataset", counted)
+    monkeypatch.setattr("cnncli.train.check.inspect_data", cheap_read)
+    output = tmp_path / "runs"
+    result = runner.invoke(cli, ["train", str(write_config(config)), "--output", str(output)])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2, result.stderr
+    assert "unknown optimizer 'adamw2'" in errors[0]
+    assert "last layer has 5 unit(s) but the label has 3 classes" in errors[1]
+    assert len(reads) == 1
+    assert not output.exists()  # stopped before a staging folder was made

@@ -1,0 +1,241 @@
+"""The keeper of a run in progress: its staging folder, ``fit`` with checkpoints, and failures."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnncli.config.models import Config
+from cnncli.errors import CnnCliError, Location
+from cnncli.runs import StagedRun, abandon_run, fingerprint_file, has_checkpoint, start_run
+from cnncli.train.checkpoints.callback import (
+    callback_best_weights,
+    callback_scalars,
+    make_callback,
+)
+from cnncli.train.checkpoints.resume import (
+    comparable_config,
+    restore_callbacks,
+    restore_rng,
+    restore_variables,
+)
+from cnncli.train.checkpoints.signals import (
+    SignalCatcher,
+    StopTraining,
+    TrainingInterrupted,
+    interrupted,
+    resume_command,
+)
+from cnncli.train.checkpoints.store import Checkpoint, Snapshot, load_checkpoint, write_checkpoint
+
+#: Epoch ends closer together than this share one write (a write with fsync costs ~25 ms on a
+#: 2-core machine, ~10 % of a 50-epoch seed run if done every epoch). The first epoch, the last
+#: one and a signal always write; SIGKILL loses at most this much work.
+MIN_WRITE_INTERVAL_S = 2.0
+
+
+@dataclass
+class CheckpointKeeper:
+    """Owns a run's staging folder while it trains: checkpoints, resume, signals, failures.
+
+    ``train_run`` creates one before fitting, calls ``keeper.fit(model, ...)`` where it would
+    call ``model.fit(...)``, and passes the keeper to ``save_run``, which publishes the keeper's
+    staging folder and calls ``keeper.failed`` if saving fails.
+    """
+
+    config: Config
+    staged: StagedRun
+    seed: int
+    data: dict[str, Any]
+    resumed: Checkpoint | None = None
+    _snapshot: Snapshot | None = field(default=None, repr=False)
+    _last_write: float = field(default=float("-inf"), repr=False)
+    _signals: SignalCatcher = field(default_factory=SignalCatcher, repr=False)
+    _epoch_running: int = field(default=0, repr=False)
+    _callbacks: list[Any] = field(default_factory=list, repr=False)
+    _resumed_best: list[list[np.ndarray] | None] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def open(
+        cls, config: Config, output_dir: Path, seed: int, resumed: Checkpoint | None = None
+    ) -> CheckpointKeeper:
+        """Create the run's staging folder (or reopen the interrupted one); fingerprint the data."""
+        data = {
+            "data": fingerprint_file(config.data.path),
+            "test_data": fingerprint_file(config.data.test_path) if config.data.test_path else None,
+        }
+        if resumed is None:
+            staged = start_run(output_dir, config.name)
+        else:  # finish beside the staging folder: the rename stays on one file system
+            final = resumed.run.parent / str(resumed.state["final_name"])
+            staged = StagedRun(staging=resumed.run, final=final)
+        return cls(config=config, staged=staged, seed=seed, data=data, resumed=resumed)
+
+    # -- fitting -----------------------------------------------------------------------------
+
+    def fit(self, model: Any, *args: Any, **kwargs: Any) -> Any:
+        """``model.fit`` that resumes, checkpoints every epoch and stops cleanly on a signal.
+
+        Returns:
+            Keras' History, its ``history`` holding the resumed epochs' values too.
+
+        Raises:
+            TrainingInterrupted: SIGINT or SIGTERM arrived (exit code 130 / 143).
+            CnnCliError: a checkpoint could not be written (a full disk, say).
+        """
+        from cnncli.runtime import import_keras
+
+        keras = import_keras()
+        epochs = int(kwargs.get("epochs", 1))
+        initial_epoch = 0
+        previous: dict[str, list[float]] = {}
+        if self.resumed is not None:
+            self._resumed_best = restore_variables(model, self.resumed)
+            initial_epoch = self.resumed.epoch
+            previous = self.resumed.history
+            if self.resumed.done or initial_epoch >= epochs:
+                return _History(previous)
+        self._callbacks = list(kwargs.pop("callbacks", None) or [])
+        callbacks = [*self._callbacks, make_callback(keras, self)]
+        try:
+            with self._signals.installed():
+                history = model.fit(
+                    *args, callbacks=callbacks, initial_epoch=initial_epoch, **kwargs
+                )
+        except BaseException as exc:
+            error = self.failed(exc)
+            if error is None:
+                raise
+            raise error from (None if isinstance(error, TrainingInterrupted) else exc)
+        history.history = {
+            name: [*previous.get(name, []), *values] for name, values in history.history.items()
+        }
+        return history
+
+    # -- what the callback calls ---------------------------------------------------------------
+
+    def resumed_history(self) -> dict[str, list[float]]:
+        """The history of the epochs a resumed run already completed (empty for a new run)."""
+        return self.resumed.history if self.resumed is not None else {}
+
+    def restore_state(self) -> None:
+        """Give callbacks and Python's and NumPy's RNG back their state after the saved epoch.
+
+        Called from ``on_train_begin``, not before ``fit``: while setting up, Keras may draw from
+        the RNGs (on JAX it peeks a shuffled batch to build the step), which the uninterrupted
+        run did once at its own start, not between epochs; and callbacks reset themselves in
+        their own ``on_train_begin``, which runs before ours (ours comes last).
+        """
+        if self.resumed is None:
+            return
+        restore_callbacks(self._callbacks, self.resumed, self._resumed_best)
+        restore_rng(self.resumed)
+
+    def epoch_begins(self, epoch: int) -> None:
+        """Note the (1-based) epoch that is running, for the interruption message."""
+        self._epoch_running = epoch
+
+    def check_signal(self) -> None:
+        """Called between steps: stop if a signal arrived."""
+        self._signals.check()
+
+    @property
+    def snapshot_epoch(self) -> int:
+        """Epochs completed in the newest snapshot (0 before the first)."""
+        return self._snapshot.epoch if self._snapshot is not None else 0
+
+    def take_snapshot(
+        self, model: Any, epoch: int, history: dict[str, list[float]], *, done: bool = False
+    ) -> None:
+        """Copy the state after ``epoch`` completed epochs to memory, then write it if due."""
+        from keras import ops
+
+        optimizer = model.optimizer
+        self._snapshot = Snapshot(
+            epoch=epoch,
+            done=done,
+            model=[np.array(ops.convert_to_numpy(v), copy=True) for v in model.variables],
+            optimizer=[np.array(ops.convert_to_numpy(v), copy=True) for v in optimizer.variables],
+            history={name: list(values) for name, values in history.items()},
+            python_rng=random.getstate(),
+            numpy_rng=np.random.get_state(),
+            callbacks=[callback_scalars(callback) for callback in self._callbacks],
+            callback_arrays=[callback_best_weights(callback) for callback in self._callbacks],
+        )
+        due = (
+            done
+            or self._signals.received is not None
+            or time.monotonic() - self._last_write >= MIN_WRITE_INTERVAL_S
+        )
+        if due:
+            self.write_pending()
+
+    def write_pending(self) -> None:
+        """Write the newest snapshot if it is not on disk yet (atomic; the old one stays valid)."""
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.written:
+            return
+        header = {
+            "name": self.config.name,
+            "final_name": self.staged.final.name,
+            "seed": self.seed,
+            "config": comparable_config(self.config),
+            "config_sha256": self.config.fingerprint(),
+            "data": self.data,
+        }
+        write_checkpoint(self.staged.staging, snapshot, header)
+        self._last_write = time.monotonic()
+
+    # -- failures ------------------------------------------------------------------------------
+
+    def failed(self, exc: BaseException) -> BaseException | None:
+        """What to raise instead of ``exc``; keeps the last checkpoint, drops an empty staging.
+
+        Returns None when ``exc`` should propagate unchanged (a bug: exit 1).
+        """
+        if isinstance(exc, (StopTraining, KeyboardInterrupt)):
+            signum = self._signals.received or signal.SIGINT
+            self._write_quietly()
+            abandon_run(self.staged)
+            saved = self._saved_epoch()
+            return interrupted(self.config, self.staged.staging, signum, saved, self._epoch_running)
+        if isinstance(exc, OSError):
+            abandon_run(self.staged)
+            return CnnCliError(
+                f"cannot write the run: {exc.strerror or exc}"
+                + (f" ({Path(exc.filename).name})" if exc.filename else ""),
+                where=Location(file=str(self.staged.staging)),
+                hint=f"free disk space or fix permissions, then {self._next_step()}",
+            )
+        self._write_quietly()
+        abandon_run(self.staged)
+        return None
+
+    def _write_quietly(self) -> None:
+        try:
+            self.write_pending()
+        except OSError:
+            pass  # the previous checkpoint is still intact; the error that matters is the caller's
+
+    def _saved_epoch(self) -> int | None:
+        if not has_checkpoint(self.staged.staging):
+            return None
+        return load_checkpoint(self.staged.staging).epoch
+
+    def _next_step(self) -> str:
+        if has_checkpoint(self.staged.staging):
+            return f"resume with: {resume_command(self.config, self.staged.staging)}"
+        return "train again"
+
+
+class _History:
+    """What ``model.fit`` returns when a resumed run had nothing left to fit."""
+
+    def __init__(self, history: dict[str, list[float]]) -> None:
+        self.history = history

@@ -1,0 +1,203 @@
+"""Resuming: find an interrupted run, check it against the config and data, restore its state."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnncli.config.models import Config
+from cnncli.errors import CnnCliError, Location
+from cnncli.runs import STAGING_PREFIX, has_checkpoint, sha256_file
+from cnncli.train.checkpoints.store import Checkpoint, load_checkpoint, state_path
+
+#: Config keys that may change between an interrupted run and its resume.
+RESUMABLE_CHANGES = (
+    "fit.epochs",
+    "fit.verbose",
+    "output.dir",
+    "data.path",
+    "data.test_path",
+    "seed",
+)
+
+
+def interrupted_runs(output_dir: Path, name: str) -> list[Path]:
+    """Staging folders of ``name`` in ``output_dir`` that hold a checkpoint, newest first."""
+    if not output_dir.is_dir():
+        return []
+    found = [
+        path
+        for path in output_dir.glob(f"{STAGING_PREFIX}{name}-*")
+        if path.is_dir() and has_checkpoint(path) and _run_name(path) == name
+    ]
+    return sorted(found, key=lambda path: state_path(path).stat().st_mtime, reverse=True)
+
+
+def _run_name(staging: Path) -> str | None:
+    try:
+        return str(json.loads(state_path(staging).read_text())["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def resume_point(config: Config, output_dir: Path, resume: str | Path | None) -> Checkpoint:
+    """The checkpoint ``--resume [RUN]`` asks for, checked against the config and the data.
+
+    Args:
+        config: the config being trained now.
+        output_dir: where run folders go; searched when ``resume`` is empty.
+        resume: a staging folder, or ``""``/``None`` for the newest interrupted run of this name.
+
+    Raises:
+        CnnCliError: nothing to resume, or the config or data changed since the run started.
+    """
+    if resume in (None, ""):
+        candidates = interrupted_runs(output_dir, config.name)
+        if not candidates:
+            raise CnnCliError(
+                f"no interrupted run named '{config.name}' to resume",
+                where=Location(file=str(output_dir)),
+                hint="train without --resume, or pass the interrupted run's folder to --resume",
+            )
+        checkpoint = load_checkpoint(candidates[0])
+    else:
+        checkpoint = load_checkpoint(Path(resume))
+    _check_same_config(config, checkpoint)
+    _check_same_data(config, checkpoint)
+    return checkpoint
+
+
+def _check_same_config(config: Config, checkpoint: Checkpoint) -> None:
+    if config.seed is not None and config.seed != checkpoint.seed:
+        raise CnnCliError(
+            f"seed is {config.seed} but the interrupted run used {checkpoint.seed}",
+            where=config.locate("seed"),
+            hint="resume with the config the run was started with",
+        )
+    now, then = _flatten(comparable_config(config)), _flatten(checkpoint.state["config"])
+    changed = sorted(key for key in now.keys() | then.keys() if now.get(key) != then.get(key))
+    if changed:
+        key = changed[0]
+        raise CnnCliError(
+            f"{key} is {now.get(key)!r} but the interrupted run used {then.get(key)!r}",
+            where=config.locate(key) if key in now else Location(file=config.source.file, key=key),
+            hint="resume with the config (and --set options) the run was started with",
+        )
+    if config.fit.epochs < checkpoint.epoch:
+        raise CnnCliError(
+            f"fit.epochs is {config.fit.epochs} but the interrupted run completed"
+            f" {checkpoint.epoch} epochs",
+            where=config.locate("fit.epochs"),
+            hint=f"set fit.epochs to {checkpoint.epoch} or more",
+        )
+
+
+def _check_same_data(config: Config, checkpoint: Checkpoint) -> None:
+    for key, recorded in checkpoint.state["data"].items():
+        path = config.data.path if key == "data" else config.data.test_path
+        if recorded is None:
+            continue
+        current = _sha256_or_none(path)
+        if current != recorded["sha256"]:
+            what = "is missing" if current is None else "changed since the interrupted run started"
+            raise CnnCliError(
+                f"the data file {what} (sha256 differs from the checkpoint's)",
+                where=Location(file=str(path or recorded["path"])),
+                hint="resume with the same data, or train again without --resume",
+            )
+
+
+def _sha256_or_none(path: str | None) -> str | None:
+    try:
+        return sha256_file(Path(path)) if path else None
+    except OSError:
+        return None
+
+
+def comparable_config(config: Config) -> dict[str, Any]:
+    """The resolved config without the keys a resume may change."""
+    data = config.to_yaml_dict()
+    for key in RESUMABLE_CHANGES:
+        parts = key.split(".")
+        container = data
+        for part in parts[:-1]:
+            container = container.get(part, {})
+        container.pop(parts[-1], None)
+    return data
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        items: dict[str, Any] = {}
+        for key, item in value.items():
+            items.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return items
+    if isinstance(value, list):
+        items = {}
+        for index, item in enumerate(value):
+            items.update(_flatten(item, f"{prefix}[{index}]"))
+        return items or {prefix: []}
+    return {prefix: value}
+
+
+# ---------------------------------------------------------------------------------------------
+# Restoring
+
+
+def restore_variables(model: Any, checkpoint: Checkpoint) -> list[list[np.ndarray] | None]:
+    """Put the checkpoint's model and optimizer variables into ``model``.
+
+    Returns:
+        Each callback's saved best weights (None where it kept none), for ``restore_callbacks``.
+
+    Raises:
+        CnnCliError: the arrays are damaged or do not fit the model this config builds.
+    """
+    weights, optimizer_values, best = checkpoint.load_arrays()
+    variables = list(model.variables)
+    optimizer = model.optimizer
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    optimizer_variables = list(optimizer.variables)
+    shapes_now = [tuple(v.shape) for v in (*variables, *optimizer_variables)]
+    shapes_then = [tuple(a.shape) for a in (*weights, *optimizer_values)]
+    if shapes_now != shapes_then:
+        raise CnnCliError(
+            "the checkpoint's variables do not fit the model this config builds",
+            where=Location(file=str(checkpoint.run)),
+            hint="resume with the config the run was started with, or train without --resume",
+        )
+    pairs = zip((*variables, *optimizer_variables), (*weights, *optimizer_values), strict=True)
+    for variable, value in pairs:
+        variable.assign(value)
+    return best
+
+
+def restore_callbacks(
+    callbacks: list[Any], checkpoint: Checkpoint, best: list[list[np.ndarray] | None]
+) -> None:
+    """Give EarlyStopping, ReduceLROnPlateau & co. back their counters and best weights.
+
+    Call it after their own ``on_train_begin``, which resets them.
+    """
+    saved = checkpoint.state.get("callbacks", [])
+    for callback, scalars, weights in zip(
+        callbacks, saved, best or [None] * len(saved), strict=False
+    ):
+        for name, value in scalars.items():
+            setattr(callback, name, value)
+        if weights is not None:
+            callback.best_weights = weights
+
+
+def restore_rng(checkpoint: Checkpoint) -> None:
+    """Put Python's and NumPy's global RNG back as they were after the saved epoch."""
+    rng = checkpoint.state["rng"]
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, position, has_gauss, cached = rng["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
