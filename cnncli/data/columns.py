@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cnncli.config.models import Config
 from cnncli.data.cells import is_numeric
 from cnncli.data.preprocess import MAX_INTEGER_CLASSES
-from cnncli.errors import CnnCliError, did_you_mean
+from cnncli.errors import CnnCliError, Location, did_you_mean
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -106,19 +106,23 @@ def label_values(labels: np.ndarray) -> np.ndarray:
     return array
 
 
-def require_two_classes(config: Config, classes: np.ndarray) -> None:
-    """A classification label needs two classes among the training rows.
+def require_two_classes(classes: Any, where: Location, counted: str = "") -> None:
+    """A classification label needs at least two classes.
+
+    Args:
+        classes: the distinct label values found.
+        where: what the message points at (the label column, or ``data.label``).
+        counted: where they were counted, e.g. ``in all 10 rows``, ``in the training rows``.
 
     Raises:
-        CnnCliError: one class (or none), at ``data.label``.
+        CnnCliError: one class or none.
     """
     if len(classes) >= 2:
         return
     found = np.asarray(classes).tolist()  # plain str/int, so messages read 'a', not np.str_('a')
+    what = f"a single class ({found[0]!r})" if found else "no class"
     raise CnnCliError(
-        f"the label column has a single class ({found[0]!r}) in the training rows"
-        if found
-        else "the label column has no class in the training rows",
-        where=config.locate("data.label"),
+        f"the label column has {what}" + (f" {counted}" if counted else ""),
+        where=where,
         hint="classification needs at least two classes; check data.label",
     )

@@ -12,7 +12,7 @@ import numpy as np
 
 from cnncli.config.models import Config
 from cnncli.data.cells import CellRules
-from cnncli.data.columns import Columns, choose_columns
+from cnncli.data.columns import Columns, choose_columns, require_two_classes
 from cnncli.data.csvfile import file_location, line_numbers, read_csv
 from cnncli.errors import CnnCliError
 
@@ -92,12 +92,7 @@ def check_classes(config: Config, dataset: Dataset, labels: np.ndarray, task: st
     values, first, counts = np.unique(labels, return_index=True, return_counts=True)
     values = values.tolist()  # plain str/int, so messages read 'a', not np.str_('a')
     label = dataset.columns.label
-    if len(values) < 2:
-        raise CnnCliError(
-            f"the label column has a single class ({values[0]!r}) in all {dataset.rows} rows",
-            where=file_location(dataset.path, label),
-            hint="classification needs at least two classes; check data.label",
-        )
+    require_two_classes(values, file_location(dataset.path, label), f"in all {dataset.rows} rows")
     splits = not config.data.test_path or config.fit.validation_split > 0
     if not (config.split.stratify and splits) or counts.min() >= 2:
         return

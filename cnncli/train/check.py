@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from cnncli.config.models import Config, LayerSpec
-from cnncli.data.columns import choose_columns, infer_task, label_values
+from cnncli.data.columns import choose_columns, infer_task, label_values, require_two_classes
 from cnncli.data.csvfile import read_header, read_sample
 from cnncli.data.preprocess import Preprocessor, label_width
 from cnncli.errors import CnnCliError, ConfigErrors, Location
@@ -87,14 +87,9 @@ def inspect_data(config: Config) -> DataFacts:
     labels = label_values(distinct_labels)
     task = config.task or infer_task(labels)
     classes = tuple(np.unique(labels).tolist()) if task == "classification" else ()
-    if task == "classification" and len(classes) < 2:
-        raise CnnCliError(
-            f"the label column has a single class ({classes[0]!r})"
-            if classes
-            else "the label column is empty",
-            where=Location(file=config.data.path, key=f"column '{columns.label}'"),
-            hint="classification needs at least two classes; check data.label",
-        )
+    if task == "classification":
+        label_column = Location(file=config.data.path, key=f"column '{columns.label}'")
+        require_two_classes(classes, label_column)
     kind = label_kind(config, task, len(classes))
     return DataFacts(width, task, classes, kind)
 

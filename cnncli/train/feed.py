@@ -75,7 +75,7 @@ def finish_fit(config: Config, fit: PreprocessingFit, task: str, label: str) -> 
     """
     classes = fit.label.classes() if task == "classification" else np.zeros(0)
     if task == "classification":
-        require_two_classes(config, classes)
+        require_two_classes(classes, config.locate("data.label"), "in the training rows")
     pre = fit.finish(
         feature_method=config.preprocess.features,
         label_kind=label_kind(config, task, len(classes)),

@@ -45,10 +45,10 @@ DATA_ERRORS = {
         {},
         "{csv}:5: column 'x1': 1 empty cell(s) on line(s) 5; fill them in, or set data.missing: drop or mean",
     ),
-    "single-class": (  # caught by the validation that train runs first, before any full read
+    "single-class": (  # caught when train reads the file, before any model is built
         "x1,label\n" + "".join(f"{i},same\n" for i in range(10)),
         {},
-        "{csv}: column 'label': the label column has a single class ('same');"
+        "{csv}: column 'label': the label column has a single class ('same') in all 10 rows;"
         " classification needs at least two classes; check data.label",
     ),
     "class-too-small": (
