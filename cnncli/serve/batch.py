@@ -167,7 +167,7 @@ def predict_file(
             writer.start()
             surprises = Surprises(pre)
             with _in_background(writer.write) as write:  # formats chunk n while n+1 is inferred
-                with Prefetch(parse_blocks(handle, input_file, layout)) as chunks:
+                with Prefetch(parse_blocks(handle, layout)) as chunks:
                     for chunk in chunks:
                         _record_bad_rows(chunk.bad, summary, skip_bad_rows, on_bad_row)
                         if len(chunk):
@@ -301,7 +301,7 @@ def _blocks(handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
         line += block.count(b"\n")
 
 
-def parse_blocks(handle: IO[bytes], path: Path, layout: Layout) -> Iterator[Chunk]:
+def parse_blocks(handle: IO[bytes], layout: Layout) -> Iterator[Chunk]:
     """Parse the rest of the file block by block into ``Chunk``s."""
     first_row = 0
     for line, block in _blocks(handle):

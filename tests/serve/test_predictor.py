@@ -188,7 +188,7 @@ def test_predict_paths_give_the_training_features_bit_for_bit(name, request, tmp
     source.write_text("\n".join([lines[0]] + [lines[row + 1] for row in rows]) + "\n")
     with source.open("rb") as handle:
         layout = batch.read_layout(handle, source, pre, run.config)
-        chunks = list(batch.parse_blocks(handle, source, layout))
+        chunks = list(batch.parse_blocks(handle, layout))
     columns = {n: np.concatenate([c.columns[n] for c in chunks]) for n in pre.feature_names}
     assert np.array_equal(transform_features(pre, columns), expected)
 
