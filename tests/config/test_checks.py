@@ -66,3 +66,13 @@ def test_every_problem_of_pass_two_is_reported_together(write_config, tiny_csv):
         "the label 'label' is also listed as a feature",
         "feature 'x1' is listed twice",
     ]
+
+
+def test_label_cannot_be_a_feature(write_config, tiny_csv):
+    config = base_config(tiny_csv)
+    config["data"].update(features=["x1", "label"], label="label")
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(config))
+    (problem,) = problems_of(caught)
+    assert problem.message == "the label 'label' is also listed as a feature"
+    assert problem.where.key == "data.features[1]"
