@@ -340,82 +340,73 @@ def rank_problem_from_keras_error(
 
 def head_and_loss_problems(config: Config, facts: DataFacts) -> list[CnnCliError]:
     """The last layer and the loss must fit the task and the label encoding."""
-    problems = []
+    problems: list[CnnCliError] = []
     last_index = len(config.model.layers) - 1
     last = config.model.layers[-1]
     units = last.args.get("units")
     activation = last.args.get("activation")
     loss = configured_loss(config)
-    where = config.locate(f"model.layers[{last_index}]", label=last.type)
     n_classes = len(facts.classes)
+
+    def problem(message: str, hint: str, argument: str | None = None) -> None:
+        """One problem at the last layer (or one of its arguments), or at compile.loss."""
+        if argument == "loss":
+            where = config.locate("compile.loss")
+        else:
+            key = f"model.layers[{last_index}]" + (f".{argument}" if argument else "")
+            where = config.locate(key, label=last.type)
+        problems.append(CnnCliError(message, where=where, hint=hint))
+
     if facts.task == "classification":
         expected = 1 if facts.label_kind == "binary" else n_classes
         wrong_units = isinstance(units, int) and units != expected and last.type == "Dense"
         if wrong_units:
-            problems.append(
-                CnnCliError(
-                    f"last layer has {units} unit(s) but the label has {n_classes} classes",
-                    where=config.locate(f"model.layers[{last_index}].units", label=last.type),
-                    hint=f"use units: auto (= {expected})",
-                )
+            problem(
+                f"last layer has {units} unit(s) but the label has {n_classes} classes",
+                f"use units: auto (= {expected})",
+                "units",
             )
         if activation == "softmax" and not wrong_units and (units == 1 or expected == 1):
-            problems.append(
-                CnnCliError(
-                    "softmax over a single unit always outputs 1.0",
-                    where=where,
-                    hint="use activation: sigmoid with loss: binary_crossentropy,"
-                    " or units: auto with categorical_crossentropy",
-                )
+            problem(
+                "softmax over a single unit always outputs 1.0",
+                "use activation: sigmoid with loss: binary_crossentropy,"
+                " or units: auto with categorical_crossentropy",
             )
         if activation == "sigmoid" and loss in ONEHOT_LOSSES and n_classes > 2:
-            problems.append(
-                CnnCliError(
-                    f"sigmoid with {loss} on {n_classes} classes: the outputs do not sum to 1",
-                    where=config.locate(f"model.layers[{last_index}].activation", label=last.type),
-                    hint="use activation: softmax",
-                )
+            problem(
+                f"sigmoid with {loss} on {n_classes} classes: the outputs do not sum to 1",
+                "use activation: softmax",
+                "activation",
             )
         if loss in SPARSE_LOSSES and config.preprocess.label == "onehot":
-            problems.append(
-                CnnCliError(
-                    f"{loss} expects integer labels but preprocess.label is onehot",
-                    where=config.locate("compile.loss"),
-                    hint="use loss: categorical_crossentropy, or preprocess.label: sparse",
-                )
+            problem(
+                f"{loss} expects integer labels but preprocess.label is onehot",
+                "use loss: categorical_crossentropy, or preprocess.label: sparse",
+                "loss",
             )
         if loss in ONEHOT_LOSSES and config.preprocess.label == "sparse":
-            problems.append(
-                CnnCliError(
-                    f"{loss} expects one-hot labels but preprocess.label is sparse",
-                    where=config.locate("compile.loss"),
-                    hint="use loss: sparse_categorical_crossentropy, or preprocess.label: onehot",
-                )
+            problem(
+                f"{loss} expects one-hot labels but preprocess.label is sparse",
+                "use loss: sparse_categorical_crossentropy, or preprocess.label: onehot",
+                "loss",
             )
         if loss in ("binary_crossentropy", "BinaryCrossentropy") and n_classes > 2:
-            problems.append(
-                CnnCliError(
-                    f"{loss} is for two classes, the label has {n_classes}",
-                    where=config.locate("compile.loss"),
-                    hint="use categorical_crossentropy with a softmax head",
-                )
+            problem(
+                f"{loss} is for two classes, the label has {n_classes}",
+                "use categorical_crossentropy with a softmax head",
+                "loss",
             )
     else:
         if loss in CLASSIFICATION_LOSSES:
-            problems.append(
-                CnnCliError(
-                    f"{loss} is a classification loss but the task is regression",
-                    where=config.locate("compile.loss"),
-                    hint="use mean_squared_error or mean_absolute_error,"
-                    " or set task: classification",
-                )
+            problem(
+                f"{loss} is a classification loss but the task is regression",
+                "use mean_squared_error or mean_absolute_error, or set task: classification",
+                "loss",
             )
         if activation in ("softmax", "sigmoid"):
-            problems.append(
-                CnnCliError(
-                    f"a {activation} head squashes a regression output into 0..1",
-                    where=config.locate(f"model.layers[{last_index}].activation", label=last.type),
-                    hint="leave activation out (linear) on the last layer",
-                )
+            problem(
+                f"a {activation} head squashes a regression output into 0..1",
+                "leave activation out (linear) on the last layer",
+                "activation",
             )
     return problems
