@@ -73,7 +73,7 @@ def import_keras() -> Any:
         for key, value in QUIET_ENVIRONMENT.items():
             os.environ.setdefault(key, value)
     try:
-        keras = _import_keras_without_sklearn()
+        keras = _import_keras_without_unused_modules()
     except ImportError as exc:
         backend = os.environ["KERAS_BACKEND"]
         hint = (
@@ -93,22 +93,28 @@ def import_keras() -> Any:
     return keras
 
 
-def _import_keras_without_sklearn() -> Any:
-    """``import keras``, hiding scikit-learn from its optional wrappers.
+def _import_keras_without_unused_modules() -> Any:
+    """``import keras``, hiding optional modules that its import would load for nothing.
 
     ``import keras`` imports scikit-learn (1.5 s with SciPy) for ``keras.wrappers`` whenever it
-    is installed; cnncli never uses those wrappers. Hiding it for the import only leaves
-    scikit-learn importable afterwards for anyone who needs it.
+    is installed, and on the TensorFlow backend TensorFlow's LiteRT module imports JAX (0.4 s)
+    for a JAX-to-LiteRT converter; cnncli uses neither. Hiding them for the import only leaves
+    them importable afterwards for anyone who needs them.
     """
-    if "keras" in sys.modules or "sklearn" in sys.modules:
+    hidden = ["sklearn"]
+    if os.environ.get("KERAS_BACKEND") == "tensorflow":
+        hidden.append("jax")
+    if "keras" in sys.modules or any(name in sys.modules for name in hidden):
         import keras
 
         return keras
-    sys.modules["sklearn"] = None  # type: ignore[assignment]  # makes `import sklearn` fail
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes `import NAME` fail
     try:
         import keras
     finally:
-        del sys.modules["sklearn"]
+        for name in hidden:
+            del sys.modules[name]
     return keras
 
 

@@ -70,7 +70,7 @@ def test_missing_keras_says_what_to_install(monkeypatch, backend, hint):
     def missing() -> None:
         raise ModuleNotFoundError("No module named 'keras'", name="keras")
 
-    monkeypatch.setattr(runtime, "_import_keras_without_sklearn", missing)
+    monkeypatch.setattr(runtime, "_import_keras_without_unused_modules", missing)
     monkeypatch.setenv("KERAS_BACKEND", backend)
     for key in runtime.QUIET_ENVIRONMENT:  # restored afterwards: import_keras sets them
         monkeypatch.delenv(key, raising=False)
@@ -83,7 +83,9 @@ def test_missing_keras_says_what_to_install(monkeypatch, backend, hint):
 
 @pytest.mark.parametrize("debug", [False, True])
 def test_backend_log_noise_is_quiet_unless_debugging(monkeypatch, debug):
-    monkeypatch.setattr(runtime, "_import_keras_without_sklearn", lambda: fake_keras("tensorflow"))
+    monkeypatch.setattr(
+        runtime, "_import_keras_without_unused_modules", lambda: fake_keras("tensorflow")
+    )
     monkeypatch.setattr(runtime, "_debug", False)
     for key in runtime.QUIET_ENVIRONMENT:
         monkeypatch.delenv(key, raising=False)
@@ -106,3 +108,24 @@ def test_empty_cache_dir_turns_the_jax_cache_off(monkeypatch):
     monkeypatch.setenv("CNNCLI_CACHE_DIR", "")
     runtime.enable_compilation_cache()
     assert runtime._cache_enabled is False
+
+
+@pytest.mark.slow
+def test_tensorflow_backend_loads_neither_jax_nor_sklearn_yet_both_stay_importable():
+    """TensorFlow's LiteRT module imports JAX (0.4 s) and Keras imports scikit-learn: hidden."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from cnncli.runtime import import_keras, select_backend\n"
+        "select_backend('tensorflow'); import_keras()\n"
+        "print(sorted(m for m in ('jax', 'sklearn') if m in sys.modules))\n"
+        "import jax, sklearn\n"
+        "print('importable')\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop(runtime.FORCE_BACKEND_VARIABLE, None)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.stdout.splitlines() == ["[]", "importable"], result.stderr[-2000:]
