@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+
+from cnncli.data.preprocess import LabelFacts, LabelTransform, PreprocessingFit, Preprocessor
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # One backend for the whole session, whatever a config asks (Keras fixes it at first import, so
@@ -192,3 +194,44 @@ def problems_of(caught: pytest.ExceptionInfo[Any]) -> list[Any]:
 
     error = caught.value
     return error.problems if isinstance(error, ConfigErrors) else [error]
+
+
+def fit_preprocessor(
+    columns: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    *,
+    categorical: Sequence[str],
+    feature_method: str,
+    label_kind: str,
+    fill_missing: bool,
+    label_name: str = "",
+) -> Preprocessor:
+    """The package's fitter (``PreprocessingFit``) on rows in memory, as one chunk.
+
+    Args:
+        columns: feature name → raw values (float for numeric, str for categorical), in order.
+        labels: label values of the training rows, normalised as ``label_values`` does.
+        categorical: names of the columns to one-hot encode.
+        feature_method: ``standard``, ``minmax`` or ``none``.
+        label_kind: ``onehot``, ``sparse``, ``binary``, ``none`` or ``standard``.
+        fill_missing: whether empty numeric cells become the column mean.
+        label_name: the label column's name, kept for messages and decoding.
+
+    Returns:
+        The fitted preprocessor; its ``input_shape`` is the caller's to set.
+    """
+    fit = PreprocessingFit(list(columns), categorical)
+    fit.update(columns, np.asarray(labels))
+    return fit.finish(
+        feature_method=feature_method,
+        label_kind=label_kind,
+        fill_missing=fill_missing,
+        label_name=label_name,
+    )
+
+
+def fit_label(labels: np.ndarray, kind: str, name: str) -> LabelTransform:
+    """The label encoding of ``kind`` fitted on ``labels`` in memory."""
+    facts = LabelFacts()
+    facts.update(np.asarray(labels))
+    return facts.transform(kind, name)

@@ -291,47 +291,6 @@ class LabelFacts:
         return LabelTransform(kind="none", name=name)
 
 
-def fit_preprocessor(
-    columns: Mapping[str, np.ndarray],
-    labels: np.ndarray,
-    *,
-    categorical: Sequence[str],
-    feature_method: str,
-    label_kind: str,
-    fill_missing: bool,
-    label_name: str = "",
-) -> Preprocessor:
-    """Fit every feature's transform and the label encoding on rows in memory (one chunk).
-
-    Args:
-        columns: feature name → raw values (float for numeric, str for categorical), in order.
-        labels: label values of the training rows, normalised as ``label_values`` does.
-        categorical: names of the columns to one-hot encode.
-        feature_method: ``standard``, ``minmax`` or ``none``.
-        label_kind: ``onehot``, ``sparse``, ``binary``, ``none`` or ``standard``.
-        fill_missing: whether empty numeric cells become the column mean.
-        label_name: the label column's name, kept for messages and decoding.
-
-    Returns:
-        The fitted preprocessor; its ``input_shape`` is the caller's to set.
-    """
-    fit = PreprocessingFit(list(columns), categorical)
-    fit.update(columns, np.asarray(labels))
-    return fit.finish(
-        feature_method=feature_method,
-        label_kind=label_kind,
-        fill_missing=fill_missing,
-        label_name=label_name,
-    )
-
-
-def fit_label(labels: np.ndarray, kind: str, name: str) -> LabelTransform:
-    """The label encoding of ``kind`` fitted on ``labels`` in memory."""
-    facts = LabelFacts()
-    facts.update(np.asarray(labels))
-    return facts.transform(kind, name)
-
-
 def _python(value: Any) -> Any:
     """NumPy scalar → plain Python value for JSON."""
     return value.item() if isinstance(value, np.generic) else value

@@ -86,10 +86,10 @@ def test_an_infinite_cell_is_the_same_error_in_memory_streamed_and_predicted(
     from pathlib import Path
 
     from cnncli.data.chunks import read_chunks, read_columns
-    from cnncli.data.preprocess import fit_preprocessor
     from cnncli.data.table import load_dataset
     from cnncli.serve.batch import predict_file
     from cnncli.serve.rows import parse_input
+    from tests.conftest import fit_preprocessor
 
     text = "x1,x2,label\n1,2,a\n3,-inf,b\n5,6,a\n7,8,b\n"
     config, csv = dataset_of(tmp_path, write_config, text)

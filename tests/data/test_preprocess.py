@@ -12,10 +12,9 @@ from cnncli.data.preprocess import (
     RunningMoments,
     UnknownCategoryWarning,
     encode_labels,
-    fit_label,
-    fit_preprocessor,
     transform_features,
 )
+from tests.conftest import fit_label, fit_preprocessor
 
 
 def test_running_moments_over_chunks_equal_numpy():
