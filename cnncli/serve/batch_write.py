@@ -41,6 +41,9 @@ PROBABILITY_PREFIX = "prob_"
 def open_output(output: Path | IO[bytes], input_file: Path) -> Iterator[IO[bytes]]:
     """A stream as is, or a temporary file beside ``output`` renamed over it on success.
 
+    An existing special file (a device, a FIFO) is written to directly: renaming over it would
+    replace it with a regular file.
+
     Raises:
         CnnCliError: ``output`` is the input file, or cannot be created.
     """
@@ -54,6 +57,17 @@ def open_output(output: Path | IO[bytes], input_file: Path) -> Iterator[IO[bytes
             where=Location(file=str(output)),
             hint="write the predictions elsewhere",
         )
+    if output.exists() and not output.is_file():  # /dev/full, a FIFO: write, never replace
+        try:
+            special = output.open("wb")
+        except OSError as exc:
+            problem = f"cannot write there: {exc.strerror}"
+            where = Location(file=str(output))
+            raise CnnCliError(problem, where=where, hint="choose another --output") from None
+        with special:
+            yield special
+            special.flush()
+        return
     atomic = open_atomic(output, buffering=1 << 20)
     try:
         stream = atomic.__enter__()
