@@ -61,23 +61,30 @@ def open_output(output: Path | IO[bytes], input_file: Path) -> Iterator[IO[bytes
         try:
             special = output.open("wb")
         except OSError as exc:
-            problem = f"cannot write there: {exc.strerror}"
-            where = Location(file=str(output))
-            raise CnnCliError(problem, where=where, hint="choose another --output") from None
-        with special:
-            yield special
-            special.flush()
+            raise _cannot_write(output, exc) from None
+        try:
+            with special:
+                yield special
+                special.flush()
+        except OSError as exc:  # a full disk or device while writing: the user's to fix
+            raise _cannot_write(output, exc) from None
         return
     atomic = open_atomic(output, buffering=1 << 20)
     try:
         stream = atomic.__enter__()
     except OSError as exc:
-        problem = f"cannot write there: {exc.strerror}"
-        where = Location(file=str(output))
-        raise CnnCliError(problem, where=where, hint="choose another --output") from None
-    with contextlib.ExitStack() as stack:  # entered above, so creation errors get their message
-        stack.push(atomic)
-        yield stream
+        raise _cannot_write(output, exc) from None
+    try:
+        with contextlib.ExitStack() as stack:  # entered above, so creation errors get a message
+            stack.push(atomic)
+            yield stream
+    except OSError as exc:  # a full disk while writing or at fsync; open_atomic removed the rest
+        raise _cannot_write(output, exc) from None
+
+
+def _cannot_write(output: Path, exc: OSError) -> CnnCliError:
+    problem = f"cannot write there: {exc.strerror}"
+    return CnnCliError(problem, where=Location(file=str(output)), hint="choose another --output")
 
 
 class Writer:

@@ -96,3 +96,14 @@ def test_open_output_on_a_folder_is_one_line(tmp_path: Path):
         with open_output(tmp_path, tmp_path / "in.csv") as stream:
             stream.write(b"x")
     assert caught.value.message.startswith("cannot write there: ")
+
+
+def test_a_full_device_while_writing_is_one_line():
+    full = Path("/dev/full")
+    if not full.is_char_device():
+        pytest.skip("no /dev/full here")
+    with pytest.raises(CnnCliError) as caught:
+        with open_output(full, Path("in.csv")) as stream:
+            stream.write(b"x" * (1 << 16))
+    assert caught.value.message == "cannot write there: No space left on device"
+    assert full.is_char_device()
