@@ -51,7 +51,10 @@ def empty_allowed(pre: Preprocessor, missing: str) -> frozenset[str]:
 
 
 #: What pandas' C parser reads as a float (``inf`` and ``nan`` included; the rules refuse them).
-NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
+#: ASCII digits only: pandas reads '١٢' or '１２' as text, though Python's float() takes them.
+NUMBER = re.compile(
+    r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE | re.ASCII
+)
 
 INFINITE_VALUE = "numeric column holds an infinite value"
 NUMBER_HINT = "fix or empty that cell (see data.missing), or leave the column out of data.features"

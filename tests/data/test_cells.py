@@ -152,3 +152,14 @@ def test_empty_cells_name_the_same_column_in_memory_and_streamed(tmp_path, write
         list(read_chunks(config, str(csv), columns, label_text))
     assert in_memory.value.where.key == "column 'x2'"  # data.features' order decides
     assert streamed.value.one_line() == in_memory.value.one_line()
+
+
+@pytest.mark.parametrize("text", ["١٢", "１２", "1.５"])
+def test_non_ascii_digits_are_text_as_pandas_reads_them(text):
+    # float() takes them, pandas does not: --input accepted what training refuses, and
+    # predict --input-file --skip-bad-rows crashed (exit 1) when such a row met pandas
+    from cnncli.data.cells import cell_problem
+
+    assert cell_problem("x", text, numeric=True, may_be_empty=False) == (
+        f"column 'x': numeric column holds text {text!r}"
+    )
