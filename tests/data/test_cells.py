@@ -163,3 +163,15 @@ def test_non_ascii_digits_are_text_as_pandas_reads_them(text):
     assert cell_problem("x", text, numeric=True, may_be_empty=False) == (
         f"column 'x': numeric column holds text {text!r}"
     )
+
+
+@pytest.mark.parametrize("text", ["NAN", "+nan", "Nan", "NaN "])
+def test_nan_spellings_pandas_does_not_take_as_empty_are_text(text):
+    # training reads them as text; predict took them as empty cells, and --input-file
+    # --skip-bad-rows then crashed (exit 1) when pandas met such a row
+    from cnncli.data.cells import cell_problem
+
+    assert cell_problem("x", text, numeric=True, may_be_empty=True) == (
+        f"column 'x': numeric column holds text {text.strip()!r}"
+    )
+    assert cell_problem("x", " NaN", numeric=True, may_be_empty=True) is None
