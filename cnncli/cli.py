@@ -6,13 +6,14 @@ so ``cnncli --help`` and schema checks start instantly.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -23,6 +24,8 @@ from cnncli.runtime import select_backend
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
 EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, as a shell reports `yes | head -1`'s yes
+#: A write that failed for want of room (a full disk, quota or device): the user's to fix.
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def load_config(path: Path, overrides: tuple[str, ...] | list[str] = ()) -> Any:
@@ -66,17 +69,31 @@ class CnnCliGroup(click.Group):
             # gives a process that SIGPIPE ends, and keep Python's exit flush off the dead pipe.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(EXIT_BROKEN_PIPE)
-        except Exception as exc:  # a bug: say so in one line, show the traceback on --debug
-            if debug:
-                traceback.print_exc()
-            else:
-                detail = str(exc).splitlines()[0] if str(exc) else ""
-                render.error(
-                    f"unexpected {type(exc).__name__}: {detail} (this is a bug in cnncli;"
-                    " rerun with --debug"
-                    " for the traceback and report it)"
-                )
-            sys.exit(EXIT_BUG)
+        except OSError as exc:
+            if exc.errno not in FULL_ERRNOS:
+                _bug(exc, debug)
+            # `cnncli evaluate > /dev/full`: the output has no room, which is not a bug
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            render.error(
+                f"cannot write the output: {exc.strerror}; free some space or write elsewhere"
+            )
+            sys.exit(EXIT_USER_ERROR)
+        except Exception as exc:
+            _bug(exc, debug)
+
+
+def _bug(exc: Exception, debug: bool) -> NoReturn:
+    """A bug: say so in one line, show the traceback on --debug, exit 1."""
+    if debug:
+        traceback.print_exc()
+    else:
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        render.error(
+            f"unexpected {type(exc).__name__}: {detail} (this is a bug in cnncli;"
+            " rerun with --debug"
+            " for the traceback and report it)"
+        )
+    sys.exit(EXIT_BUG)
 
 
 @click.group(cls=CnnCliGroup, context_settings={"help_option_names": ["-h", "--help"]})

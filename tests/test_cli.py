@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -159,3 +160,23 @@ def test_without_a_backend_says_which_command_installs_one():
         "error: no deep-learning backend is installed (keras); install one:"
         " pip install 'cnncli[cpu]' (or 'cnncli[gpu]' for CUDA), or run `make install`\n"
     )
+
+
+def test_stdout_on_a_full_device_is_a_user_error_not_a_bug():
+    # `cnncli schema > /dev/full` used to exit 1 with "this is a bug in cnncli"
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "cnncli", "schema"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=CONFIGS.parent,
+            check=False,
+        )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: cannot write the output: No space left on device;"
+        " free some space or write elsewhere"
+    ]

@@ -133,7 +133,8 @@ class Config(_Strict):
     """A whole validated config. Data paths are absolute once loaded."""
 
     name: str = Field(default="run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
-    seed: int | None = None
+    #: NumPy's seeds are 0..2**32-1; outside that, seeding fails after the data is read.
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     task: Literal["classification", "regression"] | None = None
     #: Keras backend: tensorflow, or jax (XLA-compiled steps; faster for small stacks).
     backend: Literal["tensorflow", "jax"] = "tensorflow"

@@ -51,7 +51,10 @@ def empty_allowed(pre: Preprocessor, missing: str) -> frozenset[str]:
 
 
 #: What pandas' C parser reads as a float (``inf`` and ``nan`` included; the rules refuse them).
-NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
+#: ASCII digits only: pandas reads '١٢' or '１２' as text, though Python's float() takes them.
+NUMBER = re.compile(
+    r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE | re.ASCII
+)
 
 INFINITE_VALUE = "numeric column holds an infinite value"
 NUMBER_HINT = "fix or empty that cell (see data.missing), or leave the column out of data.features"
@@ -130,14 +133,16 @@ def cell_problem(name: str, text: str, *, numeric: bool, may_be_empty: bool) -> 
     """
     value = text.strip()
     number = numeric and NUMBER.fullmatch(value) is not None
-    if value in NA_STRINGS or (number and np.isnan(float(value))):
+    # pandas skips leading spaces only, and takes just these spellings as empty: 'NAN', '+nan'
+    # or 'NA ' is text to it, which training refuses
+    if text.lstrip() in NA_STRINGS:
         if may_be_empty:
             return None
         shown = f" ({value!r})" if numeric and value else ""  # the text that read as empty
         return f"column '{name}' is empty{shown}"
     if not numeric:
         return None
-    if not number:
+    if not number or np.isnan(float(value)):
         return f"column '{name}': {text_in_numbers(value)}"
     if np.isinf(float(value)):
         return f"column '{name}': {INFINITE_VALUE}"

@@ -212,7 +212,8 @@ class PreprocessingFit:
             running.update(features[name] if train is None else features[name][train])
         for name, found in self.categories.items():
             values = features[name] if train is None else features[name][train]
-            found.update(np.unique(values).tolist())
+            # an empty cell (NaN, kept under missing: mean) is no category: it encodes as zeros
+            found.update(value for value in set(values.tolist()) if isinstance(value, str))
         self.label.update(labels, train)
 
     def finish(
@@ -327,7 +328,8 @@ def _one_hot(feature: FeatureTransform, values: np.ndarray) -> np.ndarray:
     text = np.asarray([str(v) for v in values])
     categories = np.asarray(feature.categories)
     block = (text[:, None] == categories[None, :]).astype(np.float64)
-    unseen = ~block.any(axis=1)
+    empty = np.asarray([not isinstance(v, str) for v in values], dtype=bool)  # NaN: missing: mean
+    unseen = ~block.any(axis=1) & ~empty
     if unseen.any():
         examples = sorted(set(text[unseen].tolist()))[:3]
         warnings.warn(

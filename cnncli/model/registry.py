@@ -394,8 +394,9 @@ def confine_path(value: Any, where: Location, run_dir: Path | None) -> Any:
         ``run_dir`` is None.
 
     Raises:
-        CnnCliError: the path is absolute, leaves the run, is hidden, names a file cnncli
-            writes itself, or holds a format field other than a plain number (``{epoch:02d}``).
+        CnnCliError: the path is absolute, leaves the run (also through a symbolic link in
+            it), is hidden, names a file cnncli writes itself, or holds a format field other
+            than a plain number (``{epoch:02d}``).
     """
     from cnncli import runs  # the run's own file names; runs imports data, so only when needed
 
@@ -443,6 +444,16 @@ def confine_path(value: Any, where: Location, run_dir: Path | None) -> Any:
     relative = PurePosixPath(*parts)
     if run_dir is None:
         return str(relative)
+    current = run_dir
+    for part in relative.parts:  # a resumed run's staging folder may hold a planted link
+        current = current / part
+        if current.is_symlink():
+            raise CnnCliError(
+                f"'{value}' passes through a symbolic link in the run folder"
+                f" ({current.relative_to(run_dir).as_posix()})",
+                where=where,
+                hint="remove the link from the run folder, or choose another path",
+            )
     if "{" not in str(relative.parent):  # CSVLogger opens its file without creating folders
         try:
             (run_dir / relative.parent).mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,9 @@ PROBABILITY_PREFIX = "prob_"
 def open_output(output: Path | IO[bytes], input_file: Path) -> Iterator[IO[bytes]]:
     """A stream as is, or a temporary file beside ``output`` renamed over it on success.
 
+    An existing special file (a device, a FIFO) is written to directly: renaming over it would
+    replace it with a regular file.
+
     Raises:
         CnnCliError: ``output`` is the input file, or cannot be created.
     """
@@ -54,16 +57,34 @@ def open_output(output: Path | IO[bytes], input_file: Path) -> Iterator[IO[bytes
             where=Location(file=str(output)),
             hint="write the predictions elsewhere",
         )
+    if output.exists() and not output.is_file():  # /dev/full, a FIFO: write, never replace
+        try:
+            special = output.open("wb")
+        except OSError as exc:
+            raise _cannot_write(output, exc) from None
+        try:
+            with special:
+                yield special
+                special.flush()
+        except OSError as exc:  # a full disk or device while writing: the user's to fix
+            raise _cannot_write(output, exc) from None
+        return
     atomic = open_atomic(output, buffering=1 << 20)
     try:
         stream = atomic.__enter__()
     except OSError as exc:
-        problem = f"cannot write there: {exc.strerror}"
-        where = Location(file=str(output))
-        raise CnnCliError(problem, where=where, hint="choose another --output") from None
-    with contextlib.ExitStack() as stack:  # entered above, so creation errors get their message
-        stack.push(atomic)
-        yield stream
+        raise _cannot_write(output, exc) from None
+    try:
+        with contextlib.ExitStack() as stack:  # entered above, so creation errors get a message
+            stack.push(atomic)
+            yield stream
+    except OSError as exc:  # a full disk while writing or at fsync; open_atomic removed the rest
+        raise _cannot_write(output, exc) from None
+
+
+def _cannot_write(output: Path, exc: OSError) -> CnnCliError:
+    problem = f"cannot write there: {exc.strerror}"
+    return CnnCliError(problem, where=Location(file=str(output)), hint="choose another --output")
 
 
 class Writer:

@@ -129,6 +129,7 @@ class Surprises:
         for feature in self.categorical:
             values = columns[feature.name]
             unseen = ~np.isin(values, np.asarray(feature.categories, dtype=object))
+            unseen &= np.asarray([isinstance(v, str) for v in values.tolist()], dtype=bool)
             if unseen.any():
                 self.counts[feature.name] += int(np.count_nonzero(unseen))
                 # the three smallest, as if the whole file were one chunk

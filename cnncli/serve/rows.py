@@ -74,9 +74,9 @@ def parse_cell(name: str, kind: str, value: str, where: Location, may_be_empty: 
     if problem is not None:
         hint = "give a finite number" if numeric else "give a value"
         raise CnnCliError(problem, where=where, hint=hint)
-    if not numeric:
-        return value
-    return math.nan if value.strip() in NA_STRINGS else float(value)
+    if value.strip() in NA_STRINGS:  # empty, as the file reader and training read it
+        return math.nan
+    return float(value) if numeric else value
 
 
 def rows_to_columns(pre: Preprocessor, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:

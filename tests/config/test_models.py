@@ -54,3 +54,12 @@ def test_name_defaults_to_the_file_name(write_config, tiny_csv):
     config = base_config(tiny_csv)
     del config["name"]
     assert load_config(write_config(config, name="my model.yaml")).name == "my-model"
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seed_outside_numpy_range_is_a_config_error(write_config, tiny_csv, seed):
+    # NumPy seeds take 0..2**32-1; anything else used to reach np.random.seed and exit 1
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(base_config(tiny_csv, seed=seed)))
+    (problem,) = problems_of(caught)
+    assert "seed" in problem.one_line()

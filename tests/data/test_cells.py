@@ -152,3 +152,26 @@ def test_empty_cells_name_the_same_column_in_memory_and_streamed(tmp_path, write
         list(read_chunks(config, str(csv), columns, label_text))
     assert in_memory.value.where.key == "column 'x2'"  # data.features' order decides
     assert streamed.value.one_line() == in_memory.value.one_line()
+
+
+@pytest.mark.parametrize("text", ["١٢", "１２", "1.５"])
+def test_non_ascii_digits_are_text_as_pandas_reads_them(text):
+    # float() takes them, pandas does not: --input accepted what training refuses, and
+    # predict --input-file --skip-bad-rows crashed (exit 1) when such a row met pandas
+    from cnncli.data.cells import cell_problem
+
+    assert cell_problem("x", text, numeric=True, may_be_empty=False) == (
+        f"column 'x': numeric column holds text {text!r}"
+    )
+
+
+@pytest.mark.parametrize("text", ["NAN", "+nan", "Nan", "NaN "])
+def test_nan_spellings_pandas_does_not_take_as_empty_are_text(text):
+    # training reads them as text; predict took them as empty cells, and --input-file
+    # --skip-bad-rows then crashed (exit 1) when pandas met such a row
+    from cnncli.data.cells import cell_problem
+
+    assert cell_problem("x", text, numeric=True, may_be_empty=True) == (
+        f"column 'x': numeric column holds text {text.strip()!r}"
+    )
+    assert cell_problem("x", " NaN", numeric=True, may_be_empty=True) is None

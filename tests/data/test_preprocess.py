@@ -114,3 +114,21 @@ def test_a_newer_preprocess_format_is_refused_with_one_line():
         Preprocessor.from_json(json.dumps(newer), "runs/x/preprocess.json")
     assert caught.value.where.file == "runs/x/preprocess.json"
     assert "retrain" in caught.value.hint
+
+
+def test_an_empty_categorical_cell_under_missing_mean_is_no_category_and_no_warning():
+    # pandas 3 keeps an empty text cell as NaN: fitting used to fail on '<' between float and
+    # str (exit 1), and streaming warned the NaN was a category "not seen in training"
+    import warnings
+
+    from cnncli.data.preprocess import PreprocessingFit, transform_features
+
+    site = np.array(["north", np.nan, "south", "north"], dtype=object)
+    fit = PreprocessingFit(["site"], ["site"], classification=True)
+    fit.update({"site": site}, np.array([0, 1, 0, 1]))
+    pre = fit.finish(feature_method="none", label_kind="binary", fill_missing=True, label_name="y")
+    assert pre.features[0].categories == ("north", "south")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = transform_features(pre, {"site": site})
+    assert x.tolist() == [[1, 0], [0, 0], [0, 1], [1, 0]]

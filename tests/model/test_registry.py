@@ -354,3 +354,20 @@ def test_a_folder_that_cannot_be_made_in_the_run_is_one_line(tmp_path):
         confine_path("logs/fit.csv", Location(key="fit.callbacks[0].filename"), tmp_path)
     assert caught.value.message.startswith("cannot create 'logs' in the run: ")
     assert caught.value.where.key == "fit.callbacks[0].filename"
+
+
+@pytest.mark.parametrize("link", ["logs", "logs/fit.csv"])
+def test_a_symlink_in_the_staging_folder_cannot_lead_a_callback_out(tmp_path, link):
+    # a resumed run reuses its staging folder: a link planted there must not be followed
+    run_dir, outside = tmp_path / "run", tmp_path / "outside"
+    run_dir.mkdir()
+    outside.mkdir()
+    if link == "logs":
+        (run_dir / "logs").symlink_to(outside)
+    else:
+        (run_dir / "logs").mkdir()
+        (run_dir / "logs" / "fit.csv").symlink_to(outside / "fit.csv")
+    with pytest.raises(CnnCliError) as caught:
+        confine_path("logs/fit.csv", Location(key="fit.callbacks[0].filename"), run_dir)
+    assert "symbolic link" in caught.value.message
+    assert list(outside.iterdir()) == []

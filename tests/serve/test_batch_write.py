@@ -71,3 +71,39 @@ def test_open_output_leaves_no_file_when_writing_fails(tmp_path: Path):
             stream.write(b"half")
             raise RuntimeError("stopped")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_open_output_writes_into_a_fifo_and_never_replaces_it(tmp_path: Path):
+    # --output /dev/full or a FIFO: the special file is written to; a rename would replace it
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    with open_output(fifo, tmp_path / "in.csv") as stream:
+        stream.write(b"row,predicted\n")
+    reader.join(timeout=10)
+    assert received == [b"row,predicted\n"]
+    assert fifo.is_fifo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_open_output_on_a_folder_is_one_line(tmp_path: Path):
+    with pytest.raises(CnnCliError) as caught:
+        with open_output(tmp_path, tmp_path / "in.csv") as stream:
+            stream.write(b"x")
+    assert caught.value.message.startswith("cannot write there: ")
+
+
+def test_a_full_device_while_writing_is_one_line():
+    full = Path("/dev/full")
+    if not full.is_char_device():
+        pytest.skip("no /dev/full here")
+    with pytest.raises(CnnCliError) as caught:
+        with open_output(full, Path("in.csv")) as stream:
+            stream.write(b"x" * (1 << 16))
+    assert caught.value.message == "cannot write there: No space left on device"
+    assert full.is_char_device()

@@ -215,3 +215,10 @@ def test_onnx_and_keras_agree_on_every_example_test_split(example_runs):
             assert by_onnx["accuracy"] == by_keras["accuracy"], name
         for metric, value in by_onnx.items():
             assert value == pytest.approx(by_keras[metric], abs=1e-4), (name, metric)
+
+
+def test_surprises_do_not_count_an_empty_category_as_unseen():
+    # an empty cell under missing: mean is encoded as zeros by design, as in training
+    surprises = Surprises(PRE)
+    surprises.add({"x1": np.array([1.0, 2.0]), "color": np.array(["red", np.nan], dtype=object)})
+    assert surprises.notes() == []

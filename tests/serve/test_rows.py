@@ -37,6 +37,18 @@ def test_an_empty_cell_is_taken_where_the_run_fills_it():
         parse_input(filled, "1,", missing="mean")  # x2 has no fill: trained without empty cells
 
 
+def test_an_empty_category_reads_as_the_file_reader_reads_it():
+    # --input-file and training read '', 'NA' as NaN (no category); --input kept the text
+    pre = Preprocessor(
+        features=(FeatureTransform("c", "categorical", categories=("u", "v")),),
+        label=PRE.label,
+        input_shape=(2,),
+    )
+    for text in ("c=", "c=NA", "c= NaN "):
+        assert np.isnan(parse_input(pre, text, missing="mean")["c"])
+    assert parse_input(pre, "c=u", missing="mean")["c"] == "u"
+
+
 def test_input_in_feature_order_or_by_name():
     assert parse_input(PRE, "3,30,5") == {"x1": 3.0, "x2": 30.0, "x3": 5.0}
     assert parse_input(PRE, "x3=5, x1=3,x2=30") == {"x1": 3.0, "x2": 30.0, "x3": 5.0}
