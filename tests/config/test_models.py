@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from cnncli.config.models import load_config
-from tests.conftest import CONFIGS, base_config
+from cnncli.errors import CnnCliError
+from tests.conftest import CONFIGS, base_config, problems_of
 
 
 def test_example_config_loads_with_absolute_data_path():
