@@ -94,3 +94,58 @@ def test_package_uses_no_pickle_joblib_or_code_loading():
         for line, what in unsafe_uses(ast.parse(path.read_text(), filename=str(path)))
     ]
     assert found == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Imports point down (ARCHITECTURE.md)
+
+#: Lowest first; a part may import only itself and the parts before it.
+LAYERS = ("errors", "runtime", "config", "data", "runs", "model", "serve", "train", "cli")
+#: Top-level modules that belong with a layer: the version (cnncli/__init__.py) sits under all.
+ALIASES = {"render": "cli", "__main__": "cli", "": "errors"}
+
+
+def part_of(module: str) -> str:
+    """``cnncli.data.cells`` → ``data``; ``cnncli.render`` → ``cli``; ``cnncli`` → ``errors``."""
+    name = module.split(".")[1] if "." in module else ""
+    return ALIASES.get(name, name)
+
+
+def cnncli_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every cnncli import in a file, lazy ones inside functions included."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.split(".")[0] == "cnncli"
+        ):
+            if node.module == "cnncli":  # `from cnncli import render` names modules
+                found += [
+                    (node.lineno, f"cnncli.{alias.name}")
+                    for alias in node.names
+                    if alias.name != "__version__" and not alias.name.isupper()
+                ]
+            else:
+                found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.startswith("cnncli.")]
+    return found
+
+
+def test_imports_point_down():
+    upward = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        source = part_of(module)
+        for line, target in cnncli_imports(path):
+            if LAYERS.index(part_of(target)) > LAYERS.index(source):
+                upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} {source} → {target}")
+    assert upward == []
+
+
+def test_the_import_rule_sees_an_upward_import(tmp_path):
+    module = tmp_path / "x.py"
+    module.write_text("def f():\n    from cnncli.train.run import train_run\n")
+    assert cnncli_imports(module) == [(2, "cnncli.train.run")]
+    assert LAYERS.index(part_of("cnncli.train.run")) > LAYERS.index(part_of("cnncli.data.cells"))
