@@ -35,6 +35,16 @@ def load_config(path: Path, overrides: tuple[str, ...] | list[str] = ()) -> Any:
     return load(path, overrides)
 
 
+def _open_run(run: Path | None) -> Any:
+    """The run a command works on: RUN, or ``runs/latest``, which is then named on stderr."""
+    from cnncli.runs import open_run, resolve_run_dir
+
+    folder = open_run(resolve_run_dir(run))
+    if run is None:
+        render.run_in_use(folder.path, str(folder.config.get("name", "")))
+    return folder
+
+
 class UserError(click.ClickException):
     """A ``CnnCliError`` on its way out: one line per problem on stderr, exit code 2."""
 
@@ -236,10 +246,9 @@ def evaluate(run: Path | None, data: Path | None, backend: str, as_json: bool) -
       cnncli evaluate
       cnncli evaluate runs/iris-20261126-101500 --data data/iris.csv --json
     """
-    from cnncli.runs import open_run, resolve_run_dir
     from cnncli.serve.evaluate import evaluate_run
 
-    result = evaluate_run(open_run(resolve_run_dir(run)), data, backend)
+    result = evaluate_run(_open_run(run), data, backend)
     for text in result.notes:
         render.warning(text)
     if as_json:
@@ -298,7 +307,6 @@ def predict(
     # Prediction needs no BLAS (ONNX Runtime has its own kernels); OpenBLAS would start a
     # thread pool while NumPy imports, a tenth of a cold `predict --input`.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from cnncli.runs import open_run, resolve_run_dir
     from cnncli.serve.predictor import Predictor
     from cnncli.serve.rows import predict_rows
 
@@ -315,7 +323,7 @@ def predict(
         )
     # One ONNX Runtime thread: a single row gains nothing from a pool, and a file's reader
     # thread keeps the other core busy.
-    predictor = Predictor(open_run(resolve_run_dir(run)), backend, threads=1)
+    predictor = Predictor(_open_run(run), backend, threads=1)
     if input_file is not None:
         from cnncli.serve.batch import predict_file
 
@@ -372,10 +380,9 @@ def export(run: Path | None, fmt: str, output: Path | None, as_json: bool) -> No
       cnncli export --format onnx --output seed.onnx
       cnncli export runs/latest --format litert --output seed.tflite
     """
-    from cnncli.runs import open_run, resolve_run_dir
     from cnncli.serve.export import export_run
 
-    paths = export_run(open_run(resolve_run_dir(run)), fmt, output)
+    paths = export_run(_open_run(run), fmt, output)
     if as_json:
         render.print_json({"format": fmt, "files": [str(path) for path in paths]})
         return

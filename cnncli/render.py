@@ -157,6 +157,16 @@ def layers_table(rows: list[dict[str, Any]], input_shape: tuple[int, ...], title
     stdout.print(table)
 
 
+def run_in_use(path: Any, config_name: str) -> None:
+    """Which run a command took when none was named (``runs/latest`` may be another config's).
+
+    Printed with click, like ``predictions``, so ``predict --input`` stays free of rich.
+    """
+    import click
+
+    click.echo(click.style(f"run {path} (config '{config_name}')", dim=True), err=True)
+
+
 def predictions(result: Any) -> None:
     """One line per ``--input`` row on stdout: the label (bold on a terminal), then each class's
     confidence.

@@ -180,3 +180,15 @@ def test_stdout_on_a_full_device_is_a_user_error_not_a_bug():
         "error: cannot write the output: No space left on device;"
         " free some space or write elsewhere"
     ]
+
+
+@pytest.mark.slow
+def test_predict_names_the_run_it_took_when_none_is_given(runner, tiny_run, monkeypatch):
+    """runs/latest may be another config's run by now: say which one is used."""
+    monkeypatch.chdir(tiny_run.parent.parent)  # where runs/latest points at tiny_run
+    result = runner.invoke(cli, ["predict", "--input", "3,30,5"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert result.stderr.splitlines()[0] == f"run {tiny_run.resolve()} (config 't')"
+    named = runner.invoke(cli, ["predict", str(tiny_run), "--input", "3,30,5"])
+    assert named.exit_code == 0
+    assert "(config 't')" not in named.stderr
