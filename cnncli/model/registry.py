@@ -43,6 +43,8 @@ class Namespace:
     any_case: bool = False
     unknown: str = "unknown {noun} '{name}'"
     fallback: str = ""  # the hint when nothing is close
+    #: Members that need a package cnncli does not install: name → (module, pip name).
+    needs: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def usable(self) -> list[str]:
         """Every name a config may write, sorted."""
@@ -151,6 +153,9 @@ CALLBACKS = Namespace(
         "TensorBoard": ("log_dir",),
         "BackupAndRestore": ("backup_dir",),
     },
+    # Keras imports it only when training starts, so without this a missing package passed
+    # validate and then stopped train with Keras' own exception.
+    needs={"TensorBoard": ("tensorboard", "tensorboard")},
     refused={
         "LambdaCallback": Refusal("it runs Python code", "configs cannot run code"),
         "LearningRateScheduler": Refusal(
@@ -335,6 +340,21 @@ def exported_names(keras: Any, namespace: Namespace) -> set[str]:
     }
 
 
+def _require_package(namespace: Namespace, name: str, where: Location) -> None:
+    """A member whose package is missing: one line naming what to install."""
+    if name not in namespace.needs:
+        return
+    import importlib.util
+
+    module, package = namespace.needs[name]
+    if importlib.util.find_spec(module) is None:
+        raise CnnCliError(
+            f"{namespace.noun} '{name}' needs the {package} package, which is not installed",
+            where=where.child("type"),
+            hint=f"pip install {package}, or remove the {namespace.noun}",
+        )
+
+
 def lookup(namespace: Namespace, name: str, where: Location, keras: Any) -> Any:
     """The Keras class or function a config names, once the registry allows it.
 
@@ -362,6 +382,7 @@ def lookup(namespace: Namespace, name: str, where: Location, keras: Any) -> Any:
     if name in namespace.aliases:
         return name
     if name in namespace.allowed or name in namespace.confined:
+        _require_package(namespace, name, where)
         return getattr(keras_module(keras, namespace), name)
     if name in exported_names(keras, namespace):
         raise CnnCliError(

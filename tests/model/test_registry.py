@@ -38,8 +38,10 @@ def test_every_exported_name_is_classified(keras, module):
 
 
 @pytest.mark.parametrize("module", sorted(NAMESPACES))
-def test_every_allowed_name_resolves_in_the_installed_keras(keras, module):
+def test_every_allowed_name_resolves_in_the_installed_keras(keras, module, monkeypatch):
     namespace = NAMESPACES[module]
+    for name in list(namespace.needs):  # the optional package's absence is tested below
+        monkeypatch.setitem(namespace.needs, name, ("json", "json"))
     for name in sorted(namespace.allowed | set(namespace.confined)):
         found = lookup(namespace, name, WHERE, keras)
         assert found is getattr(registry.keras_module(keras, namespace), name)
@@ -268,7 +270,11 @@ def test_relative_paths_resolve_inside_the_run(tmp_path, value, inside):
     assert confine_path(value, where, tmp_path) == str(tmp_path / inside)
 
 
-def test_tensorboard_default_log_dir_is_inside_the_run(write_config, tiny_csv, tmp_path, keras):
+def test_tensorboard_default_log_dir_is_inside_the_run(
+    write_config, tiny_csv, tmp_path, keras, monkeypatch
+):
+    # The callback is only constructed here, which needs no tensorboard package: let it pass.
+    monkeypatch.setitem(registry.CALLBACKS.needs, "TensorBoard", ("json", "json"))
     config = base_config(tiny_csv)
     config["fit"]["callbacks"] = [
         {"type": "TensorBoard"},
@@ -371,3 +377,30 @@ def test_a_symlink_in_the_staging_folder_cannot_lead_a_callback_out(tmp_path, li
         confine_path("logs/fit.csv", Location(key="fit.callbacks[0].filename"), run_dir)
     assert "symbolic link" in caught.value.message
     assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["validate", "train"])
+def test_a_callback_whose_package_is_missing_is_one_line_and_exit_2(
+    runner, write_config, tiny_csv, tmp_path, monkeypatch, command
+):
+    """TensorBoard needs the tensorboard package, which cnncli's extras do not install."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "tensorboard" else find_spec(name, *args),
+    )
+    config = base_config(tiny_csv)
+    config["fit"]["callbacks"] = [{"type": "TensorBoard", "log_dir": "logs"}]
+    args = [command, str(write_config(config))]
+    args += ["--output", str(tmp_path / "runs")] if command == "train" else []
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.endswith(
+        "fit.callbacks[0].type (TensorBoard): callback 'TensorBoard' needs the tensorboard"
+        " package, which is not installed; pip install tensorboard, or remove the callback"
+    )
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
