@@ -366,6 +366,16 @@ def head_and_loss_problems(config: Config, facts: DataFacts) -> list[CnnCliError
                 f"use units: auto (= {expected})",
                 "units",
             )
+        if last.type == "Dense" and activation not in ("softmax", "sigmoid"):
+            # A linear head trains (the loss takes any numbers) but learns nothing useful and
+            # its "confidences" are not probabilities: a run went to 0.174 accuracy this way.
+            head = "sigmoid" if facts.label_kind == "binary" else "softmax"
+            problem(
+                f"the last layer has activation {activation or 'linear'}, so its outputs are not"
+                " class probabilities",
+                f"use activation: {head} on the last layer",
+                "activation" if activation else None,
+            )
         if activation == "softmax" and not wrong_units and (units == 1 or expected == 1):
             problem(
                 "softmax over a single unit always outputs 1.0",

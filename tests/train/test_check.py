@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from cnncli.cli import cli
 from cnncli.config.models import load_config
@@ -228,6 +229,11 @@ def test_shape_problems(overrides, key, message, hint):
             "compile.loss",
             "binary_crossentropy is for two classes, the label has 3",
         ),
+        (
+            ["model.layers[4].activation=linear"],
+            "model.layers[4].activation",
+            "the last layer has activation linear, so its outputs are not class probabilities",
+        ),
     ],
 )
 def test_head_and_loss_problems(overrides, key, message):
@@ -340,3 +346,19 @@ def test_invalid_configs_fail_with_the_error_in_their_first_line(runner, path, m
     result = runner.invoke(cli, ["validate", path.name])
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [f"error: {expected}"]
+
+
+def test_a_classification_head_without_activation_is_refused_with_the_fix(runner, tmp_path):
+    """The case a new user hit: validate said ok, training reached 0.174 accuracy."""
+    config = yaml.safe_load((CONFIGS / "iris.yaml").read_text())
+    del config["model"]["layers"][-1]["activation"]
+    config["data"]["path"] = str(DATA / "iris.csv")
+    path = tmp_path / "linear.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = runner.invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.endswith(
+        "the last layer has activation linear, so its outputs are not class probabilities;"
+        " use activation: softmax on the last layer"
+    )
