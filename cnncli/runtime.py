@@ -14,10 +14,12 @@ import random
 import sys
 from typing import Any
 
-from cnncli.errors import CnnCliError
+from cnncli.errors import CnnCliError, Location
 
 INSTALL_HINT = "pip install 'cnncli[cpu]' (or 'cnncli[gpu]' for CUDA), or run `make install`"
 DEFAULT_BACKEND = "tensorflow"
+#: The backends a config may name (``backend:``) and ``CNNCLI_BACKEND`` may force.
+BACKENDS = ("tensorflow", "jax")
 FORCE_BACKEND_VARIABLE = "CNNCLI_BACKEND"
 
 #: Environment that keeps TensorFlow's and XLA's C++ logging (absl, oneDNN, CUDA probes) quiet.
@@ -56,8 +58,19 @@ def select_backend(name: str | None) -> str:
 
 
 def forced_backend() -> str | None:
-    """The backend ``CNNCLI_BACKEND`` pins for every config, if any."""
-    return os.environ.get(FORCE_BACKEND_VARIABLE) or None
+    """The backend ``CNNCLI_BACKEND`` pins for every config, if any.
+
+    Raises:
+        CnnCliError: the variable names a backend cnncli does not run.
+    """
+    forced = os.environ.get(FORCE_BACKEND_VARIABLE) or None
+    if forced is not None and forced not in BACKENDS:
+        raise CnnCliError(
+            f"{forced!r} is not a backend cnncli runs",
+            where=Location(key=FORCE_BACKEND_VARIABLE),
+            hint=f"set it to one of {', '.join(BACKENDS)}, or unset it",
+        )
+    return forced
 
 
 def loaded_backend() -> str | None:

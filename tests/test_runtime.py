@@ -129,3 +129,24 @@ def test_tensorflow_backend_loads_neither_jax_nor_sklearn_yet_both_stay_importab
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
     )
     assert result.stdout.splitlines() == ["[]", "importable"], result.stderr[-2000:]
+
+
+def test_an_unknown_forced_backend_is_a_one_line_error(monkeypatch):
+    monkeypatch.setenv(runtime.FORCE_BACKEND_VARIABLE, "foo")
+    with pytest.raises(CnnCliError) as caught:
+        runtime.forced_backend()
+    assert caught.value.one_line() == (
+        "CNNCLI_BACKEND: 'foo' is not a backend cnncli runs;"
+        " set it to one of tensorflow, jax, or unset it"
+    )
+
+
+@pytest.mark.slow
+def test_train_with_an_unknown_forced_backend_exits_2(runner, write_config, tiny_csv, monkeypatch):
+    from cnncli.cli import cli
+    from tests.conftest import base_config
+
+    monkeypatch.setenv(runtime.FORCE_BACKEND_VARIABLE, "foo")
+    result = runner.invoke(cli, ["train", str(write_config(base_config(tiny_csv)))])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: CNNCLI_BACKEND: 'foo' is not a backend cnncli runs")

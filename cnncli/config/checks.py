@@ -16,13 +16,19 @@ if TYPE_CHECKING:
 
 def check_label_not_feature(config: Config) -> CnnCliError | None:
     """The label column is not also a feature."""
-    features, label = config.data.features, config.data.label
+    return label_listed_as_feature(config, config.data.label)
+
+
+def label_listed_as_feature(config: Config, label: str | None) -> CnnCliError | None:
+    """The problem when ``label`` is among ``data.features``; the data reader asks again once the
+    header has named the default label (the last column)."""
+    features = config.data.features
     if features and label and label in features:
         index = features.index(label)
         return CnnCliError(
             f"the label '{label}' is also listed as a feature",
             where=config.locate(f"data.features[{index}]"),
-            hint="remove it from data.features",
+            hint="remove it from data.features, or name another column in data.label",
         )
     return None
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cnncli.config.checks import label_listed_as_feature
 from cnncli.config.models import Config
 from cnncli.data.cells import is_numeric
 from cnncli.data.preprocess import MAX_INTEGER_CLASSES
@@ -41,6 +42,9 @@ def choose_columns(
     """
     label = config.data.label or header[-1]
     _require_column(config, header, label, "data.label")
+    problem = label_listed_as_feature(config, label)
+    if problem is not None:
+        raise problem
     if config.data.features:
         for index, name in enumerate(config.data.features):
             _require_column(config, header, name, f"data.features[{index}]")
