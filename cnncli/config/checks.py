@@ -6,6 +6,7 @@ Each check is a named function with a one-line docstring; ``load_config`` runs e
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from cnncli.errors import CnnCliError
@@ -91,6 +92,32 @@ def check_causal_padding(config: Config) -> CnnCliError | None:
     return None
 
 
+def check_finite_arguments(config: Config) -> CnnCliError | None:
+    """No Keras argument is NaN or infinite (``learning_rate: .nan`` trained into a NaN loss)."""
+    objects = [(f"model.layers[{i}]", layer) for i, layer in enumerate(config.model.layers)]
+    objects += [("compile.optimizer", config.compile.optimizer)]
+    objects += [("compile.loss", config.compile.loss)] if config.compile.loss else []
+    objects += [(f"fit.callbacks[{i}]", c) for i, c in enumerate(config.fit.callbacks)]
+    for key, named in objects:
+        for path, value in _leaves(named.args, key):
+            if isinstance(value, float) and not math.isfinite(value):
+                return CnnCliError(
+                    f"{value} is not a finite number",
+                    where=config.locate(path),
+                    hint="give a finite number, or leave the argument out for Keras' default",
+                )
+    return None
+
+
+def _leaves(value: Any, key: str) -> list[tuple[str, Any]]:
+    """(dotted key, value) of every scalar inside nested mappings and lists."""
+    if isinstance(value, dict):
+        return [leaf for name, item in value.items() for leaf in _leaves(item, f"{key}.{name}")]
+    if isinstance(value, list):
+        return [leaf for i, item in enumerate(value) for leaf in _leaves(item, f"{key}[{i}]")]
+    return [(key, value)]
+
+
 def _not_one(value: Any) -> bool:
     values = value if isinstance(value, (list, tuple)) else [value]
     return any(item != 1 for item in values)
@@ -102,4 +129,5 @@ CROSS_CHECKS = (
     check_label_preprocessing_fits_task,
     check_conv_strides_with_dilation,
     check_causal_padding,
+    check_finite_arguments,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from cnncli.config.models import load_config
 from cnncli.errors import CnnCliError
@@ -76,3 +77,17 @@ def test_label_cannot_be_a_feature(write_config, tiny_csv):
     (problem,) = problems_of(caught)
     assert problem.message == "the label 'label' is also listed as a feature"
     assert problem.where.key == "data.features[1]"
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_a_learning_rate_that_is_not_finite_is_refused(write_config, tiny_csv, value):
+    """learning_rate: .nan passed validate, and training ended in a NaN loss and exit 1."""
+    config = base_config(tiny_csv)
+    config["compile"] = {"optimizer": {"type": "SGD", "learning_rate": "VALUE"}}
+    text = yaml.safe_dump(config).replace("VALUE", value).replace("'", "")
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(text))
+    (problem,) = problems_of(caught)
+    assert problem.message.endswith("is not a finite number")
+    assert problem.where.key == "compile.optimizer.learning_rate"
+    assert problem.where.line is not None
