@@ -57,6 +57,20 @@ NUMBER = re.compile(
 )
 
 INFINITE_VALUE = "numeric column holds an infinite value"
+#: Models take float32: a larger number is finite here but infinite (then NaN) inside the model.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+TOO_LARGE = "numeric column holds a number beyond float32's range (±3.4e38)"
+
+
+def out_of_range(values: np.ndarray) -> np.ndarray:
+    """Which numbers a model cannot take: infinite, or beyond float32 (NaN is not among them)."""
+    return np.abs(values) > FLOAT32_MAX
+
+
+def out_of_range_message(value: float) -> str:
+    return INFINITE_VALUE if np.isinf(value) else TOO_LARGE
+
+
 NUMBER_HINT = "fix or empty that cell (see data.missing), or leave the column out of data.features"
 
 
@@ -99,9 +113,10 @@ def numeric_column(series: pd.Series, path: str | Path, delimiter: str) -> np.nd
                 delimiter,
             )
         values = converted.to_numpy(dtype=np.float64, na_value=np.nan)
-    infinite = np.isinf(values)
-    if infinite.any():
-        _raise_at(series, infinite, INFINITE_VALUE, path, delimiter)
+    bad = out_of_range(values)
+    if bad.any():
+        message = out_of_range_message(values[int(np.argmax(bad))])
+        _raise_at(series, bad, message, path, delimiter)
     return values
 
 
@@ -122,8 +137,9 @@ def text_column(series: pd.Series) -> np.ndarray:
 
 
 def usable_numbers(values: np.ndarray, fillable: bool) -> np.ndarray:
-    """Which parsed numbers a model can take: finite, or empty where ``missing: mean`` fills."""
-    return np.isfinite(values) | (np.isnan(values) & fillable)
+    """Which parsed numbers a model can take: within float32's range, or empty where
+    ``missing: mean`` fills."""
+    return (np.abs(values) <= FLOAT32_MAX) | (np.isnan(values) & fillable)
 
 
 def cell_problem(name: str, text: str, *, numeric: bool, may_be_empty: bool) -> str | None:
@@ -144,8 +160,8 @@ def cell_problem(name: str, text: str, *, numeric: bool, may_be_empty: bool) -> 
         return None
     if not number or np.isnan(float(value)):
         return f"column '{name}': {text_in_numbers(value)}"
-    if np.isinf(float(value)):
-        return f"column '{name}': {INFINITE_VALUE}"
+    if out_of_range(np.float64(value)):
+        return f"column '{name}': {out_of_range_message(float(value))}"
     return None
 
 

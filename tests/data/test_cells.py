@@ -175,3 +175,31 @@ def test_nan_spellings_pandas_does_not_take_as_empty_are_text(text):
         f"column 'x': numeric column holds text {text.strip()!r}"
     )
     assert cell_problem("x", " NaN", numeric=True, may_be_empty=True) is None
+
+
+def test_a_number_beyond_float32_is_refused_by_training_and_predict(tmp_path, write_config):
+    """1e39 is finite as float64 but infinite in the model's float32: predict printed NaN."""
+    from cnncli.serve.rows import parse_input
+    from tests.conftest import fit_preprocessor
+
+    text = seed_like_rows(6).replace("\n", "\n1e39,1,1,low\n", 1)
+    with pytest.raises(CnnCliError) as in_memory:
+        load(tmp_path, write_config, text)
+    assert in_memory.value.message == (
+        "numeric column holds a number beyond float32's range (±3.4e38)"
+    )
+    assert in_memory.value.where.line == 2
+    pre = fit_preprocessor(
+        {"x1": np.array([1.0, 5.0])},
+        np.array(["a", "b"]),
+        categorical=(),
+        feature_method="standard",
+        label_kind="onehot",
+        fill_missing=False,
+    )
+    with pytest.raises(CnnCliError) as one_row:
+        parse_input(pre, "-1e39")
+    assert one_row.value.message == (
+        "column 'x1': numeric column holds a number beyond float32's range (±3.4e38)"
+    )
+    assert parse_input(pre, "3.4e38") == {"x1": 3.4e38}  # the largest float32s still pass
