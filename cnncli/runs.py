@@ -133,6 +133,7 @@ class StagedRun:
 def start_run(output_dir: Path, name: str, now: dt.datetime | None = None) -> StagedRun:
     """Create the staging folder for a new run ``<output_dir>/<name>-<timestamp>``."""
     stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    check_latest_link(output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         final = _free_name(output_dir / f"{name}-{stamp}")
@@ -210,13 +211,34 @@ def _free_name(final: Path) -> Path:
     return candidate
 
 
+def check_latest_link(output_dir: Path) -> None:
+    """``<output>/latest`` is absent or a symbolic link: cnncli never replaces anything else.
+
+    Raises:
+        CnnCliError: it is a folder or a file, checked before any training starts.
+    """
+    link = output_dir / LATEST_LINK
+    if link.is_symlink() or not link.exists():
+        return
+    what = "a folder" if link.is_dir() else "a file"
+    raise CnnCliError(
+        f"{LATEST_LINK} is {what}, not the link cnncli keeps to the newest run",
+        where=Location(file=str(link)),
+        hint=f"move or rename {link}, then train again",
+    )
+
+
 def point_latest(run_dir: Path) -> None:
     """Atomically point ``<output>/latest`` at a complete run."""
+    check_latest_link(run_dir.parent)
     link = run_dir.parent / LATEST_LINK
     temp = run_dir.parent / f".{LATEST_LINK}.{os.getpid()}"
     temp.unlink(missing_ok=True)
     os.symlink(run_dir.name, temp)
-    os.replace(temp, link)
+    try:
+        os.replace(temp, link)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------

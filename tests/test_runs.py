@@ -37,7 +37,7 @@ from cnncli.runs import (
     verify_files,
     write_atomic,
 )
-from tests.conftest import error_lines
+from tests.conftest import base_config, error_lines
 
 
 def staged_with_files(output: Path, name: str = "t"):
@@ -290,3 +290,30 @@ def test_run_from_a_newer_cnncli_is_refused(runner, run_copy):
         f"error: {run_copy}: run was written by cnncli 9.0.0 (run format {cnncli.RUN_FORMAT_VERSION + 1}),"
         f" newer than this cnncli {cnncli.__version__} (format {cnncli.RUN_FORMAT_VERSION}); upgrade cnncli to read it"
     ]
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_a_latest_that_is_not_a_link_stops_train_before_it_starts(
+    runner, tmp_path, tiny_csv, write_config, kind
+):
+    """runs/latest as a real folder: the run used to finish, then fail and leave a stray link."""
+    from cnncli.cli import cli
+
+    output = tmp_path / "runs"
+    latest = output / "latest"
+    output.mkdir()
+    if kind == "folder":
+        latest.mkdir()
+        (latest / "mine.txt").write_text("keep\n")
+    else:
+        latest.write_text("keep\n")
+    result = runner.invoke(
+        cli, ["train", str(write_config(base_config(tiny_csv))), "--output", str(output)]
+    )
+    assert result.exit_code == 2
+    assert error_lines(result) == [
+        f"error: {latest}: latest is a {kind}, not the link cnncli keeps to the newest run;"
+        f" move or rename {latest}, then train again"
+    ]
+    assert sorted(path.name for path in output.iterdir()) == ["latest"]  # nothing else written
+    assert (latest / "mine.txt" if kind == "folder" else latest).read_text() == "keep\n"
