@@ -188,7 +188,7 @@ def evaluation(result: Any) -> None:
     from rich.table import Table
 
     note(f"{result.source} · {result.rows} rows · {result.backend}")
-    stdout.print(_metrics_table({"test": result.metrics}, title="Evaluation"))
+    stdout.print(_metrics_table({result.scored: result.metrics}, title="Evaluation"))
     if not result.per_class:
         return
     table = Table(title="Per class", title_justify="left")

@@ -32,6 +32,7 @@ class Evaluation:
         rows: how many rows were scored.
         backend: ``onnx`` or ``keras``.
         source: where the rows came from, in words.
+        scored: a short name for them: ``test``, or the file given with ``--data``.
         classes: the label's classes (empty for a regressor).
         per_class: precision, recall, F1 and support of each class.
         confusion: counts, rows the true class and columns the predicted one.
@@ -46,6 +47,7 @@ class Evaluation:
     per_class: list[dict[str, Any]] = field(default_factory=list)
     confusion: list[list[int]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    scored: str = "test"  # the table's row: the test split, or the --data file's name
 
     def to_json(self) -> dict[str, Any]:
         """What ``evaluate --json`` prints."""
@@ -180,6 +182,8 @@ def evaluate_run(run: RunFolder, data: Path | None = None, backend: str = "auto"
         result.metrics = {"loss": loss, **result.metrics}
     except LossUnavailable as exc:
         result.notes.append(str(exc))
+    if data is not None:
+        result.scored = Path(data).name
     return result
 
 

@@ -197,3 +197,18 @@ def test_evaluate_prints_results_on_stdout_and_the_source_on_stderr(runner, iris
         assert title in result.stdout and title not in result.stderr
     assert "loss" in result.stdout and "accuracy" in result.stdout
     assert "rows · onnx" in result.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_with_data_names_the_file_it_scored(runner, iris_run):
+    """The table's row said 'test' even when another file was scored."""
+    from tests.conftest import DATA
+
+    own = runner.invoke(cli, ["evaluate", str(iris_run)], catch_exceptions=False)
+    other = runner.invoke(
+        cli, ["evaluate", str(iris_run), "--data", str(DATA / "iris.csv")], catch_exceptions=False
+    )
+    assert other.exit_code == 0
+    assert "│ iris.csv " in other.stdout and "│ test " not in other.stdout
+    assert "│ test " in own.stdout
+    assert other.stderr.startswith(f"{DATA / 'iris.csv'} · 150 rows")
