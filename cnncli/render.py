@@ -73,7 +73,8 @@ def _format(value: float) -> str:
 
 
 class EpochProgress:
-    """An epoch bar with loss and metrics, redrawn at most a few times a second."""
+    """An epoch bar with loss and metrics, redrawn at most a few times a second; plain lines
+    when stderr is not a terminal (a CI log, a file)."""
 
     def __init__(self, console: Console | _LazyConsole = stderr, min_interval: float = 0.2) -> None:
         self.console = console.console if isinstance(console, _LazyConsole) else console
@@ -83,6 +84,9 @@ class EpochProgress:
         self._task: Any = None
 
     def __call__(self, epoch: int, epochs: int, logs: dict[str, float]) -> None:
+        if not self.console.is_terminal:
+            self._plain_line(epoch, epochs, logs)
+            return
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -110,6 +114,12 @@ class EpochProgress:
             self._last = now
         if epoch == epochs:
             self.close()
+
+    def _plain_line(self, epoch: int, epochs: int, logs: dict[str, float]) -> None:
+        """In a log file a redrawn bar is noise: one plain line per tenth of the run instead."""
+        if epoch in (1, epochs) or epoch % max(1, epochs // 10) == 0:
+            text = "  ".join(f"{name} {_format(value)}" for name, value in logs.items())
+            self.console.print(f"epoch {epoch}/{epochs}  {text}", highlight=False, markup=False)
 
     def close(self) -> None:
         if self._progress is not None:
