@@ -102,3 +102,10 @@ def did_you_mean(name: str, options: Iterable[str], fallback: str = "") -> str:
         return f"did you mean '{lowered[name.lower()]}'? names are case-sensitive"
     match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.5)
     return f"did you mean '{lowered[match[0]]}'?" if match else fallback
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error line must stay one readable line
+    even when a config holds a 100 KB value."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text)} characters)"

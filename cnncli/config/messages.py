@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from cnncli.config.source import SourceMap, path_to_key
-from cnncli.errors import CnnCliError, did_you_mean
+from cnncli.errors import CnnCliError, did_you_mean, short_repr
 
 _EXAMPLES = {
     "data.path": "path: data/train.csv",
@@ -67,6 +67,7 @@ def _explain(error: dict[str, Any], source: SourceMap, root: type[BaseModel]) ->
     path = _yaml_path(error["loc"])
     kind = error["type"]
     received = error.get("input")
+    shown = short_repr(received)
     key = path_to_key(path)
     if kind == "extra_forbidden":
         name = str(path[-1])
@@ -88,7 +89,7 @@ def _explain(error: dict[str, Any], source: SourceMap, root: type[BaseModel]) ->
         options = [option.strip(" '") for option in expected.replace(" or ", ",").split(",")]
         hint = did_you_mean(str(received), options, f"use one of: {', '.join(options)}")
         return CnnCliError(
-            f"got {received!r}, expected one of {', '.join(options)}",
+            f"got {shown}, expected one of {', '.join(options)}",
             where=source.locate(path),
             hint=hint,
         )
@@ -111,11 +112,11 @@ def _explain(error: dict[str, Any], source: SourceMap, root: type[BaseModel]) ->
             where=source.locate(path),
         )
     if kind in ("int_parsing", "int_type", "int_from_float"):
-        return CnnCliError(f"expected an integer, got {received!r}", where=source.locate(path))
+        return CnnCliError(f"expected an integer, got {shown}", where=source.locate(path))
     if kind in ("float_parsing", "float_type"):
-        return CnnCliError(f"expected a number, got {received!r}", where=source.locate(path))
+        return CnnCliError(f"expected a number, got {shown}", where=source.locate(path))
     if kind in ("bool_parsing", "bool_type"):
-        return CnnCliError(f"expected true or false, got {received!r}", where=source.locate(path))
+        return CnnCliError(f"expected true or false, got {shown}", where=source.locate(path))
     if kind in ("list_type", "dict_type", "model_type", "model_attributes_type", "string_type"):
         wanted = {
             "list_type": "a list",
@@ -124,12 +125,12 @@ def _explain(error: dict[str, Any], source: SourceMap, root: type[BaseModel]) ->
             "model_attributes_type": "a mapping",
             "string_type": "a string",
         }[kind]
-        return CnnCliError(f"expected {wanted}, got {received!r}", where=source.locate(path))
+        return CnnCliError(f"expected {wanted}, got {shown}", where=source.locate(path))
     if kind == "too_short":
         return CnnCliError("must not be empty", where=source.locate(path), hint=_hint_for(key))
     if kind == "string_pattern_mismatch":
         return CnnCliError(
-            f"{received!r} is not a usable name",
+            f"{shown} is not a usable name",
             where=source.locate(path),
             hint="use letters, digits, '-', '_' and '.', starting with a letter or digit",
         )

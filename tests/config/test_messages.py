@@ -79,3 +79,14 @@ def test_unknown_key_hint_lists_what_that_section_allows(write_config, tiny_csv,
     (problem,) = problems_of(caught)
     assert problem.message.startswith("unknown key")
     assert problem.hint == hint
+
+
+def test_a_huge_value_is_cut_short_in_the_error_line(write_config, tiny_csv):
+    """A 100 KB value used to be echoed whole into the one error line."""
+    config = base_config(tiny_csv)
+    config["fit"] = {"epochs": "x" * 100_000}
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(config))
+    line = caught.value.one_line()
+    assert len(line) < 300
+    assert "expected an integer, got 'xxxxx" in line and "… (100002 characters)" in line
