@@ -13,7 +13,7 @@ import numpy as np
 from cnncli.config.checks import label_listed_as_feature
 from cnncli.config.models import Config
 from cnncli.data.cells import is_numeric
-from cnncli.data.preprocess import MAX_INTEGER_CLASSES
+from cnncli.data.preprocess import task_of
 from cnncli.errors import CnnCliError, Location, did_you_mean
 
 if TYPE_CHECKING:
@@ -92,12 +92,11 @@ def mostly_numeric(series: pd.Series) -> bool:
 
 def infer_task(labels: np.ndarray) -> str:
     """Text or few distinct integers → classification; other numbers → regression."""
-    kind = np.asarray(labels).dtype.kind
-    if kind in "OUSb":
-        return "classification"
-    if kind in "iu" or (kind == "f" and np.all(np.mod(labels, 1) == 0)):
-        return "classification" if len(np.unique(labels)) <= MAX_INTEGER_CLASSES else "regression"
-    return "regression"
+    labels = np.asarray(labels)
+    kind = labels.dtype.kind
+    text = kind in "OUSb"
+    whole = kind in "iu" or (kind == "f" and bool(np.all(np.mod(labels, 1) == 0)))
+    return task_of(text, whole, 0 if text or not whole else len(np.unique(labels)))
 
 
 def label_values(labels: np.ndarray) -> np.ndarray:

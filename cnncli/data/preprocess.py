@@ -238,6 +238,13 @@ class PreprocessingFit:
         )
 
 
+def task_of(text: bool, whole: bool, distinct: int) -> str:
+    """The task a label implies: text, or at most ``MAX_INTEGER_CLASSES`` distinct whole numbers,
+    is classification; other numbers are regression."""
+    few = whole and distinct <= MAX_INTEGER_CLASSES
+    return "classification" if text or few else "regression"
+
+
 @dataclass
 class LabelFacts:
     """What one pass learns about the label: what ``infer_task`` and the label encoding need."""
@@ -267,10 +274,7 @@ class LabelFacts:
 
     def task(self) -> str:
         """``infer_task``'s answer, from the pass instead of the whole column."""
-        if self.text:
-            return "classification"
-        few = self.whole and len(self.seen) <= MAX_INTEGER_CLASSES
-        return "classification" if few else "regression"
+        return task_of(self.text, self.whole, len(self.seen))
 
     def classes(self) -> np.ndarray:
         """The training rows' distinct labels, as ``np.unique(label_values(...))`` gives them."""
