@@ -40,13 +40,6 @@ def _hinge_labels(y_true: np.ndarray) -> np.ndarray:
     return 2.0 * y_true - 1.0 if np.isin(y_true, (0.0, 1.0)).all() else y_true
 
 
-def _probabilities(y_pred: np.ndarray, from_logits: bool) -> np.ndarray:
-    if from_logits:
-        shifted = y_pred - y_pred.max(axis=-1, keepdims=True)
-        return np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
-    return y_pred / y_pred.sum(axis=-1, keepdims=True)
-
-
 def _categorical(
     y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool = False, label_smoothing: float = 0.0
 ) -> np.ndarray:
@@ -56,7 +49,8 @@ def _categorical(
         shifted = y_pred - y_pred.max(axis=-1, keepdims=True)
         log_prob = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
     else:
-        log_prob = np.log(np.clip(_probabilities(y_pred, False), _LOW, _HIGH))
+        probabilities = y_pred / y_pred.sum(axis=-1, keepdims=True)  # as Keras rescales
+        log_prob = np.log(np.clip(probabilities, _LOW, _HIGH))
     return -(y_true * log_prob).sum(axis=-1)
 
 
