@@ -181,19 +181,19 @@ def result_metrics(
     baseline: dict[str, Any] = {"method": BASELINE_METHODS[label.is_classification]}
     baseline["predicts"] = predicts
     for part, name in ((TEST, "test"), (VALIDATION, "validation")):
-        pairs = list(part_arrays(prepared, part))
-        if not pairs:
+        outputs, truths = [], []  # a chunk at a time: a streaming run's inputs never pile up
+        for x, y in part_arrays(prepared, part):
+            outputs.append(model.predict(x, batch_size=EVALUATE_BATCH, verbose=0))
+            truths.append(truth_from_targets(label, y))
+        if not outputs:
             continue
-        outputs = np.concatenate(
-            [model.predict(x, batch_size=EVALUATE_BATCH, verbose=0) for x, _ in pairs]
-        )
-        truth = np.concatenate([truth_from_targets(label, y) for _, y in pairs])
+        truth = np.concatenate(truths)
         keras_scores = model.evaluate(
             **evaluate_inputs(config, prepared, part), verbose=0, return_dict=True
         )
         metrics[name] = {
             **{key: float(value) for key, value in keras_scores.items()},
-            **label_scores(label, outputs, truth),
+            **label_scores(label, np.concatenate(outputs), truth),
         }
         baseline[name] = baseline_scores(label, predicts, truth)
     baseline["beaten"] = beats_baseline(label, metrics["test"], baseline["test"])
