@@ -198,6 +198,23 @@ MINIMAL_REGRESSION = {
 }
 
 
+#: ``fit`` settings under which EarlyStopping always stops after epoch 2 and restores epoch 1:
+#: with min_delta 10 the first epoch is the best and the second ends the patience.
+STOPS_AT_EPOCH_2 = {
+    "epochs": 30,
+    "validation_split": 0.25,
+    "callbacks": [
+        {
+            "type": "EarlyStopping",
+            "monitor": "val_loss",
+            "patience": 1,
+            "min_delta": 10,
+            "restore_best_weights": True,
+        }
+    ],
+}
+
+
 @pytest.fixture(scope="session")
 def minimal_regression_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``MINIMAL_REGRESSION`` on data/diabetes.csv, trained with the defaults (a few seconds)."""

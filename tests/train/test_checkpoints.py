@@ -14,7 +14,7 @@ from cnncli.config.models import load_config
 from cnncli.errors import CnnCliError
 from cnncli.runs import CHECKPOINTS_DIRNAME, LATEST_LINK
 from cnncli.train.checkpoints import keeper, load_checkpoint, store
-from tests.conftest import base_config
+from tests.conftest import STOPS_AT_EPOCH_2, base_config
 from tests.train.conftest import error_lines, staging_folders
 
 
@@ -155,19 +155,7 @@ def test_a_finished_fit_resumed_after_a_full_disk_keeps_its_early_stopping_epoch
     from cnncli.train.run import train_run
 
     raw = base_config(tiny_csv)
-    raw["fit"].update(
-        epochs=30,
-        validation_split=0.25,
-        callbacks=[
-            {
-                "type": "EarlyStopping",
-                "monitor": "val_loss",
-                "patience": 1,
-                "min_delta": 10,
-                "restore_best_weights": True,
-            }
-        ],
-    )
+    raw["fit"].update(STOPS_AT_EPOCH_2)
     config_path = write_config(raw)
     output = tmp_path / "runs"
 

@@ -18,7 +18,7 @@ import cnncli
 from cnncli.config.models import load_config
 from cnncli.data.split import train_test_split
 from cnncli.runs import MANIFEST_FILENAME, sha256_file
-from tests.conftest import ROOT, base_config, seed_like_rows
+from tests.conftest import ROOT, STOPS_AT_EPOCH_2, base_config, seed_like_rows
 
 HEAVY = ("tensorflow", "keras", "jax", "pandas", "sklearn", "scipy", "onnx", "onnxruntime")
 
@@ -269,20 +269,7 @@ def test_metrics_json_has_validation_and_early_stopping_epochs(runner, tmp_path,
     data = tmp_path / "seed.csv"
     data.write_text(seed_like_rows(60))
     raw = base_config(data)
-    raw["fit"].update(
-        epochs=30,
-        validation_split=0.25,
-        callbacks=[
-            # min_delta 10: the first epoch is the best and the second ends the patience
-            {
-                "type": "EarlyStopping",
-                "monitor": "val_loss",
-                "patience": 1,
-                "min_delta": 10,
-                "restore_best_weights": True,
-            }
-        ],
-    )
+    raw["fit"].update(STOPS_AT_EPOCH_2)
     result = runner.invoke(
         cli, ["train", str(write_config(raw)), "--output", str(tmp_path / "runs")]
     )
