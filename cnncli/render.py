@@ -127,21 +127,50 @@ class EpochProgress:
             self._progress = None
 
 
-def metrics_table(metrics: dict[str, dict[str, float]], title: str = "Results") -> None:
-    """Training's scores per split, on stderr beside the progress (the run folder is the result)."""
-    stderr.print(_metrics_table(metrics, title))
+#: The parts of ``metrics.json`` that are rows of scores, in the order a table shows them.
+SCORED_PARTS = ("test", "validation")
 
 
-def _metrics_table(metrics: dict[str, dict[str, float]], title: str) -> Any:
+def metrics_table(metrics: dict[str, Any], title: str = "Results") -> None:
+    """Training's scores per split beside the baseline's, on stderr beside the progress (the run
+    folder is the result), then the epochs EarlyStopping stopped at and restored, on one line."""
+    rows = {part: metrics[part] for part in SCORED_PARTS if part in metrics}
+    baseline = metrics.get("baseline") or {}
+    rows.update({f"baseline ({part})": baseline[part] for part in rows if part in baseline})
+    stderr.print(_metrics_table(rows, title, metrics.get("scale") or {}, baseline))
+    epochs = [
+        f"{words} epoch {metrics[key]}"
+        for key, words in (("stopped_epoch", "stopped early after"), ("best_epoch", "weights of"))
+        if key in metrics
+    ]
+    if epochs:
+        note("EarlyStopping: " + "; ".join(epochs))
+
+
+def _metrics_table(
+    rows: dict[str, dict[str, float]],
+    title: str,
+    scale: dict[str, str] | None = None,
+    baseline: dict[str, Any] | None = None,
+) -> Any:
+    """Scores by row; a score not in the label's units says so in its header (``loss
+    (scaled)``), and the caption says what the baseline predicts."""
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
     table.add_column("split")
-    names = sorted({name for values in metrics.values() for name in values})
+    names = sorted({name for values in rows.values() for name in values})
     for name in names:
-        table.add_column(name, justify="right")
-    for split, values in metrics.items():
+        table.add_column(f"{name} (scaled)" if name in (scale or {}) else name, justify="right")
+    for split, values in rows.items():
         table.add_row(split, *(_format(values[name]) if name in values else "" for name in names))
+    if baseline:
+        predicts = baseline["predicts"]
+        shown = _format(predicts) if isinstance(predicts, float) else str(predicts)
+        table.caption = f"baseline: always predict the {baseline['method']} ({shown})"
+    if scale:  # the model learned a standardised label: its loss is on that scale
+        words = "(scaled): on the standardised label the model learned; the rest in label units"
+        table.caption = f"{table.caption}; {words}" if table.caption else words
     return table
 
 
@@ -198,7 +227,10 @@ def evaluation(result: Any) -> None:
     from rich.table import Table
 
     note(f"{result.source} · {result.rows} rows · {result.backend}")
-    stdout.print(_metrics_table({result.scored: result.metrics}, title="Evaluation"))
+    rows = {result.scored: result.metrics}
+    if result.baseline:
+        rows["baseline"] = result.baseline["metrics"]
+    stdout.print(_metrics_table(rows, "Evaluation", result.scale, result.baseline))
     if not result.per_class:
         return
     table = Table(title="Per class", title_justify="left")

@@ -183,6 +183,50 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_run(load_config(config_path), folder / "runs").run_dir
 
 
+#: The smallest regression config: the data, a layer stack and a seed; every other value is
+#: cnncli's default (a standardised label, 50 epochs).
+MINIMAL_REGRESSION = {
+    "seed": 0,
+    "data": {"path": str(DATA / "diabetes.csv")},
+    "model": {
+        "layers": [
+            {"type": "Dense", "units": 32, "activation": "relu"},
+            {"type": "Dense", "units": 16, "activation": "relu"},
+            {"type": "Dense", "units": "auto"},
+        ]
+    },
+}
+
+
+#: ``fit`` settings under which EarlyStopping always stops after epoch 2 and restores epoch 1:
+#: with min_delta 10 the first epoch is the best and the second ends the patience.
+STOPS_AT_EPOCH_2 = {
+    "epochs": 30,
+    "validation_split": 0.25,
+    "callbacks": [
+        {
+            "type": "EarlyStopping",
+            "monitor": "val_loss",
+            "patience": 1,
+            "min_delta": 10,
+            "restore_best_weights": True,
+        }
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def minimal_regression_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``MINIMAL_REGRESSION`` on data/diabetes.csv, trained with the defaults (a few seconds)."""
+    from cnncli.config.models import load_config
+    from cnncli.train.run import train_run
+
+    folder = tmp_path_factory.mktemp("minimal-regression")
+    path = folder / "minimal.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL_REGRESSION, sort_keys=False))
+    return train_run(load_config(path), folder / "runs").run_dir
+
+
 def error_lines(result: Any) -> list[str]:
     """The ``error:`` lines a CLI run printed on stderr."""
     return [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -93,6 +93,60 @@ def test_example_configs_point_editors_at_the_schema(config):
     )
 
 
+def _reference_block() -> tuple[dict, set[tuple]]:
+    """The README's config reference as data, and the key paths whose line says ``# example``."""
+    import yaml
+
+    readme = (CONFIGS.parent / "README.md").read_text()
+    section = readme[readme.index("## Config reference") :]
+    text = section[section.index("```yaml\n") + 8 :]
+    text = text[: text.index("```")]
+    marked = {n for n, line in enumerate(text.splitlines()) if re.search(r"#\s*example\b", line)}
+    examples: set[tuple] = set()
+
+    def walk(node: yaml.Node, path: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.start_mark.line in marked:
+                    examples.add((*path, key.value))
+                walk(value, (*path, key.value))
+
+    walk(yaml.compose(text), ())
+    return yaml.safe_load(text), examples
+
+
+def _leaves(value: object, path: tuple = ()) -> dict[tuple, object]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _leaves(item, (*path, key)).items()}
+    return {path: value}
+
+
+def test_config_reference_shows_the_real_defaults(runner, write_config):
+    """The README said epochs: 50 while cnncli trained 10: every value in its reference block
+    is the default ``--print-config`` shows for the minimal config, unless marked ``# example``,
+    and every key cnncli knows is in the block."""
+    import yaml
+
+    from tests.conftest import MINIMAL_REGRESSION
+
+    minimal = {"data": MINIMAL_REGRESSION["data"], "model": MINIMAL_REGRESSION["model"]}
+    result = runner.invoke(
+        cli, ["train", str(write_config(minimal)), "--print-config"], catch_exceptions=False
+    )
+    printed = _leaves(yaml.safe_load(result.stdout))
+    shown, examples = _reference_block()
+    assert {("name",), ("data", "path"), ("model", "layers")} <= examples
+
+    def kept(leaves: dict[tuple, object]) -> dict[tuple, object]:
+        return {
+            path: value
+            for path, value in leaves.items()
+            if not any(path[: len(example)] == example for example in examples)
+        }
+
+    assert kept(_leaves(shown)) == kept(printed)
+
+
 # --- a real run through the CLI ------------------------------------------------------------
 
 

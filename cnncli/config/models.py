@@ -109,7 +109,7 @@ class CompileSpec(_Strict):
 
 
 class FitSpec(_Strict):
-    epochs: int = Field(default=10, gt=0)
+    epochs: int = Field(default=50, gt=0)
     batch_size: int = Field(default=32, gt=0)
     shuffle: bool = True
     validation_split: float = Field(default=0.0, ge=0.0, lt=1.0)

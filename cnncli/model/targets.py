@@ -56,6 +56,20 @@ DEFAULT_LOSSES = {
     "binary": "binary_crossentropy",
 }
 REGRESSION_DEFAULT_LOSS = "mean_squared_error"
+#: Regression losses that mean something only on the label's own scale (a percentage, a
+#: logarithm, a count): a regressor trained with one keeps its label unscaled by default.
+UNSCALED_LOSSES = frozenset(
+    {
+        "mean_absolute_percentage_error",
+        "MeanAbsolutePercentageError",
+        "mape",
+        "mean_squared_logarithmic_error",
+        "MeanSquaredLogarithmicError",
+        "msle",
+        "poisson",
+        "Poisson",
+    }
+)
 
 _ONE_D_FIRST_LAYERS = ("1D", "LSTM", "GRU", "SimpleRNN", "Bidirectional", "ConvLSTM1D")
 
@@ -68,8 +82,8 @@ def configured_loss(config: Config) -> str | None:
 def label_kind(config: Config, task: str, n_classes: int) -> str:
     """How the label is encoded: from preprocess.label, else from the loss and class count."""
     loss = configured_loss(config)
-    if task == "regression":
-        return config.preprocess.label or "none"
+    if task == "regression":  # standardised unless the loss needs the label's own scale
+        return config.preprocess.label or ("none" if loss in UNSCALED_LOSSES else "standard")
     if loss in BINARY_LOSSES and n_classes <= 2:
         return "binary"
     if loss in SPARSE_LOSSES:

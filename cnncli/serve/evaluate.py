@@ -17,9 +17,18 @@ import numpy as np
 from cnncli.data.preprocess import Preprocessor, class_indices, encode_labels, transform_features
 from cnncli.errors import CnnCliError, Location
 from cnncli.model.targets import default_loss, loss_type
-from cnncli.runs import RunFolder
+from cnncli.runs import METRICS_FILENAME, RunFolder
 from cnncli.serve.losses import LossUnavailable, configured_loss
 from cnncli.serve.predictor import Predictor, decode
+from cnncli.serve.scores import (
+    BASELINE_METHODS,
+    baseline_from_metrics,
+    baseline_scores,
+    baseline_warning,
+    beats_baseline,
+    label_scores,
+    scaled_scores,
+)
 
 
 @dataclass
@@ -28,7 +37,7 @@ class Evaluation:
 
     Attributes:
         metrics: ``loss`` (unless unavailable, see ``notes``) and ``accuracy`` for a classifier,
-            ``mae`` and ``rmse`` in the label's units for a regressor.
+            ``mae``, ``rmse`` and ``r2`` in the label's units for a regressor.
         rows: how many rows were scored.
         backend: ``onnx`` or ``keras``.
         source: where the rows came from, in words.
@@ -36,7 +45,11 @@ class Evaluation:
         classes: the label's classes (empty for a regressor).
         per_class: precision, recall, F1 and support of each class.
         confusion: counts, rows the true class and columns the predicted one.
-        notes: why something is missing, one line each.
+        notes: why something is missing, or that the baseline was not beaten, one line each.
+        baseline: the run's baseline (``method``, what it ``predicts``) and its ``metrics`` on
+            the same rows; empty for a run from before baselines.
+        scale: the scale of each score not in the label's units (``loss`` of a standardised
+            label).
     """
 
     metrics: dict[str, float]
@@ -48,9 +61,12 @@ class Evaluation:
     confusion: list[list[int]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     scored: str = "test"  # the table's row: the test split, or the --data file's name
+    baseline: dict[str, Any] = field(default_factory=dict)
+    scale: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """What ``evaluate --json`` prints."""
+        extra = {"baseline": self.baseline} if self.baseline else {}
         return {
             "metrics": self.metrics,
             "rows": self.rows,
@@ -58,6 +74,8 @@ class Evaluation:
             "per_class": self.per_class,
             "confusion_matrix": self.confusion,
             "classes": list(self.classes),
+            **extra,
+            **({"scale": self.scale} if self.scale else {}),
         }
 
 
@@ -175,8 +193,10 @@ def evaluate_run(run: RunFolder, data: Path | None = None, backend: str = "auto"
             metrics, len(truth), predictor.backend, source, pre.label.classes, per_class, confusion
         )
     else:
-        metrics = regression_scores(pre, outputs, labels)
-        result = Evaluation(metrics, len(labels), predictor.backend, source)
+        truth = labels.astype(np.float64)
+        result = Evaluation(
+            label_scores(pre.label, outputs, truth), len(labels), predictor.backend, source
+        )
     try:
         loss = run_loss(run, encode_labels(pre.label, labels), outputs, predictor.backend)
         result.metrics = {"loss": loss, **result.metrics}
@@ -184,7 +204,30 @@ def evaluate_run(run: RunFolder, data: Path | None = None, backend: str = "auto"
         result.notes.append(str(exc))
     if data is not None:
         result.scored = Path(data).name
+    result.scale = scaled_scores(pre.label, result.metrics)
+    _add_baseline(run, result, truth)
     return result
+
+
+def _add_baseline(run: RunFolder, result: Evaluation, truth: np.ndarray) -> None:
+    """The run's baseline (``metrics.json``) scored on the same rows; a note if it is not beaten."""
+    import json
+
+    label = run.preprocessor.label
+    file = str(run.path / METRICS_FILENAME)
+    predicts = baseline_from_metrics(
+        label, json.loads(run.file(METRICS_FILENAME).read_text()), file
+    )
+    if predicts is None:
+        return
+    scores = baseline_scores(label, predicts, truth)
+    result.baseline = {
+        "method": BASELINE_METHODS[label.is_classification],
+        "predicts": predicts,
+        "metrics": scores,
+    }
+    if not beats_baseline(label, result.metrics, scores):
+        result.notes.append(baseline_warning(label, result.scored))
 
 
 def run_loss(run: RunFolder, targets: np.ndarray, outputs: np.ndarray, backend: str) -> float:
@@ -227,16 +270,4 @@ def classification_scores(
         for index, name in enumerate(pre.label.classes)
     ]
     confusion = confusion_matrix(truth, predicted, labels=classes)
-    return {"accuracy": float(np.mean(predicted == truth))}, per_class, confusion.tolist()
-
-
-def regression_scores(
-    pre: Preprocessor, outputs: np.ndarray, labels: np.ndarray
-) -> dict[str, float]:
-    """MAE and RMSE in the label's units (the model may predict a standardised label)."""
-    values, _ = decode(pre.label, outputs)
-    error = values - labels.astype(np.float64)
-    return {
-        "mae": float(np.mean(np.abs(error))),
-        "rmse": float(np.sqrt(np.mean(error**2))),
-    }
+    return label_scores(pre.label, outputs, truth), per_class, confusion.tolist()

@@ -62,6 +62,12 @@ class PreparedData:
     def n_train(self) -> int:
         return len(self.x_train)
 
+    def part(self, part: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(inputs, targets) of the train, validation or test part."""
+        if part == TRAIN:
+            return self.x_train, self.y_train
+        return (self.x_val, self.y_val) if part == VALIDATION else (self.x_test, self.y_test)
+
     def check_rows(self) -> np.ndarray:
         """Test inputs to check the ONNX export against Keras."""
         return self.x_test
@@ -169,12 +175,28 @@ def fit_inputs(
     }
 
 
-def evaluate_inputs(config: Config, prepared: PreparedData | StreamedData) -> dict[str, Any]:
-    """``model.evaluate``'s data arguments for the test part."""
+def evaluate_inputs(
+    config: Config, prepared: PreparedData | StreamedData, part: int = TEST
+) -> dict[str, Any]:
+    """``model.evaluate``'s data arguments for the test part (or the validation part)."""
     batch_size = max(EVALUATE_BATCH, config.fit.batch_size)
     if isinstance(prepared, StreamedData):
-        return {"x": make_row_batches(prepared, TEST, batch_size)}
-    return {"x": prepared.x_test, "y": prepared.y_test, "batch_size": batch_size}
+        return {"x": make_row_batches(prepared, part, batch_size)}
+    x, y = prepared.part(part)
+    return {"x": x, "y": y, "batch_size": batch_size}
+
+
+def part_arrays(
+    prepared: PreparedData | StreamedData, part: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(inputs, targets) of the train, validation or test part: one pair in memory, one per
+    chunk when streaming."""
+    if isinstance(prepared, StreamedData):
+        yield from _part_arrays(prepared, part, None)
+        return
+    x, y = prepared.part(part)
+    if x is not None and len(x):
+        yield x, y
 
 
 def _part_arrays(

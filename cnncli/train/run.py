@@ -19,6 +19,7 @@ import yaml
 
 from cnncli.config.models import Config
 from cnncli.data.chunks import StreamedData, wants_streaming
+from cnncli.data.split import TEST, TRAIN, VALIDATION
 from cnncli.errors import CnnCliError
 from cnncli.model.build import build_model, make_callbacks
 from cnncli.model.targets import default_loss, default_metrics
@@ -37,12 +38,24 @@ from cnncli.runs import (
     write_json,
 )
 from cnncli.runtime import forced_backend, import_keras, seed_everything, select_backend
+from cnncli.serve.scores import (
+    BASELINE_METHODS,
+    baseline_prediction,
+    baseline_scores,
+    baseline_warning,
+    beats_baseline,
+    label_scores,
+    scaled_scores,
+    truth_from_targets,
+)
 from cnncli.train.check import check_model, facts_from_preprocessor
 from cnncli.train.checkpoints import CheckpointKeeper, resume_point
 from cnncli.train.feed import (
+    EVALUATE_BATCH,
     PreparedData,
     evaluate_inputs,
     fit_inputs,
+    part_arrays,
     prepare_data,
     prepare_streamed,
 )
@@ -60,7 +73,7 @@ AUTO_STEPS_PER_EXECUTION = 128
 @dataclass
 class TrainResult:
     run_dir: Path
-    metrics: dict[str, dict[str, float]]
+    metrics: dict[str, Any]
     history: dict[str, list[float]]
     seed: int
     onnx: dict[str, Any] = field(default_factory=dict)
@@ -138,11 +151,71 @@ def train_run(
         # epoch, and the shuffled order is the same either way.
         inputs["steps_per_epoch"] = steps_per_epoch
     history = keeper.fit(model, **inputs, epochs=config.fit.epochs, callbacks=callbacks, verbose=0)
-    scores = model.evaluate(**evaluate_inputs(config, prepared), verbose=0, return_dict=True)
-    metrics = {"test": {name: float(value) for name, value in scores.items()}}
+    metrics = result_metrics(config, model, prepared, callbacks, keras)
+    if not metrics["baseline"]["beaten"]:
+        say(baseline_warning(prepared.preprocessor.label, "test"))
     histories = {name: [float(v) for v in values] for name, values in history.history.items()}
     run_dir, onnx = save_run(config, model, prepared, metrics, histories, seed, say, keeper)
     return TrainResult(run_dir=run_dir, metrics=metrics, history=histories, seed=seed, onnx=onnx)
+
+
+def result_metrics(
+    config: Config,
+    model: Any,
+    prepared: PreparedData | StreamedData,
+    callbacks: list[Any],
+    keras: Any,
+) -> dict[str, Any]:
+    """What ``metrics.json`` holds: test (and validation) scores, the baseline's, the epochs.
+
+    Keras' evaluation gives the loss and the configured metrics, on the scale the model learned;
+    accuracy, or MAE, RMSE and R² in the label's units, come from the same functions ``evaluate``
+    uses (``serve.scores``), so the two never disagree.
+    """
+    label = prepared.preprocessor.label
+    train_truth = np.concatenate(
+        [truth_from_targets(label, y) for _, y in part_arrays(prepared, TRAIN)]
+    )
+    predicts = baseline_prediction(label, train_truth)
+    metrics: dict[str, Any] = {}
+    baseline: dict[str, Any] = {"method": BASELINE_METHODS[label.is_classification]}
+    baseline["predicts"] = predicts
+    for part, name in ((TEST, "test"), (VALIDATION, "validation")):
+        outputs, truths = [], []  # a chunk at a time: a streaming run's inputs never pile up
+        for x, y in part_arrays(prepared, part):
+            outputs.append(model.predict(x, batch_size=EVALUATE_BATCH, verbose=0))
+            truths.append(truth_from_targets(label, y))
+        if not outputs:
+            continue
+        truth = np.concatenate(truths)
+        keras_scores = model.evaluate(
+            **evaluate_inputs(config, prepared, part), verbose=0, return_dict=True
+        )
+        metrics[name] = {
+            **{key: float(value) for key, value in keras_scores.items()},
+            **label_scores(label, np.concatenate(outputs), truth),
+        }
+        baseline[name] = baseline_scores(label, predicts, truth)
+    baseline["beaten"] = beats_baseline(label, metrics["test"], baseline["test"])
+    metrics["baseline"] = baseline
+    if not label.is_classification:
+        metrics["scale"] = scaled_scores(label, metrics["test"])
+    metrics.update(stopping_epochs(callbacks, keras))
+    return metrics
+
+
+def stopping_epochs(callbacks: list[Any], keras: Any) -> dict[str, int]:
+    """``stopped_epoch`` when EarlyStopping ended the fit, ``best_epoch`` when it restored that
+    epoch's weights (1-based, as the progress shows them; a resumed run's state is restored)."""
+    epochs: dict[str, int] = {}
+    for callback in callbacks:
+        if not isinstance(callback, keras.callbacks.EarlyStopping):
+            continue
+        if callback.stopped_epoch > 0:
+            epochs["stopped_epoch"] = int(callback.stopped_epoch) + 1
+        if callback.restore_best_weights and callback.best_weights is not None:
+            epochs["best_epoch"] = int(callback.best_epoch) + 1
+    return epochs
 
 
 class _EpochReporter:
@@ -175,9 +248,7 @@ def save_run(
 
     staged = keeper.staged
     try:
-        resolved = config.to_yaml_dict()
-        resolved["seed"] = seed
-        resolved["task"] = prepared.task
+        resolved = resolved_config(config, prepared, seed)
         write_atomic(staged.staging / CONFIG_FILENAME, yaml.safe_dump(resolved, sort_keys=False))
         write_atomic(staged.staging / PREPROCESS_FILENAME, prepared.preprocessor.to_json() + "\n")
         write_json(staged.staging / METRICS_FILENAME, metrics)
@@ -207,6 +278,30 @@ def save_run(
         if error is None:
             raise
         raise error from exc
+
+
+#: A label encoding in the config's words: a binary label (one 0/1 output, set by a binary loss
+#: on two classes) is a class index, as ``sparse`` is; the loss keeps it binary when reloaded.
+_CONFIG_LABEL = {"binary": "sparse"}
+
+
+def resolved_config(
+    config: Config, prepared: PreparedData | StreamedData, seed: int
+) -> dict[str, Any]:
+    """The config as trained, every default resolved: seed, task, label encoding, loss, metrics
+    and input shape, so a run's ``config.yaml`` holds no null that training decided."""
+    resolved = config.to_yaml_dict()
+    resolved["seed"] = seed
+    resolved["task"] = prepared.task
+    kind = prepared.preprocessor.label.kind
+    resolved["preprocess"]["label"] = _CONFIG_LABEL.get(kind, kind)
+    compile_ = resolved["compile"]
+    if compile_["loss"] is None:
+        compile_["loss"] = default_loss(kind)
+    if compile_["metrics"] is None:
+        compile_["metrics"] = list(default_metrics(prepared.task))
+    resolved["model"]["input_shape"] = list(prepared.preprocessor.input_shape)
+    return resolved
 
 
 def _installed_version(*distributions: str) -> str | None:

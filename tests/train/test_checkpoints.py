@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from cnncli.cli import cli
+from cnncli.config.models import load_config
 from cnncli.errors import CnnCliError
 from cnncli.runs import CHECKPOINTS_DIRNAME, LATEST_LINK
 from cnncli.train.checkpoints import keeper, load_checkpoint, store
-from tests.conftest import base_config
+from tests.conftest import STOPS_AT_EPOCH_2, base_config
 from tests.train.conftest import error_lines, staging_folders
 
 
@@ -143,3 +144,30 @@ def test_written_checkpoint_reads_back_replaces_the_old_one_and_refuses_damage(t
     checkpoint.arrays_path.write_bytes(b"damaged")
     with pytest.raises(CnnCliError, match="do not match their sha256 in state.json"):
         checkpoint.load_arrays()
+
+
+@pytest.mark.slow
+def test_a_finished_fit_resumed_after_a_full_disk_keeps_its_early_stopping_epochs(
+    tmp_path, tiny_csv, write_config, monkeypatch
+):
+    """Resuming a checkpoint of a finished fit trains nothing more: EarlyStopping's epochs must
+    come from the checkpoint for metrics.json to name them."""
+    from cnncli.train.run import train_run
+
+    raw = base_config(tiny_csv)
+    raw["fit"].update(STOPS_AT_EPOCH_2)
+    config_path = write_config(raw)
+    output = tmp_path / "runs"
+
+    def full(model, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("cnncli.train.run.save_keras_atomic", full)
+    with pytest.raises(CnnCliError, match="No space left"):
+        train_run(load_config(config_path), output)
+    monkeypatch.undo()
+    [staging] = staging_folders(output)
+    assert load_checkpoint(staging).done
+    run = train_run(load_config(config_path), output, resume=str(staging)).run_dir
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["stopped_epoch"], metrics["best_epoch"]) == (2, 1)

@@ -168,6 +168,8 @@ def test_resume_keeps_early_stopping_state(runner, tmp_path, monkeypatch, resume
     clean_epochs = len((clean / "history.csv").read_text().splitlines()) - 1
     # val_loss is best at epoch 7 and worse at 8, so the interruption falls mid-patience
     assert 8 < clean_epochs < 12, "the config must stop early after the interruption point"
+    metrics = json.loads((clean / "metrics.json").read_text())  # the resumed run's must match
+    assert metrics["stopped_epoch"] == clean_epochs and metrics["best_epoch"] < clean_epochs
     resumed = interrupt_then_resume(runner, monkeypatch, config_path, tmp_path / "runs", epoch=8)
     assert_same_run(resumed, clean, "EarlyStopping resume")
 

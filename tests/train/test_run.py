@@ -18,7 +18,7 @@ import cnncli
 from cnncli.config.models import load_config
 from cnncli.data.split import train_test_split
 from cnncli.runs import MANIFEST_FILENAME, sha256_file
-from tests.conftest import ROOT, base_config, seed_like_rows
+from tests.conftest import ROOT, STOPS_AT_EPOCH_2, base_config, seed_like_rows
 
 HEAVY = ("tensorflow", "keras", "jax", "pandas", "sklearn", "scipy", "onnx", "onnxruntime")
 
@@ -214,3 +214,69 @@ def test_train_reads_the_data_once_and_reports_every_model_problem(
     assert "last layer has 5 unit(s) but the label has 3 classes" in errors[1]
     assert len(reads) == 1
     assert not output.exists()  # stopped before a staging folder was made
+
+
+@pytest.mark.slow
+def test_resolved_config_holds_every_value_training_decided(minimal_regression_run, tiny_run):
+    """config.yaml held task, loss and label as null; it now holds what training used, and it
+    loads back as a config (evaluate and predict read it)."""
+    from cnncli.config.models import config_from_dict
+
+    for run, expected in (
+        (minimal_regression_run, ("regression", "mean_squared_error", "standard", [10], ["mae"])),
+        (tiny_run, ("classification", "categorical_crossentropy", "onehot", [3], ["accuracy"])),
+    ):
+        resolved = yaml.safe_load((run / "config.yaml").read_text())
+        assert (
+            resolved["task"],
+            resolved["compile"]["loss"],
+            resolved["preprocess"]["label"],
+            resolved["model"]["input_shape"],
+            resolved["compile"]["metrics"],
+        ) == expected
+        config = config_from_dict(resolved, run)
+        assert config.task == expected[0] and config.preprocess.label == expected[2]
+
+
+def test_a_binary_label_resolves_to_the_configs_words(tmp_path, write_config):
+    """preprocess.label has no 'binary': a binary loss on two classes keeps the label a class
+    index, which the config calls sparse; reloaded with the same loss it is binary again."""
+    from cnncli.data.split import TEST
+    from cnncli.model.targets import label_kind
+    from cnncli.train.feed import prepare_data
+    from cnncli.train.run import resolved_config
+
+    data = tmp_path / "two.csv"
+    data.write_text("x,y\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(20)))
+    raw = base_config(data)
+    raw["compile"]["loss"] = "binary_crossentropy"
+    raw["model"]["layers"][-1]["activation"] = "sigmoid"
+    config = load_config(write_config(raw))
+    prepared = prepare_data(config, 0)
+    assert prepared.preprocessor.label.kind == "binary" and len(prepared.part(TEST)[0]) == 4
+    resolved = resolved_config(config, prepared, 0)
+    assert resolved["preprocess"]["label"] == "sparse"
+    reloaded = load_config(write_config(resolved))  # passes every cross-check too
+    assert label_kind(reloaded, "classification", 2) == "binary"
+
+
+@pytest.mark.slow
+def test_metrics_json_has_validation_and_early_stopping_epochs(runner, tmp_path, write_config):
+    """Only test scores were kept, so tuning by hand picked on the test set; the epoch where
+    EarlyStopping stopped was never reported."""
+    from cnncli.cli import cli
+
+    data = tmp_path / "seed.csv"
+    data.write_text(seed_like_rows(60))
+    raw = base_config(data)
+    raw["fit"].update(STOPS_AT_EPOCH_2)
+    result = runner.invoke(
+        cli, ["train", str(write_config(raw)), "--output", str(tmp_path / "runs")]
+    )
+    assert result.exit_code == 0, result.stderr
+    metrics = json.loads((Path(result.stdout.split()[-1]) / "metrics.json").read_text())
+    assert (metrics["stopped_epoch"], metrics["best_epoch"]) == (2, 1)
+    assert set(metrics["validation"]) == {"loss", "accuracy"}
+    assert set(metrics["baseline"]) == {"method", "predicts", "test", "validation", "beaten"}
+    assert "EarlyStopping: stopped early after epoch 2; weights of epoch 1" in result.stderr
+    assert "│ validation " in result.stderr and "│ baseline (validation) " in result.stderr

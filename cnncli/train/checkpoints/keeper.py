@@ -100,6 +100,9 @@ class CheckpointKeeper:
             initial_epoch = self.resumed.epoch
             previous = self.resumed.history
             if self.resumed.done or initial_epoch >= epochs:
+                # nothing left to train; the callbacks still report how the fit ended
+                # (EarlyStopping's stopped and best epochs, for metrics.json)
+                restore_callbacks(kwargs.get("callbacks") or [], self.resumed, self._resumed_best)
                 return _History(previous)
         self._callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks = [*self._callbacks, make_callback(keras, self)]
