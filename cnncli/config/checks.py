@@ -34,6 +34,35 @@ def label_listed_as_feature(config: Config, label: str | None) -> CnnCliError | 
     return None
 
 
+def check_dropped_not_feature(config: Config) -> CnnCliError | None:
+    """A column typed ``drop`` in ``data.columns`` is not also listed in ``data.features``."""
+    for index, name in enumerate(config.data.features or []):
+        if config.data.columns.get(name) == "drop":
+            return CnnCliError(
+                f"column '{name}' is listed in data.features and as drop in data.columns",
+                where=config.locate(f"data.features[{index}]"),
+                hint="remove it from data.features, or give it another type in data.columns",
+            )
+    return None
+
+
+def check_label_not_typed(config: Config) -> CnnCliError | None:
+    """The label column has no type in ``data.columns``."""
+    return label_given_a_type(config, config.data.label)
+
+
+def label_given_a_type(config: Config, label: str | None) -> CnnCliError | None:
+    """The problem when ``label`` is in ``data.columns``; asked again once the header has named
+    the default label (the last column)."""
+    if label is None or label not in config.data.columns:
+        return None
+    return CnnCliError(
+        f"the label '{label}' has a type in data.columns ({config.data.columns[label]})",
+        where=config.source.locate(("data", "columns", label), on_key=True),
+        hint="remove it there: the task (classification or regression) decides the label's kind",
+    )
+
+
 def check_label_preprocessing_fits_task(config: Config) -> CnnCliError | None:
     """Label preprocessing matches the task (onehot/sparse classify, none/standard regress)."""
     label, task = config.preprocess.label, config.task
@@ -126,6 +155,8 @@ def _not_one(value: Any) -> bool:
 CROSS_CHECKS = (
     check_label_not_feature,
     check_duplicate_features,
+    check_dropped_not_feature,
+    check_label_not_typed,
     check_label_preprocessing_fits_task,
     check_conv_strides_with_dilation,
     check_causal_padding,
