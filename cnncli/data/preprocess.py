@@ -18,8 +18,13 @@ import numpy as np
 
 from cnncli.errors import CnnCliError, Location
 
-#: ``preprocess.json``'s layout; ``from_json`` refuses a newer one rather than misread it.
-PREPROCESS_FORMAT = 1
+#: ``preprocess.json``'s newest layout; ``from_json`` refuses a newer one rather than misread it.
+PREPROCESS_FORMAT = 2
+#: The layout of a run without date columns: older cnncli versions read it.
+PLAIN_FORMAT = 1
+#: The first layout with ``kind: date``: an older cnncli refuses such a run in one line instead
+#: of encoding its dates as an empty one-hot block.
+DATE_FORMAT = 2
 #: Integer labels with at most this many distinct values are taken as classes.
 MAX_INTEGER_CLASSES = 50
 
@@ -94,7 +99,7 @@ class Preprocessor:
     features: tuple[FeatureTransform, ...]
     label: LabelTransform
     input_shape: tuple[int, ...] = ()
-    format: int = field(default=PREPROCESS_FORMAT)
+    format: int = field(default=PLAIN_FORMAT)
 
     @property
     def feature_names(self) -> list[str]:
@@ -115,7 +120,7 @@ class Preprocessor:
             CnnCliError: a newer format than this cnncli reads (a run from a newer version).
         """
         data = json.loads(text)
-        version = data.get("format", PREPROCESS_FORMAT)
+        version = data.get("format", PLAIN_FORMAT)
         if not isinstance(version, int) or version > PREPROCESS_FORMAT:
             raise CnnCliError(
                 f"preprocess.json has format {version!r}; this cnncli reads format"
@@ -299,7 +304,9 @@ class PreprocessingFit:
             for name in self.features
         ]
         return Preprocessor(
-            features=tuple(features), label=self.label.transform(label_kind, label_name)
+            features=tuple(features),
+            label=self.label.transform(label_kind, label_name),
+            format=DATE_FORMAT if self.days else PLAIN_FORMAT,
         )
 
 
