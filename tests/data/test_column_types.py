@@ -240,3 +240,31 @@ def test_train_notes_carry_the_same_warnings_in_memory_and_streamed(tmp_path, wr
             "column 'name' looks like an ID or free text",
             "column 'sold' looks like dates",
         ], notes
+
+
+def test_the_onnx_recipe_for_a_date_gives_the_transform_s_inputs():
+    """A client in another language follows the recipe in model.onnx's metadata."""
+    import datetime
+    import math
+
+    from cnncli.serve.export import PREPROCESS_RECIPE
+
+    assert "2*pi*weekday/7 (Monday 0)" in PREPROCESS_RECIPE
+    texts = ["2019-07-14", "2020-02-29", "1999-12-31", "2024-01-01"]
+    pre = fitted([parse_date(text) for text in texts])
+    (feature,) = pre.features
+    for text in texts:
+        day = datetime.date.fromisoformat(text)
+        cycles = [
+            (day.month - 1, 12),
+            (day.weekday(), 7),
+            (day.timetuple().tm_yday - 1, 365.25),
+        ]
+        client = [(day.year - feature.center) / feature.scale]
+        for value, period in cycles:
+            client += [
+                math.sin(2 * math.pi * value / period),
+                math.cos(2 * math.pi * value / period),
+            ]
+        ours = transform_features(pre, {"sold": np.asarray([parse_date(text)])})[0]
+        np.testing.assert_array_equal(ours, np.asarray(client, dtype=np.float64).astype(np.float32))
