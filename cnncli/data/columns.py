@@ -19,6 +19,7 @@ import numpy as np
 from cnncli.config.checks import label_given_a_type, label_listed_as_feature
 from cnncli.config.models import Config
 from cnncli.data.cells import is_numeric, parse_date
+from cnncli.data.csvfile import file_location
 from cnncli.data.preprocess import DATE_INPUTS, Preprocessor, task_of
 from cnncli.errors import CnnCliError, Location, did_you_mean
 
@@ -105,6 +106,22 @@ def _require_column(
         where=where or config.locate(key),
         hint=hint,
     )
+
+
+def require_columns(path: str | Path, header: list[str], columns: Columns) -> None:
+    """Another file (a test file) must have the columns chosen from the training file.
+
+    Raises:
+        CnnCliError: naming the columns it lacks and the ones it has.
+    """
+    missing = [name for name in (*columns.features, columns.label) if name not in header]
+    if missing:
+        raise CnnCliError(
+            f"{len(missing)} column(s) of the training data are missing: {', '.join(missing)}"
+            f" (the file has {', '.join(header)})",
+            where=file_location(path, line=1),
+            hint="a test file needs the same columns as the training file",
+        )
 
 
 def mostly_numeric(series: pd.Series) -> bool:

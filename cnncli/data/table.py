@@ -12,7 +12,7 @@ import numpy as np
 
 from cnncli.config.models import Config
 from cnncli.data.cells import CellRules
-from cnncli.data.columns import Columns, choose_columns, require_two_classes
+from cnncli.data.columns import Columns, choose_columns, require_columns, require_two_classes
 from cnncli.data.csvfile import file_location, line_numbers, read_csv
 from cnncli.errors import CnnCliError
 
@@ -57,14 +57,7 @@ def load_dataset(
     if columns is None:
         columns = choose_columns(config, header, frame)
     else:
-        missing = [name for name in (*columns.features, columns.label) if name not in header]
-        if missing:
-            raise CnnCliError(
-                f"{len(missing)} column(s) of the training data are missing: {', '.join(missing)}"
-                f" (the file has {', '.join(header)})",
-                where=file_location(path, line=1),
-                hint="a test file needs the same columns as the training file",
-            )
+        require_columns(path, header, columns)
     rules = CellRules(config.data.missing, str(path), delimiter, columns, len(header))
     features, labels, source_rows = rules.read(frame[[*columns.features, columns.label]])
     rules.check_rows_left()

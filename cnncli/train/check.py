@@ -24,6 +24,7 @@ from cnncli.data.columns import (
     describe_columns,
     infer_task,
     label_values,
+    require_columns,
     require_two_classes,
 )
 from cnncli.data.csvfile import read_header, read_sample
@@ -84,13 +85,19 @@ def inspect_data(config: Config) -> DataFacts:
                 where=config.locate(key),
                 hint="relative paths resolve against the config file's folder",
             )
-    header = read_header(config.data.path, config.data.delimiter)
-    sample = read_sample(config.data.path, config.data.delimiter)
+    delimiter = config.data.delimiter
+    header = read_header(config.data.path, delimiter)
+    sample = read_sample(config.data.path, delimiter)
     columns = choose_columns(config, header, sample)
     from cnncli.data.chunks import survey_columns  # chunked: a large file stays out of memory
 
     label_text = sample[columns.label].dtype.kind in "OSUb"
     survey = survey_columns(config, config.data.path, columns, label_text)
+    if config.data.test_path is not None:  # its cells, as training will read them
+        require_columns(
+            config.data.test_path, read_header(config.data.test_path, delimiter), columns
+        )
+        survey_columns(config, config.data.test_path, columns, label_text)
     width = len(columns.features) - len(columns.categorical) - len(columns.dates)
     width += len(columns.dates) * len(DATE_INPUTS)
     width += sum(len(values) for values in survey.categories.values())

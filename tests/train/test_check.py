@@ -448,3 +448,24 @@ def test_validate_reports_empty_cells_under_missing_error_as_train_does(
     assert line == f"error: {trained.value.one_line()}"
     ok = runner.invoke(cli, ["validate", str(config), "--set", "data.missing=mean"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_validate_reads_the_test_file_by_the_same_rules(runner, tmp_path, write_config):
+    (tmp_path / "train.csv").write_text(seed_like_rows(30))
+    lines = seed_like_rows(10, seed=1).splitlines()
+    lines[3] = lines[3].replace(lines[3].split(",")[0], "", 1)
+    (tmp_path / "test.csv").write_text("\n".join(lines) + "\n")
+    config = base_config(tmp_path / "train.csv")
+    config["data"]["test_path"] = str(tmp_path / "test.csv")
+    result = runner.invoke(cli, ["validate", str(write_config(config))])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {tmp_path / 'test.csv'}:4: column 'x1': 1 empty cell(s) on line(s) 4;"
+        " fill them in, or set data.missing: drop or mean\n"
+    )
+    (tmp_path / "test.csv").write_text("x1,x2,label\n1,2,low\n")
+    result = runner.invoke(cli, ["validate", str(write_config(config))])
+    assert result.stderr == (
+        f"error: {tmp_path / 'test.csv'}:1: 1 column(s) of the training data are missing: x3"
+        " (the file has x1, x2, label); a test file needs the same columns as the training file\n"
+    )
