@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+#: The ``data.columns`` types read as text: one-hot categories and dates.
+TEXT_TYPES = ("categorical", "date")
+
+
 @dataclass(frozen=True)
 class Columns:
     """Which columns of a CSV are features (numeric, categorical or date) and which is the

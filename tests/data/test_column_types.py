@@ -268,3 +268,31 @@ def test_the_onnx_recipe_for_a_date_gives_the_transform_s_inputs():
             ]
         ours = transform_features(pre, {"sold": np.asarray([parse_date(text)])})[0]
         np.testing.assert_array_equal(ours, np.asarray(client, dtype=np.float64).astype(np.float32))
+
+
+def test_a_number_column_typed_categorical_keeps_each_cell_s_text_on_every_path(
+    tmp_path, write_config
+):
+    """`1`, not `1.0` (pandas reads a whole-number column with an empty cell as floats), in
+    memory, streamed and at predict time alike."""
+    from cnncli.data.chunks import read_chunks, read_columns
+    from cnncli.serve.rows import parse_input
+
+    path = tmp_path / "doors.csv"
+    rows = [
+        f"{index % 3 + 2 if index != 4 else ''},{index},{'ab'[index % 2]}" for index in range(20)
+    ]
+    path.write_text("doors,x,label\n" + "\n".join(rows) + "\n")
+    raw = cars_config(path, columns={"doors": "categorical"}, missing="mean")
+    config = load_config(write_config(raw))
+    in_memory = load_dataset(config).features["doors"]
+    columns, label_text = read_columns(config, str(path))
+    (chunk,) = read_chunks(config, str(path), columns, label_text)
+    assert in_memory[:4].tolist() == chunk.features["doors"][:4].tolist() == ["2", "3", "4", "2"]
+    fit = PreprocessingFit(columns.features, columns.categorical)
+    fit.update(chunk.features, chunk.labels)
+    pre = fit.finish(
+        feature_method="standard", label_kind="none", fill_missing=True, label_name="label"
+    )
+    assert pre.features[0].categories == ("2", "3", "4")
+    assert parse_input(pre, "doors=3,x=1", "mean")["doors"] == "3"
