@@ -199,6 +199,19 @@ DATE_PROBES = 1000
 DATE_PARTS = "year, month, day of week, day of year"
 
 
+def input_width(columns: Columns, categories: Mapping[str, set[str]]) -> int:
+    """The model inputs the feature columns make: one per number, one per category (one-hot),
+    ``DATE_INPUTS`` per date."""
+    return sum(
+        len(categories.get(name, ()))
+        if name in columns.categorical
+        else len(DATE_INPUTS)
+        if name in columns.dates
+        else 1
+        for name in columns.features
+    )
+
+
 @dataclass(frozen=True)
 class ColumnReport:
     """What each column of a file becomes, one line each, and the warnings among them."""

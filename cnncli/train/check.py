@@ -23,12 +23,13 @@ from cnncli.data.columns import (
     choose_columns,
     describe_columns,
     infer_task,
+    input_width,
     label_values,
     require_columns,
     require_two_classes,
 )
 from cnncli.data.csvfile import read_header, read_sample
-from cnncli.data.preprocess import DATE_INPUTS, Preprocessor, label_width
+from cnncli.data.preprocess import Preprocessor, label_width
 from cnncli.errors import CnnCliError, ConfigErrors, Location
 from cnncli.model.arguments import keras_message, shape_text
 from cnncli.model.build import (
@@ -98,9 +99,7 @@ def inspect_data(config: Config) -> DataFacts:
             config.data.test_path, read_header(config.data.test_path, delimiter), columns
         )
         survey_columns(config, config.data.test_path, columns, label_text)
-    width = len(columns.features) - len(columns.categorical) - len(columns.dates)
-    width += len(columns.dates) * len(DATE_INPUTS)
-    width += sum(len(values) for values in survey.categories.values())
+    width = input_width(columns, survey.categories)
     report = describe_columns(config, header, columns, survey.categories, survey.rows)
     labels = label_values(survey.labels)
     task = config.task or infer_task(labels)
