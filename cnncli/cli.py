@@ -403,6 +403,9 @@ def summary(config: Any) -> None:
     from cnncli.train.check import summarize_config
 
     report = summarize_config(config)
+    for text in report.columns.warnings:
+        render.warning(text)
+    render.column_lines(report.columns.lines)
     render.layers_table(
         report.layers, report.input_shape, title=f"{config.name}: {report.description}"
     )
@@ -424,12 +427,21 @@ def validate(config: Any, as_json: bool) -> None:
     from cnncli.train.check import summarize_config
 
     report = summarize_config(config)
+    for text in report.columns.warnings:
+        render.warning(text)
     if as_json:
         render.print_json(
-            {"ok": True, "input_shape": list(report.input_shape), "layers": report.layers}
+            {
+                "ok": True,
+                "input_shape": list(report.input_shape),
+                "layers": report.layers,
+                "columns": list(report.columns.lines),
+                "warnings": list(report.columns.warnings),
+            }
         )
         return
     click.echo(f"ok: {config.name}: {report.description}")
+    render.column_lines(report.columns.lines)
     render.layers_table(report.layers, report.input_shape, title=config.name)
 
 

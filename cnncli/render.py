@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -194,6 +195,14 @@ def layers_table(rows: list[dict[str, Any]], input_shape: tuple[int, ...], title
     total = sum(row["params"] for row in rows)
     table.caption = f"total parameters: {total:,}"
     stdout.print(table)
+
+
+def column_lines(lines: Sequence[str]) -> None:
+    """What each data column becomes, one line each (``validate``, ``summary``)."""
+    if lines:
+        stdout.print("columns:", highlight=False)
+    for line in lines:
+        stdout.print(f"  {escape(line)}", highlight=False)
 
 
 def run_in_use(path: Any, config_name: str) -> None:

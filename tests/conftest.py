@@ -167,6 +167,53 @@ def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_run(load_config(path), folder / "runs").run_dir
 
 
+def cars_rows(rows: int, seed: int = 0, empty_date_at: int | None = None) -> str:
+    """A real table's kinds of column: a text ID, a free-text name, a sale date, a number, a
+    colour and a price (regression) that follows the date's year and the number."""
+    import datetime
+
+    rng = np.random.default_rng(seed)
+    lines = ["id,name,sold,km,colour,price"]
+    start = datetime.date(2015, 1, 1)
+    for index in range(rows):
+        day = start + datetime.timedelta(days=int(rng.integers(0, 1460)))
+        km = float(rng.uniform(0, 200))
+        price = 20 - km / 20 + 1.5 * (day.year - 2015) + rng.normal(0, 0.5)
+        sold = "" if index == empty_date_at else day.isoformat()
+        colour = ("red", "blue", "green")[index % 3]
+        name = f"Car {index} model {rng.integers(0, 1000)}"
+        lines.append(f"C-{index:04d},{name},{sold},{km:.2f},{colour},{price:.3f}")
+    return "\n".join(lines) + "\n"
+
+
+#: The column types that make ``cars_rows`` trainable: no ID, no name, the date as a date.
+CARS_COLUMNS = {"id": "drop", "name": "drop", "sold": "date"}
+
+
+def cars_config(path: Path, **data: Any) -> dict[str, Any]:
+    """A small regression config on a ``cars_rows`` file."""
+    config = base_config(path, data={"path": str(path), **data})
+    config["model"]["layers"][-1] = {"type": "Dense", "units": 1}
+    config["compile"] = {"optimizer": "adam", "loss": "mean_squared_error", "metrics": ["mae"]}
+    return config
+
+
+@pytest.fixture(scope="session")
+def cars_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A regression run on ``cars_rows`` with ``data.columns`` (a date, two dropped columns) and
+    ``missing: mean`` over an empty date cell, trained two epochs."""
+    from cnncli.config.models import load_config
+    from cnncli.train.run import train_run
+
+    folder = tmp_path_factory.mktemp("cars")
+    (folder / "cars.csv").write_text(cars_rows(200, empty_date_at=5))
+    config = cars_config(folder / "cars.csv", columns=CARS_COLUMNS, missing="mean")
+    config["fit"]["epochs"] = 2
+    path = folder / "cars.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return train_run(load_config(path), folder / "runs").run_dir
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-epoch run of a Dense stack on 30 seed-like rows, trained without a seed."""

@@ -7,6 +7,7 @@ Each check is a named function with a one-line docstring; ``load_config`` runs e
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cnncli.errors import CnnCliError
@@ -23,15 +24,56 @@ def check_label_not_feature(config: Config) -> CnnCliError | None:
 def label_listed_as_feature(config: Config, label: str | None) -> CnnCliError | None:
     """The problem when ``label`` is among ``data.features``; the data reader asks again once the
     header has named the default label (the last column)."""
-    features = config.data.features
-    if features and label and label in features:
-        index = features.index(label)
-        return CnnCliError(
-            f"the label '{label}' is also listed as a feature",
-            where=config.locate(f"data.features[{index}]"),
-            hint="remove it from data.features, or name another column in data.label",
-        )
+    if not label:
+        return None
+    return _listed_feature(
+        config,
+        lambda name: name == label,
+        "the label '{name}' is also listed as a feature",
+        "remove it from data.features, or name another column in data.label",
+    )
+
+
+def check_dropped_not_feature(config: Config) -> CnnCliError | None:
+    """A column typed ``drop`` in ``data.columns`` is not also listed in ``data.features``."""
+    return _listed_feature(
+        config,
+        lambda name: config.data.columns.get(name) == "drop",
+        "column '{name}' is listed in data.features and as drop in data.columns",
+        "remove it from data.features, or give it another type in data.columns",
+    )
+
+
+def _listed_feature(
+    config: Config, conflicts: Callable[[str], bool], message: str, hint: str
+) -> CnnCliError | None:
+    """The problem at the first entry of ``data.features`` that ``conflicts`` with the config;
+    ``message`` names it as ``{name}``."""
+    for index, name in enumerate(config.data.features or []):
+        if conflicts(name):
+            return CnnCliError(
+                message.format(name=name),
+                where=config.locate(f"data.features[{index}]"),
+                hint=hint,
+            )
     return None
+
+
+def check_label_not_typed(config: Config) -> CnnCliError | None:
+    """The label column has no type in ``data.columns``."""
+    return label_given_a_type(config, config.data.label)
+
+
+def label_given_a_type(config: Config, label: str | None) -> CnnCliError | None:
+    """The problem when ``label`` is in ``data.columns``; asked again once the header has named
+    the default label (the last column)."""
+    if label is None or label not in config.data.columns:
+        return None
+    return CnnCliError(
+        f"the label '{label}' has a type in data.columns ({config.data.columns[label]})",
+        where=config.source.locate(("data", "columns", label), on_key=True),
+        hint="remove it there: the task (classification or regression) decides the label's kind",
+    )
 
 
 def check_label_preprocessing_fits_task(config: Config) -> CnnCliError | None:
@@ -126,6 +168,8 @@ def _not_one(value: Any) -> bool:
 CROSS_CHECKS = (
     check_label_not_feature,
     check_duplicate_features,
+    check_dropped_not_feature,
+    check_label_not_typed,
     check_label_preprocessing_fits_task,
     check_conv_strides_with_dilation,
     check_causal_padding,

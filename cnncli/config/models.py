@@ -73,6 +73,11 @@ class DataSpec(_Strict):
     #: Train from a chunked reader so memory stays flat; auto: when the file exceeds 256 MB.
     streaming: Literal["auto", True, False] = "auto"
     chunk_rows: int = Field(default=65_536, gt=0)
+    #: A column's type where inference would get it wrong: date expands into year, month, day
+    #: of week and day of year; drop leaves a column (an ID, free text) out.
+    columns: dict[str, Literal["numeric", "categorical", "date", "drop"]] = Field(
+        default_factory=dict
+    )
 
 
 class PreprocessSpec(_Strict):

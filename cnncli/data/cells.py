@@ -7,6 +7,9 @@ chunks and predicting a file.
   cell follows ``data.missing``: ``error``, ``drop`` (its row), or ``mean`` (filled with the
   training mean when transformed). An empty label is an error unless its row is dropped.
 - A categorical cell is its text.
+- A date cell (``data.columns: {name: date}``) is an ISO date, ``YYYY-MM-DD``, optionally with
+  a time (``2021-03-04T10:30``, ``2021-03-04 10:30:00``, a zone suffix): the date part counts,
+  the time does not. Anything else there is an error naming its line.
 
 Messages name the file, the column and the line, the same on every path.
 """
@@ -73,10 +76,68 @@ def out_of_range_message(value: float) -> str:
 
 NUMBER_HINT = "fix or empty that cell (see data.missing), or leave the column out of data.features"
 
+#: An ISO date, optionally with a time and zone; only the date part is used.
+DATE = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?",
+    re.ASCII,
+)
+DATE_HINT = (
+    "write dates as YYYY-MM-DD (a time may follow), empty that cell (see data.missing),"
+    " or give the column another type in data.columns"
+)
+
 
 def text_in_numbers(text: object) -> str:
     """The message for text in a numeric column."""
     return f"numeric column holds text {text!r}"
+
+
+def not_a_date(text: object) -> str:
+    """The message for a cell of a date column that is not a date."""
+    return f"date column holds {text!r}, not a YYYY-MM-DD date"
+
+
+def parse_date(text: str) -> float | None:
+    """Days since 1970-01-01 of a date cell's date part, or None when it is not a date."""
+    value = text.strip()
+    if DATE.fullmatch(value) is None:
+        return None
+    try:
+        return float(np.datetime64(value[:10], "D").astype(np.int64))
+    except ValueError:  # 2021-02-30: the right shape, but no such day
+        return None
+
+
+def parse_dates(values: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of each cell (float64), NaN where it is empty or not a date.
+
+    Each distinct text is parsed once: a date column repeats its values.
+    """
+    values = np.asarray(values, dtype=object)
+    present = np.asarray([isinstance(value, str) for value in values.tolist()], dtype=bool)
+    days = np.full(len(values), np.nan)
+    if present.any():
+        found, inverse = np.unique(values[present].astype(str), return_inverse=True)
+        parsed = np.asarray([parse_date(text) for text in found.tolist()], dtype=float)
+        days[present] = parsed[inverse.reshape(-1)]
+    return days
+
+
+def date_column(series: pd.Series, path: str | Path, delimiter: str) -> np.ndarray:
+    """A date column's cells as days since 1970-01-01 (float64), NaN where empty.
+
+    Raises:
+        CnnCliError: a cell that is not a date, naming the first one's line.
+    """
+    cells = series.to_numpy(dtype=object)
+    present = series.notna().to_numpy()
+    text = np.asarray([str(c) if p else c for c, p in zip(cells, present, strict=True)], object)
+    days = parse_dates(text)
+    bad = present & np.isnan(days)
+    if bad.any():
+        what = not_a_date(str(cells[int(np.argmax(bad))]))
+        _raise_at(series, bad, what, path, delimiter, DATE_HINT)
+    return days
 
 
 def is_numeric(series: pd.Series) -> bool:
@@ -121,13 +182,18 @@ def numeric_column(series: pd.Series, path: str | Path, delimiter: str) -> np.nd
 
 
 def _raise_at(
-    series: pd.Series, bad: np.ndarray, what: str, path: str | Path, delimiter: str
+    series: pd.Series,
+    bad: np.ndarray,
+    what: str,
+    path: str | Path,
+    delimiter: str,
+    hint: str = NUMBER_HINT,
 ) -> None:
     positions = np.flatnonzero(bad)
     line = line_numbers(path, delimiter, [int(series.index[positions[0]])])[0]
     more = f" ({len(positions) - 1} more such cell(s) below)" if len(positions) > 1 else ""
     raise CnnCliError(
-        f"{what}{more}", where=file_location(path, str(series.name), line=line), hint=NUMBER_HINT
+        f"{what}{more}", where=file_location(path, str(series.name), line=line), hint=hint
     )
 
 
@@ -142,7 +208,9 @@ def usable_numbers(values: np.ndarray, fillable: bool) -> np.ndarray:
     return (np.abs(values) <= FLOAT32_MAX) | (np.isnan(values) & fillable)
 
 
-def cell_problem(name: str, text: str, *, numeric: bool, may_be_empty: bool) -> str | None:
+def cell_problem(
+    name: str, text: str, *, numeric: bool, may_be_empty: bool, date: bool = False
+) -> str | None:
     """Why one cell of column ``name``, as text, cannot be read, or None.
 
     The row-by-row form of the rules, worded like the column-wise errors above.
@@ -156,6 +224,8 @@ def cell_problem(name: str, text: str, *, numeric: bool, may_be_empty: bool) -> 
             return None
         shown = f" ({value!r})" if numeric and value else ""  # the text that read as empty
         return f"column '{name}' is empty{shown}"
+    if date:
+        return None if parse_date(value) is not None else f"column '{name}': {not_a_date(value)}"
     if not numeric:
         return None
     if not number or np.isnan(float(value)):
@@ -221,6 +291,7 @@ class CellRules:
         self.columns = columns
         self.label = columns.label
         self.numeric = [name for name in columns.features if name not in columns.categorical]
+        # dates are among ``numeric``: their empty cells are filled (a mean day) like numbers
         self.width = width
         self.cleaning = Cleaning(path)
         self._ragged_checked = False
@@ -237,6 +308,8 @@ class CellRules:
         for name in self.columns.features:
             if name in self.columns.categorical:
                 features[name] = text_column(frame[name])
+            elif name in self.columns.dates:
+                features[name] = date_column(frame[name], self.path, self.delimiter)
             else:
                 features[name] = numeric_column(frame[name], self.path, self.delimiter)
         return features, frame[self.label].to_numpy(), frame.index.to_numpy()

@@ -20,7 +20,7 @@ import numpy as np
 
 from cnncli.config.models import Config
 from cnncli.data.cells import CellRules, Cleaning, describe_cleaning
-from cnncli.data.columns import Columns, choose_columns
+from cnncli.data.columns import Columns, choose_columns, column_warnings
 from cnncli.data.csvfile import (
     encoding_error,
     file_location,
@@ -154,7 +154,7 @@ def read_chunks(
         CnnCliError: an empty cell ``data.missing`` does not allow, text or an infinite value in
             a numeric column, or a row with the wrong number of cells, each with its line.
     """
-    text = (*columns.categorical, *([columns.label] if label_text else []))
+    text = (*columns.categorical, *columns.dates, *([columns.label] if label_text else []))
     width = len(read_header(path, config.data.delimiter))
     rules = CellRules(config.data.missing, path, config.data.delimiter, columns, width)
     wanted = [*columns.features, columns.label]
@@ -175,27 +175,40 @@ def read_chunks(
         cleaning.append(rules.cleaning)
 
 
-def distinct_values(
-    config: Config, path: str, columns: Columns
-) -> tuple[np.ndarray, dict[str, set[str]]]:
-    """The label's distinct values and each categorical column's categories, read in chunks.
+@dataclass
+class Survey:
+    """What one chunked read of a file says about its columns, for ``validate``."""
+
+    labels: np.ndarray  # the label's distinct values
+    categories: dict[str, set[str]]  # each categorical column's distinct values
+    rows: int  # rows after data.missing
+
+
+def survey_columns(config: Config, path: str, columns: Columns, label_text: bool = False) -> Survey:
+    """Read a file in chunks through the cell rules: the label's distinct values, each
+    categorical column's categories, and the row count.
 
     Memory holds the distinct values only. Numeric labels stop being collected once there are
     more than ``MAX_INTEGER_CLASSES`` (a regression label) unless the config says classification:
     ``infer_task`` gives the same answer on what is kept as on the whole column.
+
+    Raises:
+        CnnCliError: what training would refuse in a cell (an empty cell under
+            ``missing: error``, text in a numeric column, a date that is not one), with its line.
     """
     import pandas as pd
 
-    wanted = [*columns.categorical, columns.label]
     categories: dict[str, set[str]] = {name: set() for name in columns.categorical}
     labels: list[np.ndarray] = []
-    seen = 0
+    rows = seen = 0
     collect_labels = True
-    for frame in csv_frames(config, path, wanted, columns.categorical):
+    for chunk in read_chunks(config, path, columns, label_text):
+        rows += chunk.rows
         for name, found in categories.items():
-            found.update(pd.unique(frame[name].dropna()).tolist())
+            values = chunk.features[name]
+            found.update(value for value in pd.unique(values).tolist() if isinstance(value, str))
         if collect_labels:
-            values = pd.unique(frame[columns.label].dropna())
+            values = pd.unique(chunk.labels)
             labels.append(np.asarray(values))
             seen += len(values)
             if (
@@ -207,7 +220,7 @@ def distinct_values(
                 collect_labels = len(labels[0]) <= MAX_INTEGER_CLASSES
                 seen = len(labels[0])
     merged = np.concatenate(labels) if labels else np.zeros(0)
-    return np.asarray(pd.unique(merged)), categories
+    return Survey(np.asarray(pd.unique(merged)), categories, rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,7 +280,7 @@ def prepare_stream(config: Config, seed: int) -> StreamFit:
     columns, label_text = read_columns(config, path)
     rule = hash_rule(config, seed, has_test_file=config.data.test_path is not None)
     classification = config.task == "classification"
-    fit = PreprocessingFit(columns.features, columns.categorical, classification)
+    fit = PreprocessingFit(columns.features, columns.categorical, classification, columns.dates)
     counts = {TRAIN: 0, TEST: 0, VALIDATION: 0}
     rows = 0
     cleaning: list[Cleaning] = []
@@ -288,6 +301,7 @@ def prepare_stream(config: Config, seed: int) -> StreamFit:
         test_chunks = read_chunks(config, config.data.test_path, columns, label_text, cleaning)
         test_rows = sum(chunk.rows for chunk in test_chunks)
     notes = [note for note in map(describe_cleaning, cleaning) if note]
+    notes += column_warnings(config, columns, fit.categories, fit.rows)
     return StreamFit(config, columns, rule, rows, counts, test_rows, label_text, fit, notes, seed)
 
 

@@ -1,32 +1,55 @@
-"""Which columns of a CSV are features (numeric or categorical) and which is the label, and
-what kind of label it is.
+"""Which columns of a CSV are features (numeric, categorical or date) and which is the label,
+what kind of label it is, and what each column will become (``describe_columns``).
+
+A column's type is ``data.columns``' when the config gives one; otherwise a column of numbers
+is numeric and a column of text categorical. Text with nearly as many distinct values as rows
+(an ID, free text) or that reads as dates is still categorical, but ``describe_columns`` warns:
+one-hot encoding it makes one input per distinct value.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnncli.config.checks import label_listed_as_feature
+from cnncli.config.checks import label_given_a_type, label_listed_as_feature
 from cnncli.config.models import Config
-from cnncli.data.cells import is_numeric
-from cnncli.data.preprocess import task_of
+from cnncli.data.cells import is_numeric, parse_date
+from cnncli.data.csvfile import file_location
+from cnncli.data.preprocess import DATE_INPUTS, Preprocessor, task_of
 from cnncli.errors import CnnCliError, Location, did_you_mean
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
+#: The ``data.columns`` types read as text: one-hot categories and dates.
+TEXT_TYPES = ("categorical", "date")
+
+
 @dataclass(frozen=True)
 class Columns:
-    """Which columns of a CSV are features (numeric or categorical) and which is the label."""
+    """Which columns of a CSV are features (numeric, categorical or date) and which is the
+    label."""
 
     features: tuple[str, ...]
     categorical: tuple[str, ...]
     label: str
+    dates: tuple[str, ...] = ()
+
+
+def columns_of(pre: Preprocessor) -> Columns:
+    """The columns a trained run reads, from its preprocessing."""
+    return Columns(
+        features=tuple(pre.feature_names),
+        categorical=tuple(f.name for f in pre.features if f.kind == "categorical"),
+        label=pre.label.name,
+        dates=tuple(f.name for f in pre.features if f.kind == "date"),
+    )
 
 
 def choose_columns(
@@ -34,15 +57,20 @@ def choose_columns(
 ) -> Columns:
     """Match the config's label and feature names against the header.
 
-    A feature column is categorical when most of its non-empty cells are not numbers; a
-    column of numbers with a few text cells stays numeric, and ``load_dataset`` reports the text.
+    A column's type is its ``data.columns`` entry when there is one. Otherwise a feature column
+    is categorical when most of its non-empty cells are not numbers; a column of numbers with a
+    few text cells stays numeric, and ``load_dataset`` reports the text.
 
     Raises:
         CnnCliError: a named column is missing (with a did-you-mean and the columns there are).
     """
     label = config.data.label or header[-1]
     _require_column(config, header, label, "data.label")
-    problem = label_listed_as_feature(config, label)
+    typed = config.data.columns
+    for name in typed:
+        where = config.source.locate(("data", "columns", name), on_key=True)
+        _require_column(config, header, name, "data.columns", where)
+    problem = label_listed_as_feature(config, label) or label_given_a_type(config, label)
     if problem is not None:
         raise problem
     if config.data.features:
@@ -50,29 +78,54 @@ def choose_columns(
             _require_column(config, header, name, f"data.features[{index}]")
         features = tuple(config.data.features)
     else:
-        features = tuple(name for name in header if name != label)
+        features = tuple(name for name in header if name != label and typed.get(name) != "drop")
     if not features:
         raise CnnCliError(
             "no feature columns left besides the label",
             where=config.locate("data"),
             hint="a CSV needs at least one feature column next to the label",
         )
-    categorical: tuple[str, ...] = ()
-    if sample is not None:
-        categorical = tuple(name for name in features if not mostly_numeric(sample[name]))
-    return Columns(features=features, categorical=categorical, label=label)
+
+    def inferred_text(name: str) -> bool:
+        return sample is not None and not mostly_numeric(sample[name])
+
+    categorical = tuple(
+        name
+        for name in features
+        if typed.get(name) == "categorical" or (name not in typed and inferred_text(name))
+    )
+    dates = tuple(name for name in features if typed.get(name) == "date")
+    return Columns(features=features, categorical=categorical, label=label, dates=dates)
 
 
-def _require_column(config: Config, header: list[str], name: str, key: str) -> None:
+def _require_column(
+    config: Config, header: list[str], name: str, key: str, where: Location | None = None
+) -> None:
     if name in header:
         return
     listed = ", ".join(header[:12]) + (", ..." if len(header) > 12 else "")
     hint = " ".join(filter(None, [did_you_mean(name, header), f"columns are: {listed}"]))
     raise CnnCliError(
         f"column '{name}' is not in {Path(config.data.path).name}",
-        where=config.locate(key),
+        where=where or config.locate(key),
         hint=hint,
     )
+
+
+def require_columns(path: str | Path, header: list[str], columns: Columns) -> None:
+    """Another file (a test file) must have the columns chosen from the training file.
+
+    Raises:
+        CnnCliError: naming the columns it lacks and the ones it has.
+    """
+    missing = [name for name in (*columns.features, columns.label) if name not in header]
+    if missing:
+        raise CnnCliError(
+            f"{len(missing)} column(s) of the training data are missing: {', '.join(missing)}"
+            f" (the file has {', '.join(header)})",
+            where=file_location(path, line=1),
+            hint="a test file needs the same columns as the training file",
+        )
 
 
 def mostly_numeric(series: pd.Series) -> bool:
@@ -129,3 +182,145 @@ def require_two_classes(classes: Any, where: Location, counted: str = "") -> Non
         where=where,
         hint="classification needs at least two classes; check data.label",
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# What each column becomes
+
+#: Text with at least this share of distinct values per row looks like an ID or free text.
+ID_SHARE = 0.9
+#: ... once it has more distinct values than this (a handful of rows proves nothing).
+ID_MIN_DISTINCT = 10
+#: Text whose distinct values are dates at least this often looks like a date column.
+DATE_SHARE = 0.9
+#: Distinct values tried as dates: enough to tell, cheap on a million IDs.
+DATE_PROBES = 1000
+#: What a date column's inputs hold, in words.
+DATE_PARTS = "year, month, day of week, day of year"
+
+
+def input_width(columns: Columns, categories: Mapping[str, set[str]]) -> int:
+    """The model inputs the feature columns make: one per number, one per category (one-hot),
+    ``DATE_INPUTS`` per date."""
+    return sum(
+        len(categories.get(name, ()))
+        if name in columns.categorical
+        else len(DATE_INPUTS)
+        if name in columns.dates
+        else 1
+        for name in columns.features
+    )
+
+
+@dataclass(frozen=True)
+class ColumnReport:
+    """What each column of a file becomes, one line each, and the warnings among them."""
+
+    lines: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def looks_like_dates(values: set[str]) -> bool:
+    """Whether most of a text column's distinct values are ISO dates."""
+    probes = sorted(values)[:DATE_PROBES]
+    dated = sum(parse_date(value) is not None for value in probes)
+    return bool(probes) and dated >= DATE_SHARE * len(probes)
+
+
+@dataclass(frozen=True)
+class TextAdvice:
+    """Why an inferred text column should not be one-hot encoded, and the fix."""
+
+    name: str
+    distinct: int
+    rows: int
+    dates: bool
+
+    @property
+    def looks_like(self) -> str:
+        return "dates" if self.dates else "an ID or free text"
+
+    @property
+    def fix(self) -> str:
+        if self.dates:
+            return (
+                f"set data.columns: {{{self.name}: date}} ({len(DATE_INPUTS)} inputs: {DATE_PARTS})"
+            )
+        return f"set data.columns: {{{self.name}: drop}}"
+
+    def warning(self) -> str:
+        """The one-line warning ``validate``, ``summary`` and ``train`` print."""
+        return (
+            f"column '{self.name}' looks like {self.looks_like} ({self.distinct} distinct"
+            f" value(s) in {self.rows} row(s)): one-hot encoding makes {self.distinct}"
+            f" input(s); {self.fix}"
+        )
+
+
+def text_advice(name: str, values: set[str], rows: int) -> TextAdvice | None:
+    """Advice for an inferred text column that one-hot encoding would blow up, or None.
+
+    Args:
+        name: the column.
+        values: its distinct values (one one-hot input each).
+        rows: the rows they were counted in.
+    """
+    distinct = len(values)
+    if looks_like_dates(values):
+        return TextAdvice(name, distinct, rows, dates=True)
+    if distinct > ID_MIN_DISTINCT and distinct >= ID_SHARE * rows:
+        return TextAdvice(name, distinct, rows, dates=False)
+    return None
+
+
+def describe_columns(
+    config: Config,
+    header: list[str],
+    columns: Columns,
+    categories: Mapping[str, set[str]],
+    rows: int,
+) -> ColumnReport:
+    """Every column's type (declared or inferred) and what it becomes, with the warnings.
+
+    Args:
+        config: the config (``data.columns``, ``preprocess.features``).
+        header: the file's columns, in order.
+        columns: the columns chosen (``choose_columns``).
+        categories: each categorical column's distinct values.
+        rows: the rows they were counted in.
+    """
+    typed = config.data.columns
+    lines: list[str] = []
+    warnings: list[str] = []
+    for name in header:
+        declared = " (data.columns)" if name in typed else ""
+        if name == columns.label:
+            lines.append(f"{name}: label")
+        elif name not in columns.features:
+            why = "data.columns: drop" if typed.get(name) == "drop" else "not in data.features"
+            lines.append(f"{name}: not used ({why})")
+        elif name in columns.dates:
+            lines.append(f"{name}: date{declared} → {len(DATE_INPUTS)} inputs ({DATE_PARTS})")
+        elif name in columns.categorical:
+            values = categories.get(name, set())
+            counted = f"{len(values)} distinct in {rows} row(s)"
+            advice = None if declared else text_advice(name, values, rows)
+            if advice is None:
+                lines.append(f"{name}: text{declared}, {counted} → {len(values)} one-hot input(s)")
+                continue
+            warnings.append(advice.warning())
+            lines.append(
+                f"{name}: text, {counted} → looks like {advice.looks_like};"
+                f" {len(values)} inputs if one-hot encoded; {advice.fix}"
+            )
+        else:
+            lines.append(f"{name}: numeric{declared} → 1 input ({config.preprocess.features})")
+    return ColumnReport(tuple(lines), tuple(warnings))
+
+
+def column_warnings(
+    config: Config, columns: Columns, categories: Mapping[str, set[str]], rows: int
+) -> list[str]:
+    """``describe_columns``' warnings alone: what ``train`` prints."""
+    header = [*columns.features, columns.label]
+    return list(describe_columns(config, header, columns, categories, rows).warnings)

@@ -8,7 +8,7 @@ header is line 1), so a user can open the file at the right place. The cell rule
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -127,8 +127,11 @@ def read_sample(path: str | Path, delimiter: str = ",", rows: int = SAMPLE_ROWS)
     return read_csv(path, delimiter, nrows=rows)
 
 
-def read_csv(path: str | Path, delimiter: str, nrows: int | None = None) -> pd.DataFrame:
-    """The whole file (or its first ``nrows`` rows) as pandas reads it, column names stripped.
+def read_csv(
+    path: str | Path, delimiter: str, nrows: int | None = None, text: Sequence[str] = ()
+) -> pd.DataFrame:
+    """The whole file (or its first ``nrows`` rows) as pandas reads it, column names stripped;
+    the ``text`` columns as their cells' text (``1``, not ``1.0``), as the chunked reader does.
 
     Raises:
         CnnCliError: a missing, empty, mis-delimited, ragged or non-UTF-8 file, or one with a
@@ -153,6 +156,7 @@ def read_csv(path: str | Path, delimiter: str, nrows: int | None = None) -> pd.D
                 skipinitialspace=True,
                 encoding="utf-8-sig",
                 index_col=False,
+                dtype=dict.fromkeys(text, str),
             )
     except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
         raise ragged_error(path, delimiter, len(header), exc) from exc

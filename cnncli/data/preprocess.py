@@ -11,25 +11,50 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from cnncli.errors import CnnCliError, Location
 
-#: ``preprocess.json``'s layout; ``from_json`` refuses a newer one rather than misread it.
-PREPROCESS_FORMAT = 1
+#: ``preprocess.json``'s newest layout; ``from_json`` refuses a newer one rather than misread it.
+PREPROCESS_FORMAT = 2
+#: The layout of a run without date columns: older cnncli versions read it.
+PLAIN_FORMAT = 1
+#: The first layout with ``kind: date``: an older cnncli refuses such a run in one line instead
+#: of encoding its dates as an empty one-hot block.
+DATE_FORMAT = 2
 #: Integer labels with at most this many distinct values are taken as classes.
 MAX_INTEGER_CLASSES = 50
 
 
+#: The model inputs a date column becomes: the year, scaled like a number, then the sine and
+#: cosine of the month, the day of the week and the day of the year (so December sits next to
+#: January and Sunday next to Monday).
+DATE_INPUTS = (
+    "year",
+    "month sin",
+    "month cos",
+    "day of week sin",
+    "day of week cos",
+    "day of year sin",
+    "day of year cos",
+)
+#: The periods of the cyclical date parts: 12 months, 7 days, a year of 365.25 days.
+DATE_PERIODS = (12.0, 7.0, 365.25)
+
+
 @dataclass(frozen=True)
 class FeatureTransform:
-    """How one CSV column becomes model inputs: scaled numbers or a one-hot block."""
+    """How one CSV column becomes model inputs: scaled numbers, a one-hot block, or a date.
+
+    A date column's raw values are days since 1970-01-01; ``center`` and ``scale`` scale its
+    year, and ``fill`` is a day (the training rows' mean day) under ``missing: mean``.
+    """
 
     name: str
-    kind: str  # "numeric" | "categorical"
+    kind: str  # "numeric" | "categorical" | "date"
     center: float = 0.0
     scale: float = 1.0
     fill: float | None = None  # value used for an empty cell under `missing: mean`
@@ -39,6 +64,8 @@ class FeatureTransform:
 
     @property
     def width(self) -> int:
+        if self.kind == "date":
+            return len(DATE_INPUTS)
         return len(self.categories) if self.kind == "categorical" else 1
 
 
@@ -72,7 +99,7 @@ class Preprocessor:
     features: tuple[FeatureTransform, ...]
     label: LabelTransform
     input_shape: tuple[int, ...] = ()
-    format: int = field(default=PREPROCESS_FORMAT)
+    format: int = field(default=PLAIN_FORMAT)
 
     @property
     def feature_names(self) -> list[str]:
@@ -93,7 +120,7 @@ class Preprocessor:
             CnnCliError: a newer format than this cnncli reads (a run from a newer version).
         """
         data = json.loads(text)
-        version = data.get("format", PREPROCESS_FORMAT)
+        version = data.get("format", PLAIN_FORMAT)
         if not isinstance(version, int) or version > PREPROCESS_FORMAT:
             raise CnnCliError(
                 f"preprocess.json has format {version!r}; this cnncli reads format"
@@ -170,6 +197,33 @@ def numeric_transform(
     )
 
 
+def date_transform(
+    name: str, years: RunningMoments, days: RunningMoments, method: str, fill_missing: bool
+) -> FeatureTransform:
+    """A date column's transform: its years scaled like a number, an empty cell filled with the
+    mean day."""
+    scaled = numeric_transform(name, years, method, fill_missing=False)
+    fill = float(np.floor(days.mean)) if fill_missing else None
+    return replace(scaled, kind="date", fill=fill, minimum=None, maximum=None)
+
+
+def date_parts(days: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Year, month (0-11), day of week (Monday 0) and day of year (0-365) of days since
+    1970-01-01, as float64; NaN where a day is NaN."""
+    days = np.asarray(days, dtype=np.float64)
+    known = np.isfinite(days)
+    whole = np.where(known, np.floor(np.where(known, days, 0.0)), 0.0).astype(np.int64)
+    day = whole.astype("datetime64[D]")
+    year_start = day.astype("datetime64[Y]")
+    parts = (
+        year_start.astype(np.int64) + 1970,
+        day.astype("datetime64[M]").astype(np.int64) % 12,
+        (whole + 3) % 7,  # 1970-01-01 was a Thursday
+        (day - year_start.astype("datetime64[D]")).astype(np.int64),
+    )
+    return tuple(np.where(known, part.astype(np.float64), np.nan) for part in parts)
+
+
 def categorical_transform(name: str, categories: set[str]) -> FeatureTransform:
     """A column's one-hot block over its sorted categories."""
     return FeatureTransform(name=name, kind="categorical", categories=tuple(sorted(categories)))
@@ -185,15 +239,22 @@ class PreprocessingFit:
         features: the feature columns, in order.
         categorical: those to one-hot encode.
         classification: the config says so (``task``): keep every class, however many.
+        dates: the date columns (raw values in days); ``moments`` holds their years.
     """
 
     def __init__(
-        self, features: Sequence[str], categorical: Sequence[str], classification: bool = False
+        self,
+        features: Sequence[str],
+        categorical: Sequence[str],
+        classification: bool = False,
+        dates: Sequence[str] = (),
     ) -> None:
         self.features = tuple(features)
         self.moments = {name: RunningMoments() for name in features if name not in categorical}
+        self.days = {name: RunningMoments() for name in dates}
         self.categories: dict[str, set[str]] = {name: set() for name in categorical}
         self.label = LabelFacts(classification=classification)
+        self.rows = 0  # training rows fitted
 
     def update(
         self,
@@ -209,7 +270,12 @@ class PreprocessingFit:
             train: which rows are training rows; None: all of them.
         """
         for name, running in self.moments.items():
-            running.update(features[name] if train is None else features[name][train])
+            values = features[name] if train is None else features[name][train]
+            if name in self.days:
+                self.days[name].update(values)
+                values = date_parts(values)[0]
+            running.update(values)
+        self.rows += len(labels) if train is None else int(np.count_nonzero(train))
         for name, found in self.categories.items():
             values = features[name] if train is None else features[name][train]
             # an empty cell (NaN, kept under missing: mean) is no category: it encodes as zeros
@@ -230,11 +296,17 @@ class PreprocessingFit:
         features = [
             categorical_transform(name, self.categories[name])
             if name in self.categories
+            else date_transform(
+                name, self.moments[name], self.days[name], feature_method, fill_missing
+            )
+            if name in self.days
             else numeric_transform(name, self.moments[name], feature_method, fill_missing)
             for name in self.features
         ]
         return Preprocessor(
-            features=tuple(features), label=self.label.transform(label_kind, label_name)
+            features=tuple(features),
+            label=self.label.transform(label_kind, label_name),
+            format=DATE_FORMAT if self.days else PLAIN_FORMAT,
         )
 
 
@@ -312,8 +384,9 @@ class UnknownCategoryWarning(UserWarning):
 def transform_features(pre: Preprocessor, columns: Mapping[str, np.ndarray]) -> np.ndarray:
     """Raw columns → float32 model inputs of shape ``(rows, input_width)``.
 
-    Numeric columns must already be float64 arrays (NaN for empty cells). The arithmetic is
-    done in float64 and cast once, identically for training and prediction.
+    Numeric columns must already be float64 arrays (NaN for empty cells), date columns days
+    since 1970-01-01 (``cells.parse_dates``). The arithmetic is done in float64 and cast once,
+    identically for training and prediction.
     """
     blocks = []
     for feature in pre.features:
@@ -323,9 +396,24 @@ def transform_features(pre: Preprocessor, columns: Mapping[str, np.ndarray]) -> 
             if feature.fill is not None:
                 values = np.where(np.isnan(values), feature.fill, values)
             blocks.append(((values - feature.center) / feature.scale)[:, None])
+        elif feature.kind == "date":
+            blocks.append(_date_block(feature, values))
         else:
             blocks.append(_one_hot(feature, values))
     return np.concatenate(blocks, axis=1).astype(np.float32)
+
+
+def _date_block(feature: FeatureTransform, values: np.ndarray) -> np.ndarray:
+    """A date column's ``DATE_INPUTS``: the scaled year, then sine and cosine of each cycle."""
+    days = np.asarray(values, dtype=np.float64)
+    if feature.fill is not None:
+        days = np.where(np.isnan(days), feature.fill, days)
+    year, *cycles = date_parts(days)
+    block = [(year - feature.center) / feature.scale]
+    for part, period in zip(cycles, DATE_PERIODS, strict=True):
+        angle = 2.0 * np.pi * part / period
+        block += [np.sin(angle), np.cos(angle)]
+    return np.stack(block, axis=1)
 
 
 def _one_hot(feature: FeatureTransform, values: np.ndarray) -> np.ndarray:

@@ -12,7 +12,13 @@ import numpy as np
 
 from cnncli.config.models import Config
 from cnncli.data.cells import CellRules
-from cnncli.data.columns import Columns, choose_columns, require_two_classes
+from cnncli.data.columns import (
+    TEXT_TYPES,
+    Columns,
+    choose_columns,
+    require_columns,
+    require_two_classes,
+)
 from cnncli.data.csvfile import file_location, line_numbers, read_csv
 from cnncli.errors import CnnCliError
 
@@ -52,19 +58,16 @@ def load_dataset(
     """
     path = path or config.data.path
     delimiter = config.data.delimiter
-    frame = read_csv(path, delimiter)
+    if columns is None:  # only the types the config gives are known before reading
+        text = [name for name, kind in config.data.columns.items() if kind in TEXT_TYPES]
+    else:
+        text = [*columns.categorical, *columns.dates]
+    frame = read_csv(path, delimiter, text=text)
     header = list(frame.columns)
     if columns is None:
         columns = choose_columns(config, header, frame)
     else:
-        missing = [name for name in (*columns.features, columns.label) if name not in header]
-        if missing:
-            raise CnnCliError(
-                f"{len(missing)} column(s) of the training data are missing: {', '.join(missing)}"
-                f" (the file has {', '.join(header)})",
-                where=file_location(path, line=1),
-                hint="a test file needs the same columns as the training file",
-            )
+        require_columns(path, header, columns)
     rules = CellRules(config.data.missing, str(path), delimiter, columns, len(header))
     features, labels, source_rows = rules.read(frame[[*columns.features, columns.label]])
     rules.check_rows_left()

@@ -26,7 +26,13 @@ from typing import IO, Any
 
 import numpy as np
 
-from cnncli.data.cells import NA_STRINGS, cell_problem, empty_allowed, usable_numbers
+from cnncli.data.cells import (
+    NA_STRINGS,
+    cell_problem,
+    empty_allowed,
+    parse_dates,
+    usable_numbers,
+)
 from cnncli.data.prefetch import Prefetch
 from cnncli.data.preprocess import (
     Preprocessor,
@@ -99,10 +105,11 @@ class Layout:
     keys: tuple[str, ...]
     delimiter: str
     may_be_empty: frozenset[str]  # features whose empty cells the run takes (missing: mean)
+    dates: tuple[str, ...] = ()  # read as text, parsed by the cell rules into days
 
     @property
     def features(self) -> tuple[str, ...]:
-        return self.numeric + self.categorical
+        return self.numeric + self.categorical + self.dates
 
 
 @dataclass
@@ -273,6 +280,7 @@ def read_layout(handle: IO[bytes], path: Path, pre: Preprocessor, config: dict[s
         keys=keys,
         delimiter=delimiter,
         may_be_empty=empty_allowed(pre, data.get("missing", "error")),
+        dates=tuple(f.name for f in pre.features if f.kind == "date"),
     )
 
 
@@ -317,7 +325,7 @@ def _read_frame(block: bytes, layout: Layout) -> Any:
     import pandas as pd
 
     dtypes: dict[str, Any] = {name: np.float64 for name in layout.numeric}
-    dtypes.update({name: str for name in layout.categorical + layout.keys})
+    dtypes.update({name: str for name in layout.categorical + layout.dates + layout.keys})
     na_values = {name: sorted(NA_STRINGS) for name in layout.features}
     return pd.read_csv(
         io.BytesIO(block),
@@ -386,6 +394,12 @@ def _columns(
         series = frame[name]
         ok = ok and (name in layout.may_be_empty or not bool(series.isna().any()))
         columns[name] = series.astype(str).to_numpy()
+    for name in layout.dates:
+        series = frame[name]
+        days = parse_dates(series.to_numpy(dtype=object))
+        empty = series.isna().to_numpy()
+        ok = ok and bool((~np.isnan(days) | (empty & (name in layout.may_be_empty))).all())
+        columns[name] = days
     keys = {}
     for name in layout.keys:
         series = frame[name]
@@ -440,6 +454,7 @@ def _row_problem(cells: list[str], layout: Layout, index: dict[str, int]) -> str
             cells[index[name]],
             numeric=name in layout.numeric,
             may_be_empty=name in layout.may_be_empty,
+            date=name in layout.dates,
         )
         if problem:
             return problem
@@ -447,7 +462,7 @@ def _row_problem(cells: list[str], layout: Layout, index: dict[str, int]) -> str
 
 
 def _empty_columns(layout: Layout) -> dict[str, np.ndarray]:
-    columns = {name: np.zeros(0) for name in layout.numeric}
+    columns = {name: np.zeros(0) for name in layout.numeric + layout.dates}
     columns.update({name: np.zeros(0, dtype=object) for name in layout.categorical})
     return columns
 

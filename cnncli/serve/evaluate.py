@@ -93,16 +93,12 @@ def evaluation_data(
     import json
 
     from cnncli.config.models import config_from_dict
-    from cnncli.data.columns import Columns, label_values
+    from cnncli.data.columns import columns_of, label_values
     from cnncli.data.table import load_dataset
 
     config = config_from_dict(run.config, run.path, file=str(run.path / "config.yaml"))
     pre = run.preprocessor
-    columns = Columns(
-        features=tuple(pre.feature_names),
-        categorical=tuple(f.name for f in pre.features if f.kind == "categorical"),
-        label=pre.label.name,
-    )
+    columns = columns_of(pre)
     split = json.loads(run.file("split.json").read_text())
     if data is not None:
         dataset = load_dataset(config, str(data), columns)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from cnncli.data.cells import NA_STRINGS, cell_problem, empty_allowed
+from cnncli.data.cells import NA_STRINGS, cell_problem, empty_allowed, parse_date
 from cnncli.data.preprocess import Preprocessor
 from cnncli.errors import CnnCliError, Location, did_you_mean
 from cnncli.serve.predictor import Predictions, Predictor, predict_columns
@@ -63,29 +63,33 @@ def parse_input(pre: Preprocessor, text: str, missing: str = "error") -> dict[st
 
 
 def parse_cell(name: str, kind: str, value: str, where: Location, may_be_empty: bool) -> Any:
-    """One ``--input`` cell: text for a categorical feature, a float (NaN if empty) otherwise.
+    """One ``--input`` cell: text for a categorical feature, days since 1970-01-01 for a date,
+    a float otherwise (NaN if empty).
 
     Raises:
-        CnnCliError: text or an infinite value where a number belongs, or an empty cell the run
-            cannot fill.
+        CnnCliError: text or an infinite value where a number belongs, a date that is not one,
+            or an empty cell the run cannot fill.
     """
-    numeric = kind == "numeric"
-    problem = cell_problem(name, value, numeric=numeric, may_be_empty=may_be_empty)
+    numeric, date = kind == "numeric", kind == "date"
+    problem = cell_problem(name, value, numeric=numeric, may_be_empty=may_be_empty, date=date)
     if problem is not None:
-        hint = "give a finite number" if numeric else "give a value"
-        raise CnnCliError(problem, where=where, hint=hint)
+        hint = "give a finite number" if numeric else "give a date, YYYY-MM-DD" if date else None
+        raise CnnCliError(problem, where=where, hint=hint or "give a value")
     if value.strip() in NA_STRINGS:  # empty, as the file reader and training read it
         return math.nan
+    if date:
+        return parse_date(value)
     return float(value) if numeric else value
 
 
 def rows_to_columns(pre: Preprocessor, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """Parsed rows → one array per feature, float64 for numbers, as the training reader gives."""
+    """Parsed rows → one array per feature, float64 for numbers and dates (days), as the
+    training reader gives."""
     columns: dict[str, np.ndarray] = {}
     for feature in pre.features:
         values = [row[feature.name] for row in rows]
         columns[feature.name] = np.asarray(
-            values, dtype=np.float64 if feature.kind == "numeric" else object
+            values, dtype=object if feature.kind == "categorical" else np.float64
         )
     return columns
 

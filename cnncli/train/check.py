@@ -18,7 +18,16 @@ from typing import Any
 import numpy as np
 
 from cnncli.config.models import Config, LayerSpec
-from cnncli.data.columns import choose_columns, infer_task, label_values, require_two_classes
+from cnncli.data.columns import (
+    ColumnReport,
+    choose_columns,
+    describe_columns,
+    infer_task,
+    input_width,
+    label_values,
+    require_columns,
+    require_two_classes,
+)
 from cnncli.data.csvfile import read_header, read_sample
 from cnncli.data.preprocess import Preprocessor, label_width
 from cnncli.errors import CnnCliError, ConfigErrors, Location
@@ -52,6 +61,7 @@ class DataFacts:
     task: str
     classes: tuple[Any, ...]
     label_kind: str
+    columns: ColumnReport = ColumnReport((), ())
 
     @property
     def n_outputs(self) -> int:
@@ -63,10 +73,12 @@ class ConfigReport:
     input_shape: tuple[int, ...]
     layers: list[dict[str, Any]]
     description: str
+    columns: ColumnReport = ColumnReport((), ())
 
 
 def inspect_data(config: Config) -> DataFacts:
-    """Header, a sample, and only the label and categorical columns in full."""
+    """Header, a sample, then the whole file in chunks through the cell rules (what training
+    would refuse), keeping only the label's and the categorical columns' distinct values."""
     for key, path in (("data.path", config.data.path), ("data.test_path", config.data.test_path)):
         if path is not None and not Path(path).is_file():
             raise CnnCliError(
@@ -74,24 +86,29 @@ def inspect_data(config: Config) -> DataFacts:
                 where=config.locate(key),
                 hint="relative paths resolve against the config file's folder",
             )
-    header = read_header(config.data.path, config.data.delimiter)
-    sample = read_sample(config.data.path, config.data.delimiter)
+    delimiter = config.data.delimiter
+    header = read_header(config.data.path, delimiter)
+    sample = read_sample(config.data.path, delimiter)
     columns = choose_columns(config, header, sample)
-    from cnncli.data.chunks import (
-        distinct_values,
-    )  # chunked: a file larger than memory stays out of it
+    from cnncli.data.chunks import survey_columns  # chunked: a large file stays out of memory
 
-    distinct_labels, categories = distinct_values(config, config.data.path, columns)
-    width = len(columns.features) - len(columns.categorical)
-    width += sum(len(values) for values in categories.values())
-    labels = label_values(distinct_labels)
+    label_text = sample[columns.label].dtype.kind in "OSUb"
+    survey = survey_columns(config, config.data.path, columns, label_text)
+    if config.data.test_path is not None:  # its cells, as training will read them
+        require_columns(
+            config.data.test_path, read_header(config.data.test_path, delimiter), columns
+        )
+        survey_columns(config, config.data.test_path, columns, label_text)
+    width = input_width(columns, survey.categories)
+    report = describe_columns(config, header, columns, survey.categories, survey.rows)
+    labels = label_values(survey.labels)
     task = config.task or infer_task(labels)
     classes = tuple(np.unique(labels).tolist()) if task == "classification" else ()
     if task == "classification":
         label_column = Location(file=config.data.path, key=f"column '{columns.label}'")
         require_two_classes(classes, label_column)
     kind = label_kind(config, task, len(classes))
-    return DataFacts(width, task, classes, kind)
+    return DataFacts(width, task, classes, kind, report)
 
 
 def facts_from_preprocessor(task: str, preprocessor: Preprocessor) -> DataFacts:
@@ -207,7 +224,7 @@ def _describe_model(config: Config, facts: DataFacts, input_shape: tuple[int, ..
         description += f" → {len(facts.classes)} classes ({facts.label_kind} labels)"
     else:
         description += " → 1 value (regression)"
-    return ConfigReport(input_shape, describe_layers(model), description)
+    return ConfigReport(input_shape, describe_layers(model), description, facts.columns)
 
 
 def window_problem(

@@ -20,7 +20,7 @@ import numpy as np
 from cnncli.config.models import Config
 from cnncli.data.cells import describe_cleaning
 from cnncli.data.chunks import StreamedData, prepare_stream
-from cnncli.data.columns import infer_task, label_values, require_two_classes
+from cnncli.data.columns import column_warnings, infer_task, label_values, require_two_classes
 from cnncli.data.csvfile import file_location
 from cnncli.data.prefetch import Prefetch
 from cnncli.data.preprocess import (
@@ -104,10 +104,12 @@ def prepare_data(config: Config, seed: int) -> PreparedData:
         notes += [note for note in [describe_cleaning(test_dataset)] if note]
     split = split_rows(config, labels, task, seed, has_test_file=test_dataset is not None)
     train_rows = split.train_rows
-    fit = PreprocessingFit(dataset.columns.features, dataset.columns.categorical)
+    columns = dataset.columns
+    fit = PreprocessingFit(columns.features, columns.categorical, dates=columns.dates)
     fit.update(
         {name: values[train_rows] for name, values in dataset.features.items()}, labels[train_rows]
     )
+    notes += column_warnings(config, columns, fit.categories, fit.rows)
     pre = finish_fit(config, fit, task, dataset.columns.label)
 
     def arrays(

@@ -11,10 +11,10 @@ import pytest
 
 from cnncli.config.models import load_config
 from cnncli.data.chunks import (
-    distinct_values,
     prepare_stream,
     read_chunks,
     read_columns,
+    survey_columns,
     wants_streaming,
 )
 from cnncli.data.split import TEST, HashSplit
@@ -82,13 +82,23 @@ def test_streaming_errors_name_the_line(tmp_path, write_config):
     assert caught.value.where.key == "column 'x2'"
 
 
-def test_distinct_values_in_chunks(tmp_path, write_config):
+def test_survey_counts_distinct_values_and_rows_in_chunks(tmp_path, write_config):
     path = mixed_csv(tmp_path / "mixed.csv")
-    config = stream_config(write_config, path)
+    config = stream_config(write_config, path, missing="drop")
     columns, _ = read_columns(config, str(path))
-    labels, categories = distinct_values(config, str(path), columns)
-    assert sorted(labels.tolist()) == ["high", "low", "medium"]
-    assert categories == {"colour": {"red", "green", "blue"}}
+    survey = survey_columns(config, str(path), columns)
+    assert sorted(survey.labels.tolist()) == ["high", "low", "medium"]
+    assert survey.categories == {"colour": {"red", "green", "blue"}}
+    assert survey.rows == 400 - 8  # the rows data.missing: drop keeps
+
+
+def test_survey_refuses_empty_cells_as_training_does(tmp_path, write_config):
+    path = mixed_csv(tmp_path / "mixed.csv")
+    config = stream_config(write_config, path)  # missing: error
+    columns, _ = read_columns(config, str(path))
+    with pytest.raises(CnnCliError, match=r"1 empty cell\(s\) on line\(s\) 9;") as caught:
+        survey_columns(config, str(path), columns)
+    assert caught.value.where.key == "column 'x2'"
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ import yaml
 
 from cnncli.config.models import load_config
 from cnncli.data.split import TEST, TRAIN, VALIDATION
-from tests.conftest import base_config
+from tests.conftest import CARS_COLUMNS, base_config, cars_config, cars_rows
 from tests.data.test_chunks import mixed_csv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,10 +32,12 @@ STREAMING = ("data.streaming=true", "split.method=hash", "data.chunk_rows=50")
 STREAMED_CONFIGS = ("seed", "iris", "diabetes", "gunpoint_conv1d")
 #: A CSV with a categorical column and empty cells, under each ``data.missing`` that reads it.
 MIXED = ("mixed-drop", "mixed-mean")
+#: A table with a date column (one cell empty, filled) and two dropped columns (data.columns).
+DATED = "cars-date"
 CASES = (
     [(path.stem, "memory") for path in CONFIGS]
     + [(name, "stream") for name in STREAMED_CONFIGS]
-    + [(name, mode) for name in MIXED for mode in ("memory", "stream")]
+    + [(name, mode) for name in (*MIXED, DATED) for mode in ("memory", "stream")]
 )
 
 
@@ -60,6 +62,15 @@ def streamed_arrays(data: Any, part: int) -> tuple[np.ndarray | None, np.ndarray
 def fingerprints(name: str, mode: str) -> dict[str, Any]:
     """Digests of what ``train`` would feed Keras for one example config."""
     overrides = STREAMING if mode == "stream" else ("data.streaming=false",)
+    if name == DATED:
+        with tempfile.TemporaryDirectory() as folder:
+            data = Path(folder) / "cars.csv"
+            data.write_text(cars_rows(300, empty_date_at=7))
+            raw = cars_config(data, columns=CARS_COLUMNS, missing="mean")
+            raw["fit"]["validation_split"] = 0.1
+            path = Path(folder) / "cars.yaml"
+            path.write_text(yaml.safe_dump(raw))
+            return _fingerprints(load_config(path, overrides), mode)
     if name not in MIXED:
         return _fingerprints(load_config(ROOT / "configs" / f"{name}.yaml", overrides), mode)
     with tempfile.TemporaryDirectory() as folder:

@@ -110,7 +110,9 @@ def test_a_newer_preprocess_format_is_refused_with_one_line():
     assert Preprocessor.from_json(pre.to_json()) == pre
     newer = json.loads(pre.to_json())
     newer["format"] = PREPROCESS_FORMAT + 1
-    with pytest.raises(CnnCliError, match="preprocess.json has format 2") as caught:
+    with pytest.raises(
+        CnnCliError, match=f"preprocess.json has format {PREPROCESS_FORMAT + 1}"
+    ) as caught:
         Preprocessor.from_json(json.dumps(newer), "runs/x/preprocess.json")
     assert caught.value.where.file == "runs/x/preprocess.json"
     assert "retrain" in caught.value.hint

@@ -141,6 +141,66 @@ def test_unseen_category_is_a_warning_not_a_crash(runner, mixed_run):
     )
 
 
+@pytest.mark.slow
+def test_a_new_row_with_a_date_predicts_as_the_keras_model_does(runner, cars_run):
+    """A date column and dropped ID and name columns: predict (ONNX, no TensorFlow) on a row
+    it never saw, with a time after the date, gives the Keras model's value."""
+    from cnncli.config.models import config_from_dict
+    from cnncli.runs import load_keras_model
+
+    run = open_run(cars_run)
+    assert run.onnx_ok and [f.kind for f in run.preprocessor.features] == [
+        "date",
+        "numeric",
+        "categorical",
+    ]
+    assert run.preprocessor.input_width == 11  # 7 date inputs, km, 3 colours
+    text = "sold=2019-07-14T08:30,km=120.5,colour=blue"
+    result = runner.invoke(cli, ["predict", str(cars_run), "--input", text, "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["predictions"]
+
+    config = config_from_dict(run.config, cars_run)
+    assert config.data.columns == {"id": "drop", "name": "drop", "sold": "date"}
+    pre = run.preprocessor
+    columns = {
+        "sold": np.asarray([18091.0]),
+        "km": np.asarray([120.5]),
+        "colour": np.asarray(["blue"], dtype=object),
+    }
+    keras_out = load_keras_model(run).predict(transform_features(pre, columns), verbose=0)
+    expected = float(keras_out[0, 0]) * pre.label.scale + pre.label.center
+    assert row["label"] == pytest.approx(expected, abs=1e-4)
+    empty = runner.invoke(cli, ["predict", str(cars_run), "--input", ",5,red"])
+    assert empty.exit_code == 0, empty.output  # missing: mean fills an empty date
+    bad = runner.invoke(cli, ["predict", str(cars_run), "--input", "14.7.2019,5,red"])
+    assert bad.exit_code == 2
+    assert (
+        bad.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "column 'sold': date column holds '14.7.2019', not a YYYY-MM-DD date;"
+            " give a date, YYYY-MM-DD"
+        )
+    )
+
+
+@pytest.mark.slow
+def test_predict_file_with_a_bad_date_skips_that_row(runner, cars_run, tmp_path):
+    source = tmp_path / "new.csv"
+    source.write_text(
+        "id,sold,km,colour\nA,2019-07-14,10,red\nB,July,10,red\nC,2020-01-01,5,blue\n"
+    )
+    result = runner.invoke(
+        cli, ["predict", str(cars_run), "--input-file", str(source), "--skip-bad-rows"]
+    )
+    assert result.exit_code == 2, result.output  # rows were skipped
+    assert [line.split(",")[0] for line in result.stdout.splitlines()] == ["id", "A", "C"]
+    assert f"{source}:3: column 'sold': date column holds 'July', not a YYYY-MM-DD date" in (
+        result.stderr
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Bit for bit: the predict paths build exactly the training path's model inputs
 
@@ -160,7 +220,7 @@ def training_features(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["seed_run", "iris_run", "mixed_run"])
+@pytest.mark.parametrize("name", ["seed_run", "iris_run", "mixed_run", "cars_run"])
 def test_predict_paths_give_the_training_features_bit_for_bit(name, request, tmp_path, monkeypatch):
     run_dir = request.getfixturevalue(name)
     expected, rows = training_features(run_dir)
@@ -178,7 +238,7 @@ def test_predict_paths_give_the_training_features_bit_for_bit(name, request, tmp
         ",".join(f"{h}={v}" for h, v in zip(header, r, strict=True) if h in pre.feature_names)
         for r in records
     ]
-    parsed = [parse_input(pre, text) for text in texts]
+    parsed = [parse_input(pre, text, run.config["data"]["missing"]) for text in texts]
     from_input = transform_features(pre, rows_to_columns(pre, parsed))
     assert np.array_equal(from_input, expected)
 
@@ -198,8 +258,8 @@ def test_predict_paths_give_the_training_features_bit_for_bit(name, request, tmp
 
 
 @pytest.mark.slow
-def test_onnx_and_keras_agree_on_every_example_test_split(example_runs):
-    for name, run_dir in sorted(example_runs.items()):
+def test_onnx_and_keras_agree_on_every_example_test_split(example_runs, cars_run):
+    for name, run_dir in sorted({**example_runs, "cars (date, drop)": cars_run}.items()):
         run = open_run(run_dir)
         assert run.onnx_ok, (name, run.manifest.get("onnx"))
         features, _, _ = evaluation_data(run, None)

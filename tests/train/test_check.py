@@ -7,9 +7,19 @@ import yaml
 
 from cnncli.cli import cli
 from cnncli.config.models import load_config
-from cnncli.errors import ConfigErrors
+from cnncli.data.table import load_dataset
+from cnncli.errors import CnnCliError, ConfigErrors
 from cnncli.train.check import summarize_config
-from tests.conftest import CONFIGS, DATA, TEST_CONFIGS
+from tests.conftest import (
+    CARS_COLUMNS,
+    CONFIGS,
+    DATA,
+    TEST_CONFIGS,
+    base_config,
+    cars_config,
+    cars_rows,
+    seed_like_rows,
+)
 
 SEED_NOTES_FIRST_MODEL = f"""name: notes
 data:
@@ -361,4 +371,101 @@ def test_a_classification_head_without_activation_is_refused_with_the_fix(runner
     assert line.endswith(
         "the last layer has activation linear, so its outputs are not class probabilities;"
         " use activation: softmax on the last layer"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The data's columns (issue 10): what each becomes, warnings, empty cells
+
+
+def cars_file(tmp_path, write_config, rows=300, **data):
+    (tmp_path / "cars.csv").write_text(cars_rows(rows))
+    return write_config(cars_config(tmp_path / "cars.csv", **data))
+
+
+def test_validate_warns_once_for_an_id_a_free_text_and_a_date_column(
+    runner, tmp_path, write_config
+):
+    """A date and a name column were one-hot encoded into 1,461 and 300 inputs while validate
+    said only `ok: 1465 input value(s)`."""
+    result = runner.invoke(cli, ["validate", str(cars_file(tmp_path, write_config))])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 3 and len(result.stderr.splitlines()) == 3, result.stderr
+    assert warnings[0] == (
+        "warning: column 'id' looks like an ID or free text (300 distinct value(s) in 300 row(s)):"
+        " one-hot encoding makes 300 input(s); set data.columns: {id: drop}"
+    )
+    assert warnings[1].startswith("warning: column 'name' looks like an ID or free text (300 ")
+    dates = int(warnings[2].split("(")[1].split()[0])
+    assert 200 < dates <= 300
+    assert warnings[2] == (
+        f"warning: column 'sold' looks like dates ({dates} distinct value(s) in 300 row(s)):"
+        f" one-hot encoding makes {dates} input(s); set data.columns: {{sold: date}}"
+        " (7 inputs: year, month, day of week, day of year)"
+    )
+    assert f"ok: t: {600 + dates + 1 + 3} input value(s)" in result.stdout
+    assert (
+        "  name: text, 300 distinct in 300 row(s) → looks like an ID or free text" in result.stdout
+    )
+
+
+def test_with_data_columns_validate_is_quiet_and_the_inputs_are_few(runner, tmp_path, write_config):
+    config = cars_file(tmp_path, write_config, columns=CARS_COLUMNS)
+    result = runner.invoke(cli, ["validate", str(config)], catch_exceptions=False)
+    assert result.exit_code == 0 and result.stderr == ""
+    assert "ok: t: 11 input value(s)" in result.stdout  # 7 date + km + 3 colours
+    assert "  sold: date (data.columns) → 7 inputs (year, month, day of week, day of year)" in (
+        result.stdout
+    )
+    summary = runner.invoke(cli, ["summary", str(config)], catch_exceptions=False)
+    assert "  id: not used (data.columns: drop)" in summary.stdout
+    as_json = runner.invoke(cli, ["validate", str(config), "--json"], catch_exceptions=False)
+    data = yaml.safe_load(as_json.stdout)
+    assert data["warnings"] == [] and "price: label" in data["columns"]
+
+
+def test_validate_reports_empty_cells_under_missing_error_as_train_does(
+    runner, tmp_path, write_config
+):
+    """validate said ok, then train failed on the empty cells."""
+    lines = seed_like_rows(30).splitlines()
+    for row in (4, 9):
+        cells = lines[row].split(",")
+        cells[1] = ""
+        lines[row] = ",".join(cells)
+    (tmp_path / "gaps.csv").write_text("\n".join(lines) + "\n")
+    config = write_config(base_config(tmp_path / "gaps.csv"))
+    result = runner.invoke(cli, ["validate", str(config)])
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        f"error: {tmp_path / 'gaps.csv'}:5: column 'x2': 2 empty cell(s) on line(s) 5, 10;"
+        " fill them in, or set data.missing: drop or mean"
+    )
+    with pytest.raises(CnnCliError) as trained:
+        load_dataset(load_config(config))
+    assert line == f"error: {trained.value.one_line()}"
+    ok = runner.invoke(cli, ["validate", str(config), "--set", "data.missing=mean"])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_validate_reads_the_test_file_by_the_same_rules(runner, tmp_path, write_config):
+    (tmp_path / "train.csv").write_text(seed_like_rows(30))
+    lines = seed_like_rows(10, seed=1).splitlines()
+    lines[3] = lines[3].replace(lines[3].split(",")[0], "", 1)
+    (tmp_path / "test.csv").write_text("\n".join(lines) + "\n")
+    config = base_config(tmp_path / "train.csv")
+    config["data"]["test_path"] = str(tmp_path / "test.csv")
+    result = runner.invoke(cli, ["validate", str(write_config(config))])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {tmp_path / 'test.csv'}:4: column 'x1': 1 empty cell(s) on line(s) 4;"
+        " fill them in, or set data.missing: drop or mean\n"
+    )
+    (tmp_path / "test.csv").write_text("x1,x2,label\n1,2,low\n")
+    result = runner.invoke(cli, ["validate", str(write_config(config))])
+    assert result.stderr == (
+        f"error: {tmp_path / 'test.csv'}:1: 1 column(s) of the training data are missing: x3"
+        " (the file has x1, x2, label); a test file needs the same columns as the training file\n"
     )
