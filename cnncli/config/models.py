@@ -35,7 +35,9 @@ SCHEMA_URL = "https://cnncli.dev/schema/config-v1.json"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML's `true` and "3" are not the integer 1 and 3 (issue 11); a float field still
+    # takes an integer, which loses nothing.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class NamedObject(_Strict):
@@ -71,7 +73,7 @@ class DataSpec(_Strict):
     missing: Literal["error", "drop", "mean"] = "error"
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     #: Train from a chunked reader so memory stays flat; auto: when the file exceeds 256 MB.
-    streaming: Literal["auto", True, False] = "auto"
+    streaming: Literal["auto"] | bool = "auto"
     chunk_rows: int = Field(default=65_536, gt=0)
 
 
