@@ -192,3 +192,66 @@ def test_predict_names_the_run_it_took_when_none_is_given(runner, tiny_run, monk
     named = runner.invoke(cli, ["predict", str(tiny_run), "--input", "3,30,5"])
     assert named.exit_code == 0
     assert "(config 't')" not in named.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["validate", "{tmp}"],
+            "error: cnncli validate: CONFIG: '{tmp}' is a directory;"
+            " give a YAML config file, e.g. configs/seed.yaml",
+        ),
+        (
+            ["evaluate", "{config}"],
+            "error: cnncli evaluate: RUN: '{config}' is a file;"
+            " give a run folder, e.g. runs/latest, or leave RUN out for the latest run",
+        ),
+        (
+            ["validate"],
+            "error: cnncli validate: missing argument 'CONFIG'; see 'cnncli validate --help'",
+        ),
+        (
+            ["validate", "{config}", "--sett", "x=1"],
+            "error: cnncli validate: no such option '--sett'; did you mean '--set'?",
+        ),
+        (["validat"], "error: cnncli: no such command 'validat'; did you mean 'validate'?"),
+        (
+            ["train", "{config}", "--set"],
+            "error: cnncli train: option '--set' requires an argument; see 'cnncli train --help'",
+        ),
+        (
+            ["predict", "--backend", "onx"],
+            "error: cnncli predict: --backend: 'onx' is not one of 'auto', 'onnx', 'keras';"
+            " see 'cnncli predict --help'",
+        ),
+    ],
+    ids=[
+        "dir-as-config",
+        "file-as-run",
+        "missing-arg",
+        "unknown-option",
+        "unknown-command",
+        "option-without-value",
+        "bad-choice",
+    ],
+)
+def test_click_usage_errors_are_one_house_line_with_exit_2(runner, tmp_path, args, expected):
+    """Issue 11: Click's three-line "Usage: ... Try ... Error:" block, in cnncli's one line."""
+    config = tmp_path / "c.yaml"
+    config.write_text("name: x\n")
+    fill = {"tmp": str(tmp_path), "config": str(config)}
+    result = runner.invoke(cli, [arg.format(**fill) for arg in args])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == expected.format(**fill) + "\n"
+
+
+def test_set_type_error_is_located_at_the_override(runner, write_config, tiny_csv):
+    path = write_config(base_config(tiny_csv))
+    result = runner.invoke(cli, ["validate", str(path), "--set", "fit.epochs=true"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: --set fit.epochs=true: fit.epochs: expected an integer, got a boolean (true);"
+        " a boolean is not a number here; write the number itself\n"
+    )
