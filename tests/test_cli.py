@@ -86,11 +86,17 @@ def test_committed_schema_is_current(runner):
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
-def test_example_configs_point_editors_at_the_schema(config):
-    assert (
-        config.read_text().splitlines()[0]
-        == "# yaml-language-server: $schema=../cnncli.schema.json"
-    )
+def test_example_configs_point_editors_at_the_schema(config, runner):
+    """Issue 10: a relative `$schema=../cnncli.schema.json` broke in a copied config; the
+    schema's own `$id` names it wherever the file lands."""
+    from cnncli.config.models import SCHEMA_URL
+
+    header = f"# yaml-language-server: $schema={SCHEMA_URL}"
+    assert config.read_text().splitlines()[0] == header
+    printed = runner.invoke(cli, ["schema"], catch_exceptions=False)
+    assert json.loads(printed.stdout)["$id"] == SCHEMA_URL
+    readme = (CONFIGS.parent / "README.md").read_text()
+    assert header in readme and "$schema=../" not in readme
 
 
 # --- a real run through the CLI ------------------------------------------------------------
