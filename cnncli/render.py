@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+#: The width of a console that is not a terminal (a file, a pipe, a CI log): no table is ever cut
+#: to fit, whatever ``COLUMNS`` says (issue 11: ``COLUMNS=20`` cut every cell written to a file).
+UNBOUNDED_WIDTH = 100_000
+
+
 class _LazyConsole:
     """A rich ``Console`` made on first use: importing rich is a quarter of a cold
     ``cnncli predict --input``, which prints its result without it."""
@@ -28,8 +33,22 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(**self._options)
+            console = Console(**self._options)
+            if not console.is_terminal:
+                console.width = UNBOUNDED_WIDTH
+            self._console = console
         return self._console
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        """``Console.print``, with every table's cells folded onto more lines in a narrow terminal
+        rather than cut to '…': a value is never shown wrong, only taller."""
+        from rich.table import Table
+
+        for item in objects:
+            if isinstance(item, Table):
+                for column in item.columns:
+                    column.overflow = "fold"
+        self.console.print(*objects, **options)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.console, name)

@@ -261,3 +261,41 @@ def test_set_type_error_is_located_at_the_override(runner, write_config, tiny_cs
         "error: --set fit.epochs=true: fit.epochs: expected an integer, got a boolean (true);"
         " a boolean is not a number here; write the number itself\n"
     )
+
+
+def test_tables_written_to_a_file_are_never_cut_whatever_columns_says(tmp_path):
+    """Issue 11: `COLUMNS=20 cnncli validate ... > out.txt` cut every cell to '…'."""
+    out = tmp_path / "out.txt"
+    with out.open("w") as stdout:
+        subprocess.run(
+            [sys.executable, "-m", "cnncli", "validate", str(CONFIGS / "seed.yaml")],
+            stdout=stdout,
+            check=True,
+            env={**os.environ, "COLUMNS": "20"},
+        )
+    text = out.read_text()
+    assert "…" not in text
+    assert "max_pooling1_d_1" in text and "(batch, 3, 64)" in text and "4,611" in text
+
+
+def test_a_narrow_terminal_folds_table_cells_instead_of_cutting_them(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from cnncli import render
+
+    screen = io.StringIO()
+    monkeypatch.setattr(
+        render.stdout,
+        "_console",
+        Console(file=screen, force_terminal=True, color_system=None, width=30),
+    )
+    row = {"name": "max_pooling1_d_1", "type": "MaxPooling1D", "output_shape": "(b, 1)"}
+    render.layers_table([{**row, "params": 123456}], (3, 1), title="t")
+    text = screen.getvalue()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 30
+    body = [line.split("│") for line in text.splitlines() if line.startswith("│")]
+    layer_column = "".join(cells[2].strip() for cells in body)  # the folded pieces, in order
+    assert "max_pooling1_d_1" in layer_column
