@@ -54,6 +54,47 @@ def test_input_in_feature_order_or_by_name():
     assert parse_input(PRE, "x3=5, x1=3,x2=30") == {"x1": 3.0, "x2": 30.0, "x3": 5.0}
 
 
+MIXED = Preprocessor(
+    features=(
+        FeatureTransform("x1", "numeric"),
+        FeatureTransform("city", "categorical", categories=("York, UK", "Paris")),
+        FeatureTransform("x3", "numeric"),
+    ),
+    label=PRE.label,
+    input_shape=(4,),
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "city"),
+    [
+        ('3,"York, UK",5', "York, UK"),
+        ('x3=5,city="York, UK",x1=3', "York, UK"),
+        ('3, "say ""hi"", ok" ,5', 'say "hi", ok'),
+        ('3,"a=b",5', "a=b"),
+        ("3,Paris,5", "Paris"),
+    ],
+)
+def test_input_honours_csv_quoting(text, city):
+    """Issue 11: a category with a comma could not be entered."""
+    assert parse_input(MIXED, text) == {"x1": 3.0, "city": city, "x3": 5.0}
+
+
+def test_an_unclosed_quote_is_one_line():
+    with pytest.raises(CnnCliError, match="a quote is not closed") as caught:
+        parse_input(MIXED, '3,"York, UK,5')
+    assert caught.value.where.file == '--input 3,"York, UK,5'
+
+
+def test_a_feature_named_twice_is_refused():
+    """Issue 11: `x1=3,x1=4` silently took the last value."""
+    with pytest.raises(CnnCliError) as caught:
+        parse_input(PRE, "x1=3,x1=4,x2=1,x3=2")
+    assert caught.value.one_line() == (
+        "--input x1=3,x1=4,x2=1,x3=2: x1 is given twice ('3' and '4'); give each feature once"
+    )
+
+
 def test_wrong_count_names_the_features():
     with pytest.raises(CnnCliError) as caught:
         parse_input(PRE, "3,30")
