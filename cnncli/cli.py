@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -180,6 +181,8 @@ def cli(debug: bool) -> None:
     from cnncli.runtime import set_debug
 
     set_debug(debug)
+    if not debug:  # --debug keeps Python's own format, with the source path
+        warnings.showwarning = render.python_warning
 
 
 # ---------------------------------------------------------------------------------------------

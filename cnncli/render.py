@@ -87,6 +87,37 @@ def warning(text: str) -> None:
     stderr.print(f"[yellow]warning:[/yellow] {escape(text)}", highlight=False, markup=True)
 
 
+_warned: set[str] = set()
+
+
+def python_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` for cnncli: a library's warning as one ``warning:`` line, once,
+    without Python's ``path:line: Category:`` format or the source line (issue 10)."""
+    text = " ".join(str(message).split()) or category.__name__
+    origin = _library_of(filename)
+    if origin not in (None, "cnncli"):
+        text = f"{origin}: {text}"
+    if text not in _warned:
+        _warned.add(text)
+        warning(text)
+
+
+def _library_of(filename: str) -> str | None:
+    """The package a warning came from (``keras``, ``sklearn``), from its file's path."""
+    parts = filename.replace("\\", "/").split("/")
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts and parts.index(marker) + 1 < len(parts):
+            return parts[parts.index(marker) + 1].removesuffix(".py")
+    return "cnncli" if "cnncli" in parts else None
+
+
 def _format(value: float) -> str:
     return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
 

@@ -299,3 +299,62 @@ def test_a_narrow_terminal_folds_table_cells_instead_of_cutting_them(monkeypatch
     body = [line.split("│") for line in text.splitlines() if line.startswith("│")]
     layer_column = "".join(cells[2].strip() for cells in body)  # the folded pieces, in order
     assert "max_pooling1_d_1" in layer_column
+
+
+def test_library_warnings_are_one_line_once_without_python_format(runner, monkeypatch):
+    """Issue 10: a Keras UserWarning printed as `/…/site-packages/keras/…py:27: UserWarning:`
+    plus the source line; now `warning: keras: …`, once."""
+    import warnings
+
+    import cnncli.config.schema
+
+    real = cnncli.config.schema.config_json_schema
+    keras_file = "/venv/lib/python3.11/site-packages/keras/src/layers/input_layer.py"
+
+    def noisy() -> dict:
+        for _ in range(3):
+            warnings.warn_explicit(
+                "Do not pass an `input_shape`\n  argument to a layer (test).",
+                UserWarning,
+                keras_file,
+                27,
+            )
+        return real()
+
+    monkeypatch.setattr(cnncli.config.schema, "config_json_schema", noisy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        result = runner.invoke(cli, ["schema"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "warning: keras: Do not pass an `input_shape` argument to a layer (test).\n"
+    )
+    json.loads(result.stdout)  # stdout stays the one JSON document
+
+
+@pytest.mark.slow
+def test_litert_export_prints_no_tensorflow_log_lines(tiny_run, tmp_path):
+    """Issue 10: `export --format litert` printed about 15 TensorFlow C++ log lines: TensorFlow
+    was imported for its converter before the quiet environment was set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "ABSL_"))}
+    target = tmp_path / "m.tflite"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnncli",
+            "export",
+            str(tiny_run),
+            "--format",
+            "litert",
+            "--output",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert target.stat().st_size > 0
