@@ -13,9 +13,10 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -32,6 +33,16 @@ from cnncli.config.source import SourceMap, decode_config_bytes, key_to_path, pa
 from cnncli.errors import CnnCliError, ConfigErrors, Location
 
 SCHEMA_URL = "https://cnncli.dev/schema/config-v1.json"
+
+
+def _usable_path(value: str) -> str:
+    if "\0" in value:  # the OS refuses it: open() raised ValueError, reported as a bug
+        raise ValueError("a path cannot hold a NUL character (\\0)")
+    return value
+
+
+#: A file or folder name from a config.
+PathText = Annotated[str, AfterValidator(_usable_path)]
 
 
 class _Strict(BaseModel):
@@ -66,8 +77,8 @@ class CallbackSpec(NamedObject):
 
 
 class DataSpec(_Strict):
-    path: str
-    test_path: str | None = None
+    path: PathText
+    test_path: PathText | None = None
     features: list[str] | None = Field(default=None, min_length=1)
     label: str | None = None
     missing: Literal["error", "drop", "mean"] = "error"
@@ -128,7 +139,7 @@ class FitSpec(_Strict):
 
 
 class OutputSpec(_Strict):
-    dir: str = "runs"
+    dir: PathText = "runs"
 
 
 class Config(_Strict):

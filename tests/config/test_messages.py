@@ -172,3 +172,15 @@ def test_yaml_1_2_numbers_and_unions_still_work(write_config, tiny_csv, override
     section, name = override.split("=")[0].split(".")
     value = getattr(getattr(config, section), name)
     assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("key", ["data.path", "data.test_path", "output.dir"])
+def test_a_nul_character_in_a_path_is_one_line(write_config, tiny_csv, key):
+    """Found by the --set property test: open() raised ValueError, reported as a bug (exit 1)."""
+    override = f'{key}="a\\0b"'
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(base_config(tiny_csv)), [override])
+    (problem,) = problems_of(caught)
+    assert (
+        problem.one_line() == f"--set {override}: {key}: a path cannot hold a NUL character (\\0)"
+    )
