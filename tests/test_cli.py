@@ -358,3 +358,29 @@ def test_litert_export_prints_no_tensorflow_log_lines(tiny_run, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert target.stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "model.layers[0].units=true",
+            "error: --set model.layers[0].units=true: model.layers[0].units (Dense):"
+            " expected a number, got a boolean (true); a boolean is not a number here;"
+            " write the number itself",
+        ),
+        (
+            'compile.optimizer={type: adam, learning_rate: "1e-3"}',
+            'error: --set compile.optimizer={type: adam, learning_rate: "1e-3"}:'
+            " compile.optimizer.learning_rate: expected a number, got a string ('1e-3');"
+            " remove the quotes: learning_rate: 1e-3",
+        ),
+    ],
+)
+def test_keras_number_arguments_are_strict_too(runner, write_config, tiny_csv, override, expected):
+    """Issue 11: `units: true` built a 1-unit layer; a quoted number failed inside Keras."""
+    path = write_config(base_config(tiny_csv))
+    result = runner.invoke(cli, ["validate", str(path), "--set", override])
+    assert result.exit_code == 2
+    assert result.stderr == expected + "\n"

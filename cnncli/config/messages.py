@@ -78,9 +78,9 @@ def _explain_group(
     received = items[0].get("input")
     numeric = any(item["type"].startswith(("int", "float")) for item in items)
     return CnnCliError(
-        f"expected {' or '.join(dict.fromkeys(wanted))}, got {_got(received)}",
+        f"expected {' or '.join(dict.fromkeys(wanted))}, got {describe_value(received)}",
         where=source.locate(path),
-        hint=_type_hint(received, path) if numeric else None,
+        hint=type_hint(received, path) if numeric else None,
     )
 
 
@@ -89,7 +89,7 @@ def _literal_options(error: dict[str, Any]) -> list[str]:
     return [option.strip(" '") for option in expected.replace(" or ", ",").split(",")]
 
 
-def _got(value: Any) -> str:
+def describe_value(value: Any) -> str:
     """A wrong-typed value in YAML's words: ``a boolean (true)``, ``a string ('3')``."""
     if isinstance(value, bool):
         return f"a boolean ({str(value).lower()})"
@@ -100,22 +100,24 @@ def _got(value: Any) -> str:
     return short_repr(value)
 
 
-def _type_hint(value: Any, path: tuple[str | int, ...]) -> str | None:
-    """What to write instead of a boolean or a quoted number where a number belongs."""
+def type_hint(value: Any, path: tuple[str | int, ...]) -> str | None:
+    """What to write instead of a boolean or a quoted number where a number belongs (the
+    config's fields here, and a Keras argument in ``model.arguments``)."""
     name = path[-1] if path else "it"
     if isinstance(value, bool):
         return "a boolean is not a number here; write the number itself"
     if isinstance(value, str):
         text = value.strip()
-        if "_" in text and _is_number(text.replace("_", "")):
+        if "_" in text and is_number(text.replace("_", "")):
             # The YAML 1.2 core schema has no digit separators (1.1 had): `1_000` is a string.
             return f"YAML 1.2 numbers have no '_' separators: write {name}: {text.replace('_', '')}"
-        if _is_number(text):
+        if is_number(text):
             return f"remove the quotes: {name}: {text}"
     return None
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether ``text`` reads as a number (``3``, ``1e-3``, ``nan``): a quoted number."""
     try:
         float(text)
     except ValueError:
@@ -174,7 +176,7 @@ def _explain(error: dict[str, Any], source: SourceMap, root: type[BaseModel]) ->
         options = _literal_options(error)
         hint = did_you_mean(str(received), options, f"use one of: {', '.join(options)}")
         return CnnCliError(
-            f"got {shown if isinstance(received, str) else _got(received)},"
+            f"got {shown if isinstance(received, str) else describe_value(received)},"
             f" expected one of {', '.join(options)}",
             where=source.locate(path),
             hint=hint,
@@ -199,9 +201,9 @@ def _explain(error: dict[str, Any], source: SourceMap, root: type[BaseModel]) ->
         )
     if kind in _EXPECTED:
         return CnnCliError(
-            f"expected {_EXPECTED[kind]}, got {_got(received)}",
+            f"expected {_EXPECTED[kind]}, got {describe_value(received)}",
             where=source.locate(path),
-            hint=_type_hint(received, path) if kind not in ("bool_type", "bool_parsing") else None,
+            hint=type_hint(received, path) if kind not in ("bool_type", "bool_parsing") else None,
         )
     if kind == "too_short":
         return CnnCliError("must not be empty", where=source.locate(path), hint=_hint_for(key))
