@@ -232,15 +232,6 @@ def test_predict_names_the_run_it_took_when_none_is_given(runner, tiny_run, monk
             " see 'cnncli predict --help'",
         ),
     ],
-    ids=[
-        "dir-as-config",
-        "file-as-run",
-        "missing-arg",
-        "unknown-option",
-        "unknown-command",
-        "option-without-value",
-        "bad-choice",
-    ],
 )
 def test_click_usage_errors_are_one_house_line_with_exit_2(runner, tmp_path, args, expected):
     """Issue 11: Click's three-line "Usage: ... Try ... Error:" block, in cnncli's one line."""

@@ -93,20 +93,20 @@ def test_a_huge_value_is_cut_short_in_the_error_line(write_config, tiny_csv):
     assert "expected an integer, got a string ('xxxxx" in line and "… (100002 characters)" in line
 
 
-# Issue 11: a YAML boolean or a quoted string is not a number; YAML 1.2 numbers still are.
-@pytest.mark.parametrize(
-    ("yaml_value", "message", "hint"),
-    [
-        ("true", "expected an integer, got a boolean (true)", "write the number itself"),
-        ('"3"', "expected an integer, got a string ('3')", "remove the quotes: epochs: 3"),
-        ("'3'", "expected an integer, got a string ('3')", "remove the quotes: epochs: 3"),
-        ("1_000", "expected an integer, got a string ('1_000')", "write epochs: 1000"),
-        ("3.0", "expected an integer, got 3.0", None),
-    ],
-)
-def test_a_boolean_or_quoted_string_is_not_an_integer(
-    write_config, tiny_csv, yaml_value, message, hint
-):
+#: Issue 11: `epochs: <YAML>` → the message and a piece of the hint (None: no hint).
+NOT_INTEGERS = {
+    "true": ("expected an integer, got a boolean (true)", "write the number itself"),
+    '"3"': ("expected an integer, got a string ('3')", "remove the quotes: epochs: 3"),
+    "'3'": ("expected an integer, got a string ('3')", "remove the quotes: epochs: 3"),
+    "1_000": ("expected an integer, got a string ('1_000')", "write epochs: 1000"),
+    "3.0": ("expected an integer, got 3.0", None),
+}
+
+
+@pytest.mark.parametrize("yaml_value", NOT_INTEGERS)
+def test_a_boolean_or_quoted_string_is_not_an_integer(write_config, tiny_csv, yaml_value):
+    """A YAML boolean or a quoted string is not a number; YAML 1.2 numbers still are."""
+    message, hint = NOT_INTEGERS[yaml_value]
     text = yaml.safe_dump(base_config(tiny_csv)).replace("epochs: 1", f"epochs: {yaml_value}")
     with pytest.raises(CnnCliError) as caught:
         load_config(write_config(text))
@@ -117,30 +117,28 @@ def test_a_boolean_or_quoted_string_is_not_an_integer(
     assert (problem.hint is None) if hint is None else (hint in problem.hint)
 
 
-@pytest.mark.parametrize(
-    ("override", "key", "message"),
-    [
-        ("fit.epochs=true", "fit.epochs", "expected an integer, got a boolean (true)"),
-        ("split.test_size=false", "split.test_size", "expected a number, got a boolean (false)"),
-        ("split.test_size='0.2'", "split.test_size", "expected a number, got a string ('0.2')"),
-        ("seed=true", "seed", "expected an integer, got a boolean (true)"),
-        ("fit.shuffle=1", "fit.shuffle", "expected true or false, got 1"),
-        ("data.streaming=1", "data.streaming", "expected 'auto' or true or false, got 1"),
-        (
-            "fit.steps_per_execution=true",
-            "fit.steps_per_execution",
-            "expected an integer or 'auto', got a boolean (true)",
-        ),
-        (
-            "model.input_shape=[3, true]",
-            "model.input_shape[1]",
-            "expected an integer, got a boolean (true)",
-        ),
-    ],
-)
-def test_strict_types_through_set_are_one_line_at_the_override(
-    write_config, tiny_csv, override, key, message
-):
+#: `--set` override → (the key the problem names, its message).
+STRICT_SET = {
+    "fit.epochs=true": ("fit.epochs", "expected an integer, got a boolean (true)"),
+    "split.test_size=false": ("split.test_size", "expected a number, got a boolean (false)"),
+    "split.test_size='0.2'": ("split.test_size", "expected a number, got a string ('0.2')"),
+    "seed=true": ("seed", "expected an integer, got a boolean (true)"),
+    "fit.shuffle=1": ("fit.shuffle", "expected true or false, got 1"),
+    "data.streaming=1": ("data.streaming", "expected 'auto' or true or false, got 1"),
+    "fit.steps_per_execution=true": (
+        "fit.steps_per_execution",
+        "expected an integer or 'auto', got a boolean (true)",
+    ),
+    "model.input_shape=[3, true]": (
+        "model.input_shape[1]",
+        "expected an integer, got a boolean (true)",
+    ),
+}
+
+
+@pytest.mark.parametrize("override", STRICT_SET)
+def test_strict_types_through_set_are_one_line_at_the_override(write_config, tiny_csv, override):
+    key, message = STRICT_SET[override]
     config = base_config(tiny_csv)
     config["model"]["input_shape"] = [3]  # a file position under the override's key
     with pytest.raises(CnnCliError) as caught:
