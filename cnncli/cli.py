@@ -9,8 +9,10 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -18,7 +20,7 @@ from typing import Any, NoReturn
 import click
 
 from cnncli import __version__, render
-from cnncli.errors import CnnCliError
+from cnncli.errors import CnnCliError, Location, did_you_mean
 from cnncli.runtime import select_backend
 
 EXIT_USER_ERROR = 2
@@ -58,8 +60,63 @@ class UserError(click.ClickException):
         render.error(self.error.one_line())
 
 
+#: What to give instead, for an argument Click refused (a directory as CONFIG, a file as RUN).
+_ARGUMENT_HINTS = {
+    "config": "give a YAML config file, e.g. configs/seed.yaml",
+    "run": "give a run folder, e.g. runs/latest, or leave RUN out for the latest run",
+}
+_CLICK_PATH_MESSAGE = re.compile(r"^(?:File|Directory|Path) ('.*') (.*?)\.?$")
+
+
+def usage_error(exc: click.UsageError, subcommand: str | None = None) -> UserError:
+    """Click's usage error (unknown option, missing argument, a bad path) as cnncli's one line.
+
+    Args:
+        exc: what Click raised.
+        subcommand: the command being parsed, where Click's error does not carry it.
+    """
+    ctx = exc.ctx
+    if ctx is not None and ctx.parent is not None:
+        subcommand = ctx.command.name
+    command = f"cnncli {subcommand}" if subcommand else "cnncli"
+    hint = f"see '{command} --help'"
+    key = None
+    message = exc.format_message()
+    if isinstance(exc, click.BadParameter) and exc.param is not None and exc.message:
+        param = exc.param
+        key = param.human_readable_name if isinstance(param, click.Argument) else param.opts[-1]
+        message = exc.message
+        hint = _ARGUMENT_HINTS.get(exc.param.name or "", hint)
+    elif isinstance(exc, click.NoSuchOption) and ctx is not None:
+        options = [
+            name for param in ctx.command.params for name in param.opts + param.secondary_opts
+        ]
+        message, hint = exc.message, did_you_mean(exc.option_name, options, hint)
+    elif isinstance(exc, click.exceptions.NoSuchCommand) and ctx is not None:
+        commands = ctx.command.list_commands(ctx) if isinstance(ctx.command, click.Group) else []
+        message, hint = exc.message, did_you_mean(exc.command_name, commands, hint)
+    if match := _CLICK_PATH_MESSAGE.match(message):
+        message = f"{match[1]} {match[2]}"
+    message = message[:1].lower() + message[1:]
+    return UserError(CnnCliError(message, where=Location(file=command, key=key), hint=hint))
+
+
 class CnnCliGroup(click.Group):
     """Turns every error into its exit code in one place."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:  # before a command runs: `cnncli validat`, `--verbose`
+            raise usage_error(exc) from exc
 
     def invoke(self, ctx: click.Context) -> Any:
         debug = bool(ctx.params.get("debug"))
@@ -69,6 +126,10 @@ class CnnCliGroup(click.Group):
             if debug:
                 traceback.print_exc()
             raise UserError(exc) from exc
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:  # a command's own arguments and options
+            raise usage_error(exc, ctx.invoked_subcommand) from exc
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except KeyboardInterrupt:
@@ -120,6 +181,8 @@ def cli(debug: bool) -> None:
     from cnncli.runtime import set_debug
 
     set_debug(debug)
+    if not debug:  # --debug keeps Python's own format, with the source path
+        warnings.showwarning = render.python_warning
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+#: The width of a console that is not a terminal (a file, a pipe, a CI log): no table is ever cut
+#: to fit, whatever ``COLUMNS`` says (issue 11: ``COLUMNS=20`` cut every cell written to a file).
+UNBOUNDED_WIDTH = 100_000
+
+
 class _LazyConsole:
     """A rich ``Console`` made on first use: importing rich is a quarter of a cold
     ``cnncli predict --input``, which prints its result without it."""
@@ -29,8 +34,22 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(**self._options)
+            console = Console(**self._options)
+            if not console.is_terminal:
+                console.width = UNBOUNDED_WIDTH
+            self._console = console
         return self._console
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        """``Console.print``, with every table's cells folded onto more lines in a narrow terminal
+        rather than cut to '…': a value is never shown wrong, only taller."""
+        from rich.table import Table
+
+        for item in objects:
+            if isinstance(item, Table):
+                for column in item.columns:
+                    column.overflow = "fold"
+        self.console.print(*objects, **options)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.console, name)
@@ -67,6 +86,37 @@ def note(text: str) -> None:
 
 def warning(text: str) -> None:
     stderr.print(f"[yellow]warning:[/yellow] {escape(text)}", highlight=False, markup=True)
+
+
+_warned: set[str] = set()
+
+
+def python_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` for cnncli: a library's warning as one ``warning:`` line, once,
+    without Python's ``path:line: Category:`` format or the source line (issue 10)."""
+    text = " ".join(str(message).split()) or category.__name__
+    origin = _library_of(filename)
+    if origin not in (None, "cnncli"):
+        text = f"{origin}: {text}"
+    if text not in _warned:
+        _warned.add(text)
+        warning(text)
+
+
+def _library_of(filename: str) -> str | None:
+    """The package a warning came from (``keras``, ``sklearn``), from its file's path."""
+    parts = filename.replace("\\", "/").split("/")
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts and parts.index(marker) + 1 < len(parts):
+            return parts[parts.index(marker) + 1].removesuffix(".py")
+    return "cnncli" if "cnncli" in parts else None
 
 
 def _format(value: float) -> str:

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -392,8 +393,22 @@ def load_keras_model(run: RunFolder) -> Any:
         return keras.saving.load_model(run.file(MODEL_FILENAME), safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises many types for hostile or broken files
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        hint = "only models trained by cnncli can be loaded; retrain"
+        if _UNSAFE_CODE.search(detail):
+            # Keras' own advice (pass safe_mode=False) is an option cnncli does not offer.
+            named = re.search(r"`(\w+)`", detail)
+            what = f"a {named[1]} layer's function" if named else "a function or custom object"
+            detail = f"it holds Python code ({what}) that would run when loaded"
+            hint = (
+                "cnncli never runs code from a model file; retrain with cnncli, whose runs hold"
+                " none, or if the file did not come from cnncli, do not load it"
+            )
         raise CnnCliError(
             f"model.keras could not be loaded safely: {detail}",
             where=Location(file=str(run.file(MODEL_FILENAME))),
-            hint="only models trained by cnncli can be loaded; retrain",
+            hint=hint,
         ) from exc
+
+
+#: Keras' refusal to deserialize code under safe_mode (its message advises safe_mode=False).
+_UNSAFE_CODE = re.compile(r"safe_mode|arbitrary code|unsafe_deserialization", re.IGNORECASE)

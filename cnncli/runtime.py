@@ -37,9 +37,23 @@ _cache_enabled = False
 
 
 def set_debug(enabled: bool) -> None:
-    """Let TensorFlow's and JAX's own log lines through (``--debug``)."""
+    """Let TensorFlow's and JAX's own log lines through (``--debug``), or keep them quiet.
+
+    Quiet means the environment is set now, at start-up: TensorFlow reads it once, when it is
+    first imported, and not every import goes through ``import_keras`` (``export --format
+    litert`` imports TensorFlow's converter directly and printed about 15 C++ log lines).
+    """
     global _debug
     _debug = enabled
+    if not enabled:
+        quiet_backend_logs()
+
+
+def quiet_backend_logs() -> None:
+    """Set the environment that keeps TensorFlow's and XLA's C++ logs off stderr; a variable
+    the user set is kept."""
+    for key, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
 
 
 def select_backend(name: str | None) -> str:
@@ -83,8 +97,7 @@ def import_keras() -> Any:
     """Import Keras on the selected backend with the backends' log noise silenced."""
     os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
     if not _debug:
-        for key, value in QUIET_ENVIRONMENT.items():
-            os.environ.setdefault(key, value)
+        quiet_backend_logs()
     try:
         keras = _import_keras_without_unused_modules()
     except ImportError as exc:

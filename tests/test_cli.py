@@ -86,11 +86,17 @@ def test_committed_schema_is_current(runner):
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
-def test_example_configs_point_editors_at_the_schema(config):
-    assert (
-        config.read_text().splitlines()[0]
-        == "# yaml-language-server: $schema=../cnncli.schema.json"
-    )
+def test_example_configs_point_editors_at_the_schema(config, runner):
+    """Issue 10: a relative `$schema=../cnncli.schema.json` broke in a copied config; the
+    schema's own `$id` names it wherever the file lands."""
+    from cnncli.config.models import SCHEMA_URL
+
+    header = f"# yaml-language-server: $schema={SCHEMA_URL}"
+    assert config.read_text().splitlines()[0] == header
+    printed = runner.invoke(cli, ["schema"], catch_exceptions=False)
+    assert json.loads(printed.stdout)["$id"] == SCHEMA_URL
+    readme = (CONFIGS.parent / "README.md").read_text()
+    assert header in readme and "$schema=../" not in readme
 
 
 def _reference_block() -> tuple[dict, set[tuple]]:
@@ -246,3 +252,180 @@ def test_predict_names_the_run_it_took_when_none_is_given(runner, tiny_run, monk
     named = runner.invoke(cli, ["predict", str(tiny_run), "--input", "3,30,5"])
     assert named.exit_code == 0
     assert "(config 't')" not in named.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["validate", "{tmp}"],
+            "error: cnncli validate: CONFIG: '{tmp}' is a directory;"
+            " give a YAML config file, e.g. configs/seed.yaml",
+        ),
+        (
+            ["evaluate", "{config}"],
+            "error: cnncli evaluate: RUN: '{config}' is a file;"
+            " give a run folder, e.g. runs/latest, or leave RUN out for the latest run",
+        ),
+        (
+            ["validate"],
+            "error: cnncli validate: missing argument 'CONFIG'; see 'cnncli validate --help'",
+        ),
+        (
+            ["validate", "{config}", "--sett", "x=1"],
+            "error: cnncli validate: no such option '--sett'; did you mean '--set'?",
+        ),
+        (["validat"], "error: cnncli: no such command 'validat'; did you mean 'validate'?"),
+        (
+            ["train", "{config}", "--set"],
+            "error: cnncli train: option '--set' requires an argument; see 'cnncli train --help'",
+        ),
+        (
+            ["predict", "--backend", "onx"],
+            "error: cnncli predict: --backend: 'onx' is not one of 'auto', 'onnx', 'keras';"
+            " see 'cnncli predict --help'",
+        ),
+    ],
+)
+def test_click_usage_errors_are_one_house_line_with_exit_2(runner, tmp_path, args, expected):
+    """Issue 11: Click's three-line "Usage: ... Try ... Error:" block, in cnncli's one line."""
+    config = tmp_path / "c.yaml"
+    config.write_text("name: x\n")
+    fill = {"tmp": str(tmp_path), "config": str(config)}
+    result = runner.invoke(cli, [arg.format(**fill) for arg in args])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == expected.format(**fill) + "\n"
+
+
+def test_set_type_error_is_located_at_the_override(runner, write_config, tiny_csv):
+    path = write_config(base_config(tiny_csv))
+    result = runner.invoke(cli, ["validate", str(path), "--set", "fit.epochs=true"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: --set fit.epochs=true: fit.epochs: expected an integer, got a boolean (true);"
+        " a boolean is not a number here; write the number itself\n"
+    )
+
+
+def test_tables_written_to_a_file_are_never_cut_whatever_columns_says(tmp_path):
+    """Issue 11: `COLUMNS=20 cnncli validate ... > out.txt` cut every cell to '…'."""
+    out = tmp_path / "out.txt"
+    with out.open("w") as stdout:
+        subprocess.run(
+            [sys.executable, "-m", "cnncli", "validate", str(CONFIGS / "seed.yaml")],
+            stdout=stdout,
+            check=True,
+            env={**os.environ, "COLUMNS": "20"},
+        )
+    text = out.read_text()
+    assert "…" not in text
+    assert "max_pooling1_d_1" in text and "(batch, 3, 64)" in text and "4,611" in text
+
+
+def test_a_narrow_terminal_folds_table_cells_instead_of_cutting_them(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from cnncli import render
+
+    screen = io.StringIO()
+    monkeypatch.setattr(
+        render.stdout,
+        "_console",
+        Console(file=screen, force_terminal=True, color_system=None, width=30),
+    )
+    row = {"name": "max_pooling1_d_1", "type": "MaxPooling1D", "output_shape": "(b, 1)"}
+    render.layers_table([{**row, "params": 123456}], (3, 1), title="t")
+    text = screen.getvalue()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 30
+    body = [line.split("│") for line in text.splitlines() if line.startswith("│")]
+    layer_column = "".join(cells[2].strip() for cells in body)  # the folded pieces, in order
+    assert "max_pooling1_d_1" in layer_column
+
+
+def test_library_warnings_are_one_line_once_without_python_format(runner, monkeypatch):
+    """Issue 10: a Keras UserWarning printed as `/…/site-packages/keras/…py:27: UserWarning:`
+    plus the source line; now `warning: keras: …`, once."""
+    import warnings
+
+    import cnncli.config.schema
+
+    real = cnncli.config.schema.config_json_schema
+    keras_file = "/venv/lib/python3.11/site-packages/keras/src/layers/input_layer.py"
+
+    def noisy() -> dict:
+        for _ in range(3):
+            warnings.warn_explicit(
+                "Do not pass an `input_shape`\n  argument to a layer (test).",
+                UserWarning,
+                keras_file,
+                27,
+            )
+        return real()
+
+    monkeypatch.setattr(cnncli.config.schema, "config_json_schema", noisy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        result = runner.invoke(cli, ["schema"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "warning: keras: Do not pass an `input_shape` argument to a layer (test).\n"
+    )
+    json.loads(result.stdout)  # stdout stays the one JSON document
+
+
+@pytest.mark.slow
+def test_litert_export_prints_no_tensorflow_log_lines(tiny_run, tmp_path):
+    """Issue 10: `export --format litert` printed about 15 TensorFlow C++ log lines: TensorFlow
+    was imported for its converter before the quiet environment was set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "ABSL_"))}
+    target = tmp_path / "m.tflite"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnncli",
+            "export",
+            str(tiny_run),
+            "--format",
+            "litert",
+            "--output",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert target.stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "model.layers[0].units=true",
+            "error: --set model.layers[0].units=true: model.layers[0].units (Dense):"
+            " expected a number, got a boolean (true); a boolean is not a number here;"
+            " write the number itself",
+        ),
+        (
+            'compile.optimizer={type: adam, learning_rate: "1e-3"}',
+            'error: --set compile.optimizer={type: adam, learning_rate: "1e-3"}:'
+            " compile.optimizer.learning_rate: expected a number, got a string ('1e-3');"
+            " remove the quotes: learning_rate: 1e-3",
+        ),
+    ],
+)
+def test_keras_number_arguments_are_strict_too(runner, write_config, tiny_csv, override, expected):
+    """Issue 11: `units: true` built a 1-unit layer; a quoted number failed inside Keras."""
+    path = write_config(base_config(tiny_csv))
+    result = runner.invoke(cli, ["validate", str(path), "--set", override])
+    assert result.exit_code == 2
+    assert result.stderr == expected + "\n"

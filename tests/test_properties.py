@@ -254,3 +254,101 @@ def test_random_input_files_never_crash_predict(runner, tmp_path, trained_run, r
         *(["--json"] if as_json else []),
     ]
     invoke(runner, args, seconds=30)
+
+
+# ---------------------------------------------------------------------------------------------
+# --set values of every config field → cnncli validate
+
+
+def config_keys(model: Any = None, prefix: str = "") -> list[str]:
+    """Every field of the Config model as a ``--set`` key, sections walked into."""
+    from pydantic import BaseModel
+
+    from cnncli.config.models import Config, NamedObject
+
+    keys = []
+    for name, field in (model or Config).model_fields.items():
+        key = f"{prefix}{name}"
+        keys.append(key)
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel) and kind is not NamedObject:
+            keys += config_keys(kind, f"{key}.")
+    return keys
+
+
+SET_KEYS = [
+    *config_keys(),
+    "model.layers[0]",
+    "model.layers[0].units",
+    "model.layers[-1].activation",
+    "compile.optimizer.learning_rate",
+    "fit.callbacks[0]",
+]
+set_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.text(max_size=16),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([0, -1, 2**31, 2**32, 2**63, 10**400]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(
+        [
+            "x1",
+            "label",
+            "x2",
+            "mean",
+            "drop",
+            "hash",
+            "regression",
+            "sparse",
+            "standard",
+            "minmax",
+            "none",
+            "jax",
+            "Dense",
+            "3",
+            "1_000",
+            "auto",
+            "true",
+            "1e39",
+            "relu",
+            "",
+            "NA",
+        ]
+    ),
+)
+set_values = st.one_of(
+    set_scalars,
+    st.lists(set_scalars, max_size=3),
+    st.dictionaries(st.text(min_size=1, max_size=6), set_scalars, max_size=3),
+)
+
+
+def yaml_flow(value: Any) -> str:
+    """``value`` as the one-line YAML a user would type after ``--set key=``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # safe_dump would write 10**400 fine, but keep the digits as typed
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6, allow_unicode=True)
+    return text.removesuffix("\n").removesuffix("\n...").strip()
+
+
+@pytest.mark.slow
+@FAST
+@given(key=st.sampled_from(SET_KEYS), value=set_values)
+def test_set_values_of_every_field_end_in_ok_or_one_line_per_problem(runner, tmp_path, key, value):
+    """Issue 11: a --set value of any type, on any field: exit 0, or exit 2 with one
+    `error: where: what` line per problem; never exit 1, a traceback or a Click usage block."""
+    csv = tmp_path / "data.csv"
+    if not csv.exists():
+        csv.write_text(seed_like_rows(20))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(base_config(csv)))
+    override = f"{key}={yaml_flow(value)}"
+    result = invoke(runner, ["validate", str(path), "--set", override], seconds=30)
+    if result.exit_code == 2:
+        lines = result.stderr.splitlines()
+        assert lines and all(line.startswith(("error: ", "warning: ")) for line in lines), (
+            result.stderr
+        )
+        assert any(line.startswith("error: ") for line in lines)
+        assert "Usage:" not in result.stderr

@@ -264,6 +264,10 @@ def test_hostile_keras_file_is_refused_without_running_anything(runner, run_copy
     )
     assert result.exit_code == 2
     assert "model.keras could not be loaded safely" in result.stderr
+    assert "safe_mode" not in result.stderr  # Keras' advice names an option cnncli lacks
+    if attack == "lambda":
+        assert "it holds Python code (a Lambda layer's function)" in result.stderr
+        assert "retrain with cnncli" in result.stderr
     assert not marker.exists()
 
 

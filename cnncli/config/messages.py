@@ -34,7 +34,95 @@ def explain_errors(
     Returns:
         The problems, each with its location and, where one helps, a hint.
     """
-    return [_explain(item, source, root) for item in error.errors()]
+    groups: dict[tuple[str | int, ...], list[dict[str, Any]]] = {}
+    for item in error.errors():
+        groups.setdefault(_yaml_path(item["loc"]), []).append(item)
+    return [_explain_group(items, source, root) for items in groups.values()]
+
+
+#: What a value of the wrong type was expected to be, per pydantic error type.
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+
+
+def _explain_group(
+    items: list[dict[str, Any]], source: SourceMap, root: type[BaseModel]
+) -> CnnCliError:
+    """One problem for one value: a union (``int | 'auto'``) fails once per branch."""
+    if len(items) == 1:
+        return _explain(items[0], source, root)
+    constraints = [
+        item for item in items if item["type"] not in _EXPECTED and item["type"] != "literal_error"
+    ]
+    if constraints:  # the value had a branch's type but broke its rule: that rule is the problem
+        return _explain(constraints[0], source, root)
+    wanted: list[str] = []
+    for item in items:
+        if item["type"] == "literal_error":
+            wanted += [repr(option) for option in _literal_options(item)]
+        else:
+            wanted.append(_EXPECTED[item["type"]])
+    path = _yaml_path(items[0]["loc"])
+    received = items[0].get("input")
+    numeric = any(item["type"].startswith(("int", "float")) for item in items)
+    return CnnCliError(
+        f"expected {' or '.join(dict.fromkeys(wanted))}, got {describe_value(received)}",
+        where=source.locate(path),
+        hint=type_hint(received, path) if numeric else None,
+    )
+
+
+def _literal_options(error: dict[str, Any]) -> list[str]:
+    expected = error.get("ctx", {}).get("expected", "")
+    return [option.strip(" '") for option in expected.replace(" or ", ",").split(",")]
+
+
+def describe_value(value: Any) -> str:
+    """A wrong-typed value in YAML's words: ``a boolean (true)``, ``a string ('3')``."""
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, str):
+        return f"a string ({short_repr(value)})"
+    if value is None:
+        return "nothing (null)"
+    return short_repr(value)
+
+
+def type_hint(value: Any, path: tuple[str | int, ...]) -> str | None:
+    """What to write instead of a boolean or a quoted number where a number belongs (the
+    config's fields here, and a Keras argument in ``model.arguments``)."""
+    name = path[-1] if path else "it"
+    if isinstance(value, bool):
+        return "a boolean is not a number here; write the number itself"
+    if isinstance(value, str):
+        text = value.strip()
+        if "_" in text and is_number(text.replace("_", "")):
+            # The YAML 1.2 core schema has no digit separators (1.1 had): `1_000` is a string.
+            return f"YAML 1.2 numbers have no '_' separators: write {name}: {text.replace('_', '')}"
+        if is_number(text):
+            return f"remove the quotes: {name}: {text}"
+    return None
+
+
+def is_number(text: str) -> bool:
+    """Whether ``text`` reads as a number (``3``, ``1e-3``, ``nan``): a quoted number."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _section_model(root: type[BaseModel], path: tuple[str | int, ...]) -> type[BaseModel] | None:
@@ -56,7 +144,7 @@ def _yaml_path(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
         if part == "args" and path and isinstance(path[-1], int):
             continue  # NamedObject keeps extra keys under "args"; users write them inline
         if isinstance(part, str) and (
-            part.startswith("function-") or part in ("str", "int", "literal['auto']")
+            part.startswith("function-") or part in ("str", "int", "bool", "literal['auto']")
         ):
             continue  # union branch labels
         path.append(part)
@@ -85,11 +173,11 @@ def _explain(error: dict[str, Any], source: SourceMap, root: type[BaseModel]) ->
             hint=f"add it, for example `{example}`" if example else f"add `{path[-1]}:`",
         )
     if kind == "literal_error":
-        expected = error.get("ctx", {}).get("expected", "")
-        options = [option.strip(" '") for option in expected.replace(" or ", ",").split(",")]
+        options = _literal_options(error)
         hint = did_you_mean(str(received), options, f"use one of: {', '.join(options)}")
         return CnnCliError(
-            f"got {shown}, expected one of {', '.join(options)}",
+            f"got {shown if isinstance(received, str) else describe_value(received)},"
+            f" expected one of {', '.join(options)}",
             where=source.locate(path),
             hint=hint,
         )
@@ -111,21 +199,12 @@ def _explain(error: dict[str, Any], source: SourceMap, root: type[BaseModel]) ->
             f"expected a value {bound[kind]} {next(iter(ctx.values()))}, got {received}",
             where=source.locate(path),
         )
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return CnnCliError(f"expected an integer, got {shown}", where=source.locate(path))
-    if kind in ("float_parsing", "float_type"):
-        return CnnCliError(f"expected a number, got {shown}", where=source.locate(path))
-    if kind in ("bool_parsing", "bool_type"):
-        return CnnCliError(f"expected true or false, got {shown}", where=source.locate(path))
-    if kind in ("list_type", "dict_type", "model_type", "model_attributes_type", "string_type"):
-        wanted = {
-            "list_type": "a list",
-            "dict_type": "a mapping",
-            "model_type": "a mapping",
-            "model_attributes_type": "a mapping",
-            "string_type": "a string",
-        }[kind]
-        return CnnCliError(f"expected {wanted}, got {shown}", where=source.locate(path))
+    if kind in _EXPECTED:
+        return CnnCliError(
+            f"expected {_EXPECTED[kind]}, got {describe_value(received)}",
+            where=source.locate(path),
+            hint=type_hint(received, path) if kind not in ("bool_type", "bool_parsing") else None,
+        )
     if kind == "too_short":
         return CnnCliError("must not be empty", where=source.locate(path), hint=_hint_for(key))
     if kind == "string_pattern_mismatch":

@@ -13,9 +13,10 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -34,8 +35,20 @@ from cnncli.errors import CnnCliError, ConfigErrors, Location
 SCHEMA_URL = "https://cnncli.dev/schema/config-v1.json"
 
 
+def _usable_path(value: str) -> str:
+    if "\0" in value:  # the OS refuses it: open() raised ValueError, reported as a bug
+        raise ValueError("a path cannot hold a NUL character (\\0)")
+    return value
+
+
+#: A file or folder name from a config.
+PathText = Annotated[str, AfterValidator(_usable_path)]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML's `true` and "3" are not the integer 1 and 3 (issue 11); a float field still
+    # takes an integer, which loses nothing.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class NamedObject(_Strict):
@@ -64,14 +77,14 @@ class CallbackSpec(NamedObject):
 
 
 class DataSpec(_Strict):
-    path: str
-    test_path: str | None = None
+    path: PathText
+    test_path: PathText | None = None
     features: list[str] | None = Field(default=None, min_length=1)
     label: str | None = None
     missing: Literal["error", "drop", "mean"] = "error"
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     #: Train from a chunked reader so memory stays flat; auto: when the file exceeds 256 MB.
-    streaming: Literal["auto", True, False] = "auto"
+    streaming: Literal["auto"] | bool = "auto"
     chunk_rows: int = Field(default=65_536, gt=0)
     #: A column's type where inference would get it wrong: date expands into year, month, day
     #: of week and day of year; drop leaves a column (an ID, free text) out.
@@ -131,7 +144,7 @@ class FitSpec(_Strict):
 
 
 class OutputSpec(_Strict):
-    dir: str = "runs"
+    dir: PathText = "runs"
 
 
 class Config(_Strict):

@@ -10,7 +10,7 @@ import copy
 from typing import Any
 
 from cnncli.config.source import SourceMap, key_to_path, parse_override_value, path_to_key
-from cnncli.errors import CnnCliError, Location
+from cnncli.errors import CnnCliError, Location, short_repr
 
 
 def apply_overrides(
@@ -22,11 +22,17 @@ def apply_overrides(
         where = Location(file=f"--set {text}")
         key, sep, value_text = text.partition("=")
         path = key_to_path(key.strip())
-        if not sep or path is None:
+        if not sep or not key.strip():
             raise CnnCliError(
-                "expected key=value with a dotted key",
+                "expected key=value" if not sep else "no key before '='",
                 where=where,
                 hint="for example --set fit.epochs=5 or --set model.layers[0].filters=128",
+            )
+        if path is None:
+            raise CnnCliError(
+                f"{short_repr(key.strip())} is not a config key",
+                where=where,
+                hint="join names with '.' and index lists with [n], e.g. model.layers[0].units",
             )
         value = parse_override_value(value_text, f"--set {text}")
         container: Any = raw

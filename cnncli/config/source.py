@@ -134,7 +134,8 @@ def key_to_path(key: str) -> Path_ | None:
             return None
         matched = 0
         for match in _KEY_PART.finditer(segment):
-            if match.start() != matched:
+            # a name only at the start of a segment: `layers[0]units` lacks its '.'
+            if match.start() != matched or (match.group(1) and matched):
                 return None
             path.append(match.group(1) if match.group(1) else int(match.group(2)))
             matched = match.end()
@@ -157,12 +158,17 @@ class SourceMap:
         """The most precise location known for ``path`` (or its nearest ancestor)."""
         key = path_to_key(path)
         resolver = self._locate_key
+        # An override replaces everything below its key, so it wins over any file position there.
+        for depth in range(len(path), -1, -1):
+            if path[:depth] in self.overrides:
+                return Location(
+                    file=f"--set {self.overrides[path[:depth]]}",
+                    key=key,
+                    label=label,
+                    resolver=resolver,
+                )
         for depth in range(len(path), -1, -1):
             prefix = path[:depth]
-            if prefix in self.overrides:
-                return Location(
-                    file=f"--set {self.overrides[prefix]}", key=key, label=label, resolver=resolver
-                )
             table = self.key_positions if on_key and depth == len(path) else self.positions
             if prefix in table:
                 line, column = table[prefix]

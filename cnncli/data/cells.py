@@ -222,8 +222,9 @@ def cell_problem(
     if text.lstrip() in NA_STRINGS:
         if may_be_empty:
             return None
-        shown = f" ({value!r})" if numeric and value else ""  # the text that read as empty
-        return f"column '{name}' is empty{shown}"
+        if value:  # text such as 'NA' or 'nan' is no blank: say how it was read
+            return f"column '{name}': {value!r} reads as a missing value"
+        return f"column '{name}' is empty"
     if date:
         return None if parse_date(value) is not None else f"column '{name}': {not_a_date(value)}"
     if not numeric:

@@ -10,6 +10,7 @@ import inspect
 import re
 from typing import Any
 
+from cnncli.config.messages import describe_value, is_number, type_hint
 from cnncli.errors import CnnCliError, Location, did_you_mean
 
 #: Keras 2 argument names that Keras 3 renamed or dropped, with what to write instead.
@@ -64,6 +65,16 @@ def check_arguments(
         CnnCliError: the first argument that is wrong, located at its key.
     """
     accepted = _accepted_arguments(cls, extra_bases)
+    for name in sorted(_numeric_arguments(cls, extra_bases) & args.keys()):
+        value = args[name]
+        if isinstance(value, bool) or (isinstance(value, str) and is_number(value)):
+            # Keras would take `true` as 1 and fail on "3" deep inside; the config's own fields
+            # refuse both the same way (issue 11)
+            raise CnnCliError(
+                f"expected a number, got {describe_value(value)}",
+                where=where.child(name),
+                hint=type_hint(value, (name,)),
+            )
     for name in _SIZE_ARGUMENTS:
         value = args.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > MAX_LAYER_SIZE:
@@ -89,6 +100,17 @@ def check_arguments(
             ),
         )
     return args
+
+
+def _numeric_arguments(cls: type, extra_bases: tuple[type, ...]) -> set[str]:
+    """The arguments Keras takes as numbers: the sizes, and those whose default is a number."""
+    names = set(_SIZE_ARGUMENTS)
+    for klass in (cls, *extra_bases):
+        for param in inspect.signature(klass.__init__).parameters.values():
+            default = param.default
+            if isinstance(default, (int, float)) and not isinstance(default, bool):
+                names.add(param.name)
+    return names
 
 
 def _accepted_arguments(cls: type, extra_bases: tuple[type, ...]) -> set[str]:

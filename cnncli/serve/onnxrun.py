@@ -20,6 +20,9 @@ class OnnxModel:
     def __init__(self, path: Path | str, threads: int = 0) -> None:
         import onnxruntime as ort
 
+        # errors only, from the process-wide logger too: its warnings are colour-coded lines
+        # with C++ source paths (telemetry, device discovery), not cnncli's one-line warnings
+        ort.set_default_logger_severity(3)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = threads

@@ -27,16 +27,21 @@ def parse_input(pre: Preprocessor, text: str, missing: str = "error") -> dict[st
     """
     names = pre.feature_names
     where = Location(file=f"--input {text}")
-    cells = [cell.strip() for cell in text.split(",")]
-    if all("=" in cell for cell in cells):
+    split = split_input(text, where)
+    named = [(name, value) for name, value in split if name is not None]
+    if len(named) == len(split):
         row: dict[str, Any] = {}
-        for cell in cells:
-            name, _, value = cell.partition("=")
-            name = name.strip()
+        for name, value in named:
             if name not in names:
                 hint = did_you_mean(name, names, f"features are: {', '.join(names)}")
                 raise CnnCliError(f"unknown feature '{name}'", where=where, hint=hint)
-            row[name] = value.strip()
+            if name in row:
+                raise CnnCliError(
+                    f"{name} is given twice ({row[name]!r} and {value!r})",
+                    where=where,
+                    hint="give each feature once",
+                )
+            row[name] = value
         absent = [name for name in names if name not in row]
         if absent:
             raise CnnCliError(
@@ -45,6 +50,7 @@ def parse_input(pre: Preprocessor, text: str, missing: str = "error") -> dict[st
                 hint=f"give all of: {', '.join(names)}",
             )
     else:
+        cells = [value if name is None else f"{name}={value}" for name, value in split]
         if len(cells) != len(names):
             raise CnnCliError(
                 f"got {len(cells)} value(s), the model expects {len(names)}: {', '.join(names)}",
@@ -60,6 +66,45 @@ def parse_input(pre: Preprocessor, text: str, missing: str = "error") -> dict[st
         )
         for feature in pre.features
     }
+
+
+def split_input(text: str, where: Location) -> list[tuple[str | None, str]]:
+    """The cells of one ``--input`` row as (name or None, value), with CSV's quoting.
+
+    ``3,"a,b",5`` has three cells, the second ``a,b``; ``x1=3,city="York, UK"`` names its cells;
+    a doubled quote inside quotes is one quote. Whitespace around a cell is dropped.
+
+    Raises:
+        CnnCliError: a quote that is not closed.
+    """
+    cells: list[tuple[str | None, str]] = []
+    name: str | None = None
+    value: list[str] = []
+    quoted = False
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if quoted and char == '"' and text[index + 1 : index + 2] == '"':
+            value.append('"')
+            index += 1
+        elif char == '"':
+            quoted = not quoted
+        elif quoted:
+            value.append(char)
+        elif char == ",":
+            cells.append((name, "".join(value).strip()))
+            name, value = None, []
+        elif char == "=" and name is None:
+            name, value = "".join(value).strip(), []
+        else:
+            value.append(char)
+        index += 1
+    if quoted:
+        raise CnnCliError(
+            "a quote is not closed", where=where, hint='quote a whole cell: --input 3,"a,b",5'
+        )
+    cells.append((name, "".join(value).strip()))
+    return cells
 
 
 def parse_cell(name: str, kind: str, value: str, where: Location, may_be_empty: bool) -> Any:

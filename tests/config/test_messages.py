@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from cnncli.config.models import load_config
 from cnncli.errors import CnnCliError, ConfigErrors
@@ -38,7 +39,7 @@ def test_every_schema_problem_is_reported(write_config, tiny_csv):
         load_config(write_config(config))
     keys = {problem.where.key: problem.message for problem in caught.value.problems}
     assert keys["fit.epochs"] == "expected a positive integer, got 0"
-    assert keys["fit.batch_size"] == "expected an integer, got 'big'"
+    assert keys["fit.batch_size"] == "expected an integer, got a string ('big')"
     assert keys["split.test_size"] == "expected a value < 1.0, got 1.5"
 
 
@@ -89,4 +90,95 @@ def test_a_huge_value_is_cut_short_in_the_error_line(write_config, tiny_csv):
         load_config(write_config(config))
     line = caught.value.one_line()
     assert len(line) < 300
-    assert "expected an integer, got 'xxxxx" in line and "… (100002 characters)" in line
+    assert "expected an integer, got a string ('xxxxx" in line and "… (100002 characters)" in line
+
+
+#: Issue 11: `epochs: <YAML>` → the message and a piece of the hint (None: no hint).
+NOT_INTEGERS = {
+    "true": ("expected an integer, got a boolean (true)", "write the number itself"),
+    '"3"': ("expected an integer, got a string ('3')", "remove the quotes: epochs: 3"),
+    "'3'": ("expected an integer, got a string ('3')", "remove the quotes: epochs: 3"),
+    "1_000": ("expected an integer, got a string ('1_000')", "write epochs: 1000"),
+    "3.0": ("expected an integer, got 3.0", None),
+}
+
+
+@pytest.mark.parametrize("yaml_value", NOT_INTEGERS)
+def test_a_boolean_or_quoted_string_is_not_an_integer(write_config, tiny_csv, yaml_value):
+    """A YAML boolean or a quoted string is not a number; YAML 1.2 numbers still are."""
+    message, hint = NOT_INTEGERS[yaml_value]
+    text = yaml.safe_dump(base_config(tiny_csv)).replace("epochs: 1", f"epochs: {yaml_value}")
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(text))
+    (problem,) = problems_of(caught)
+    assert problem.where.key == "fit.epochs"
+    assert problem.where.line is not None
+    assert problem.message == message
+    assert (problem.hint is None) if hint is None else (hint in problem.hint)
+
+
+#: `--set` override → (the key the problem names, its message).
+STRICT_SET = {
+    "fit.epochs=true": ("fit.epochs", "expected an integer, got a boolean (true)"),
+    "split.test_size=false": ("split.test_size", "expected a number, got a boolean (false)"),
+    "split.test_size='0.2'": ("split.test_size", "expected a number, got a string ('0.2')"),
+    "seed=true": ("seed", "expected an integer, got a boolean (true)"),
+    "fit.shuffle=1": ("fit.shuffle", "expected true or false, got 1"),
+    "data.streaming=1": ("data.streaming", "expected 'auto' or true or false, got 1"),
+    "fit.steps_per_execution=true": (
+        "fit.steps_per_execution",
+        "expected an integer or 'auto', got a boolean (true)",
+    ),
+    "model.input_shape=[3, true]": (
+        "model.input_shape[1]",
+        "expected an integer, got a boolean (true)",
+    ),
+}
+
+
+@pytest.mark.parametrize("override", STRICT_SET)
+def test_strict_types_through_set_are_one_line_at_the_override(write_config, tiny_csv, override):
+    key, message = STRICT_SET[override]
+    config = base_config(tiny_csv)
+    config["model"]["input_shape"] = [3]  # a file position under the override's key
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(config), [override])
+    (problem,) = problems_of(caught)
+    assert (problem.where.file, problem.where.key, problem.message) == (
+        f"--set {override}",
+        key,
+        message,
+    )
+    assert problem.one_line().startswith(f"--set {override}: {key}: {message}")
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("fit.epochs=0x10", 16),
+        ("fit.epochs=010", 10),
+        ("split.test_size=1e-1", 0.1),
+        ("split.test_size=.5", 0.5),
+        ("data.streaming=true", True),
+        ("data.streaming=auto", "auto"),
+        ("fit.steps_per_execution=4", 4),
+        ("fit.steps_per_execution=auto", "auto"),
+    ],
+)
+def test_yaml_1_2_numbers_and_unions_still_work(write_config, tiny_csv, override, expected):
+    config = load_config(write_config(base_config(tiny_csv)), [override])
+    section, name = override.split("=")[0].split(".")
+    value = getattr(getattr(config, section), name)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("key", ["data.path", "data.test_path", "output.dir"])
+def test_a_nul_character_in_a_path_is_one_line(write_config, tiny_csv, key):
+    """Found by the --set property test: open() raised ValueError, reported as a bug (exit 1)."""
+    override = f'{key}="a\\0b"'
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(base_config(tiny_csv)), [override])
+    (problem,) = problems_of(caught)
+    assert (
+        problem.one_line() == f"--set {override}: {key}: a path cannot hold a NUL character (\\0)"
+    )

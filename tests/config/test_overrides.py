@@ -57,3 +57,23 @@ def test_empty_override_clears_a_value(write_config, tiny_csv):
     config = base_config(tiny_csv)
     config["data"]["test_path"] = str(tiny_csv)
     assert load_config(write_config(config), ["data.test_path="]).data.test_path is None
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.layers[0]units=3", "'model.layers[0]units' is not a config key"),
+        ("a..b=1", "'a..b' is not a config key"),
+        ("x[=1", "'x[' is not a config key"),
+        ("=3", "no key before '='"),
+        ("model.layers[99].units=3", "the stack has 2 layers"),
+        ("fit.epochs[0]=3", "fit.epochs is not a list"),
+    ],
+)
+def test_malformed_set_path_is_one_line_at_the_override(write_config, tiny_csv, override, message):
+    """Issue 11: `model.layers[0]units=3` used to be applied as if it were well-formed."""
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(base_config(tiny_csv)), [override])
+    assert caught.value.message == message
+    assert caught.value.where.file == f"--set {override}"
+    assert "\n" not in caught.value.one_line()

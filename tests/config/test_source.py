@@ -105,7 +105,8 @@ def test_set_reads_numbers_as_a_file_does(write_config, tiny_csv):
         load_config(path, ["fit.epochs=1:30"])
     (problem,) = problems_of(caught)
     assert (
-        problem.one_line() == "--set fit.epochs=1:30: fit.epochs: expected an integer, got '1:30'"
+        problem.one_line()
+        == "--set fit.epochs=1:30: fit.epochs: expected an integer, got a string ('1:30')"
     )
 
 

@@ -104,7 +104,7 @@ def test_skip_bad_rows_reports_lines_across_chunks(seed_predictor, tmp_path, mon
         (11, "expected 4 cells, got 3"),
         (26, "expected 4 cells, got 5"),
         (41, "column 'x2' is empty"),
-        (42, "column 'x2' is empty ('nan')"),
+        (42, "column 'x2': 'nan' reads as a missing value"),
         (51, "column 'x3': numeric column holds an infinite value"),
     ]
     assert seen == summary.bad_rows

@@ -49,9 +49,65 @@ def test_an_empty_category_reads_as_the_file_reader_reads_it():
     assert parse_input(pre, "c=u", missing="mean")["c"] == "u"
 
 
+def test_a_missing_value_spelled_as_text_is_not_called_empty():
+    """Issue 11: a cell reading 'NA' was reported as "empty"."""
+    pre = Preprocessor(
+        features=(FeatureTransform("c", "categorical", categories=("u", "v")),),
+        label=PRE.label,
+        input_shape=(2,),
+    )
+    with pytest.raises(CnnCliError) as caught:
+        parse_input(pre, "c=NA")
+    assert caught.value.message == "column 'c': 'NA' reads as a missing value"
+    with pytest.raises(CnnCliError) as caught:
+        parse_input(pre, "c=")
+    assert caught.value.message == "column 'c' is empty"
+
+
 def test_input_in_feature_order_or_by_name():
     assert parse_input(PRE, "3,30,5") == {"x1": 3.0, "x2": 30.0, "x3": 5.0}
     assert parse_input(PRE, "x3=5, x1=3,x2=30") == {"x1": 3.0, "x2": 30.0, "x3": 5.0}
+
+
+MIXED = Preprocessor(
+    features=(
+        FeatureTransform("x1", "numeric"),
+        FeatureTransform("city", "categorical", categories=("York, UK", "Paris")),
+        FeatureTransform("x3", "numeric"),
+    ),
+    label=PRE.label,
+    input_shape=(4,),
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "city"),
+    [
+        ('3,"York, UK",5', "York, UK"),
+        ('x3=5,city="York, UK",x1=3', "York, UK"),
+        ('3, "say ""hi"", ok" ,5', 'say "hi", ok'),
+        ('3,"a=b",5', "a=b"),
+        ("3,Paris,5", "Paris"),
+    ],
+)
+def test_input_honours_csv_quoting(text, city):
+    """Issue 11: a category with a comma could not be entered."""
+    assert parse_input(MIXED, text) == {"x1": 3.0, "city": city, "x3": 5.0}
+
+
+def test_an_unclosed_quote_is_one_line():
+    with pytest.raises(CnnCliError, match="a quote is not closed") as caught:
+        parse_input(MIXED, '3,"York, UK,5')
+    assert caught.value.where.file == '--input 3,"York, UK,5'
+
+
+def test_a_feature_named_twice_is_refused():
+    """Issue 11: `x1=3,x1=4` silently took the last value."""
+    with pytest.raises(CnnCliError) as caught:
+        parse_input(PRE, "x1=3,x1=4,x2=1,x3=2")
+    assert caught.value.one_line() == (
+        "--input x1=3,x1=4,x2=1,x3=2: x1 is given twice ('3' and '4'); give each feature once"
+    )
 
 
 def test_wrong_count_names_the_features():
@@ -85,7 +141,11 @@ def test_values_must_be_finite_numbers(text, message):
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("3,nan,5", "error: --input 3,nan,5: column 'x2' is empty ('nan'); give a finite number"),
+        (
+            "3,nan,5",
+            "error: --input 3,nan,5: column 'x2': 'nan' reads as a missing value;"
+            " give a finite number",
+        ),
         ("3,,5", "error: --input 3,,5: column 'x2' is empty; give a finite number"),
         ("3,abc,5", "error: --input 3,abc,5: column 'x2': numeric column holds text 'abc'"),
         ("3,30", "error: --input 3,30: got 2 value(s), the model expects 3: x1, x2, x3"),
