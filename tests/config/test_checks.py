@@ -91,3 +91,23 @@ def test_a_learning_rate_that_is_not_finite_is_refused(write_config, tiny_csv, v
     assert problem.message.endswith("is not a finite number")
     assert problem.where.key == "compile.optimizer.learning_rate"
     assert problem.where.line is not None
+
+
+@pytest.mark.parametrize("callback", ["ReduceLROnPlateau", "LearningRateScheduler"])
+def test_a_schedule_set_again_by_a_callback_is_refused(write_config, tiny_csv, callback):
+    """Keras refused to set a scheduled rate after epoch 1: exit 1 mid-training (issue 11.6)."""
+    config = base_config(tiny_csv)
+    schedule = {"type": "ExponentialDecay", "initial_learning_rate": 0.1, "decay_steps": 10}
+    config["compile"]["optimizer"] = {
+        "type": "SGD",
+        "learning_rate": {**schedule, "decay_rate": 0.9},
+    }
+    config["fit"]["callbacks"] = [{"type": callback}]
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(config))
+    (problem,) = problems_of(caught)
+    assert problem.message.startswith(f"{callback} sets the learning rate")
+    assert problem.where.key == "fit.callbacks[0]" and problem.where.line is not None
+    assert problem.hint.startswith("keep either the schedule")
+    config["compile"]["optimizer"]["learning_rate"] = 0.1
+    load_config(write_config(config))  # a number the callback may change is fine
