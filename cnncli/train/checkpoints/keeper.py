@@ -15,6 +15,7 @@ from cnncli.config.models import Config
 from cnncli.errors import CnnCliError, Location
 from cnncli.runs import StagedRun, abandon_run, fingerprint_file, has_checkpoint, start_run
 from cnncli.train.checkpoints.callback import (
+    LossNotFinite,
     callback_best_weights,
     callback_scalars,
     make_callback,
@@ -157,10 +158,13 @@ class CheckpointKeeper:
         from keras import ops
 
         optimizer = model.optimizer
+        weights = [np.array(ops.convert_to_numpy(v), copy=True) for v in model.variables]
+        if not all(np.isfinite(w).all() for w in weights if np.issubdtype(w.dtype, np.floating)):
+            raise LossNotFinite(max(epoch, self._epoch_running), None)
         self._snapshot = Snapshot(
             epoch=epoch,
             done=done,
-            model=[np.array(ops.convert_to_numpy(v), copy=True) for v in model.variables],
+            model=weights,
             optimizer=[np.array(ops.convert_to_numpy(v), copy=True) for v in optimizer.variables],
             history={name: list(values) for name, values in history.items()},
             python_rng=random.getstate(),
@@ -205,6 +209,10 @@ class CheckpointKeeper:
             abandon_run(self.staged)
             saved = self._saved_epoch()
             return interrupted(self.config, self.staged.staging, signum, saved, self._epoch_running)
+        if isinstance(exc, LossNotFinite):
+            self._write_quietly()  # the newest snapshot is finite: NaN never reaches it
+            abandon_run(self.staged)
+            return self._not_finite(exc)
         if isinstance(exc, OSError):
             abandon_run(self.staged)
             return CnnCliError(
@@ -216,6 +224,23 @@ class CheckpointKeeper:
         self._write_quietly()
         abandon_run(self.staged)
         return None
+
+    def _not_finite(self, exc: LossNotFinite) -> CnnCliError:
+        what = "the weights" if exc.value is None else f"the loss ({exc.value})"
+        rate = self.config.compile.optimizer.args.get("learning_rate")
+        key = "compile.optimizer" + (".learning_rate" if rate is not None else "")
+        kept = self._saved_epoch()
+        return CnnCliError(
+            f"{what} became NaN or infinite in epoch {exc.epoch} of {self.config.fit.epochs};"
+            " training stopped",
+            where=self.config.locate(key),
+            hint="lower the learning rate, or scale features that have large values"
+            + (
+                f"; the last finite epoch ({kept}) is kept: {self._next_step()}"
+                if kept is not None
+                else ", and train again"
+            ),
+        )
 
     def _write_quietly(self) -> None:
         try:
