@@ -21,7 +21,7 @@ from cnncli.config.models import Config, LayerSpec
 from cnncli.data.columns import choose_columns, infer_task, label_values, require_two_classes
 from cnncli.data.csvfile import read_header, read_sample
 from cnncli.data.preprocess import Preprocessor, label_width
-from cnncli.errors import CnnCliError, ConfigErrors, Location
+from cnncli.errors import CnnCliError, ConfigErrors, Location, did_you_mean
 from cnncli.model.arguments import keras_message, shape_text
 from cnncli.model.build import (
     build_model,
@@ -145,6 +145,7 @@ def _check_model(
     if facts is None:
         return None
     problems += head_and_loss_problems(config, facts)
+    problems += class_weight_problems(config, facts)
     if any(layer is None for layer in layers):
         return None
     return _collect(problems, _propagate_shapes, config, facts, specs, layers)
@@ -336,6 +337,34 @@ def rank_problem_from_keras_error(
 
 # ---------------------------------------------------------------------------------------------
 # Head and loss
+
+
+def class_weight_problems(config: Config, facts: DataFacts) -> list[CnnCliError]:
+    """``fit.class_weight`` needs classes, and names only classes the label has."""
+    weights = config.fit.class_weight
+    if weights is None:
+        return []
+    if facts.task != "classification":
+        return [
+            CnnCliError(
+                "class_weight weighs classes, but the task is regression",
+                where=config.locate("fit.class_weight"),
+                hint="remove fit.class_weight",
+            )
+        ]
+    if weights == "balanced":
+        return []
+    classes = [str(name) for name in facts.classes]
+    listed = ", ".join(classes)
+    return [
+        CnnCliError(
+            f"'{name}' is not a class of the label (classes: {listed})",
+            where=config.source.locate(("fit", "class_weight", name), on_key=True),
+            hint=did_you_mean(name, classes, f"name one of: {listed}"),
+        )
+        for name in weights
+        if name not in classes
+    ]
 
 
 def head_and_loss_problems(config: Config, facts: DataFacts) -> list[CnnCliError]:

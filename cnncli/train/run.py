@@ -41,6 +41,7 @@ from cnncli.train.check import check_model, facts_from_preprocessor
 from cnncli.train.checkpoints import CheckpointKeeper, resume_point
 from cnncli.train.feed import (
     PreparedData,
+    class_weights,
     evaluate_inputs,
     fit_inputs,
     prepare_data,
@@ -131,7 +132,8 @@ def train_run(
         raise
     if on_epoch_end is not None:
         callbacks.append(_EpochReporter(keras, config.fit.epochs, on_epoch_end))
-    inputs = fit_inputs(config, prepared, resumed.epoch if resumed is not None else 0)
+    weights = class_weights(config, prepared)
+    inputs = fit_inputs(config, prepared, resumed.epoch if resumed is not None else 0, weights)
     if not streaming:
         # Told the epoch's length, Keras keeps the data iterator it opens at the end of an
         # epoch for the next one instead of opening another: on TensorFlow that is ~10 ms an
@@ -141,7 +143,9 @@ def train_run(
     scores = model.evaluate(**evaluate_inputs(config, prepared), verbose=0, return_dict=True)
     metrics = {"test": {name: float(value) for name, value in scores.items()}}
     histories = {name: [float(v) for v in values] for name, values in history.history.items()}
-    run_dir, onnx = save_run(config, model, prepared, metrics, histories, seed, say, keeper)
+    run_dir, onnx = save_run(
+        config, model, prepared, metrics, histories, seed, say, keeper, class_weight=weights
+    )
     return TrainResult(run_dir=run_dir, metrics=metrics, history=histories, seed=seed, onnx=onnx)
 
 
@@ -165,6 +169,8 @@ def save_run(
     seed: int,
     say: MessageCallback,
     keeper: CheckpointKeeper,
+    *,
+    class_weight: dict[str, float] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Write every artifact into the keeper's staging folder, then publish it atomically.
 
@@ -178,6 +184,8 @@ def save_run(
         resolved = config.to_yaml_dict()
         resolved["seed"] = seed
         resolved["task"] = prepared.task
+        if class_weight is not None:  # `balanced` resolved into the weight of each class
+            resolved["fit"]["class_weight"] = class_weight
         write_atomic(staged.staging / CONFIG_FILENAME, yaml.safe_dump(resolved, sort_keys=False))
         write_atomic(staged.staging / PREPROCESS_FILENAME, prepared.preprocessor.to_json() + "\n")
         write_json(staged.staging / METRICS_FILENAME, metrics)

@@ -362,3 +362,41 @@ def test_a_classification_head_without_activation_is_refused_with_the_fix(runner
         "the last layer has activation linear, so its outputs are not class probabilities;"
         " use activation: softmax on the last layer"
     )
+
+
+def test_class_weight_names_only_the_label_s_classes(write_config, tiny_csv):
+    """fit.class_weight (issue 10): an unknown class gets a did-you-mean and the class list."""
+    from tests.conftest import base_config
+
+    config = base_config(tiny_csv)
+    config["fit"]["class_weight"] = {"hgih": 3, "low": 0.5}
+    path = write_config(config)
+    [problem] = problems(path)
+    assert problem.message == "'hgih' is not a class of the label (classes: high, low, medium)"
+    assert problem.where.key == "fit.class_weight.hgih" and problem.where.line is not None
+    assert problem.hint == "did you mean 'high'?"
+    summarize_config(load_config(path, ["fit.class_weight=balanced"]))
+
+
+def test_class_weight_is_refused_for_regression_and_bad_weights(write_config, tiny_csv):
+    from cnncli.errors import CnnCliError
+    from tests.conftest import base_config, problems_of
+
+    config = base_config(tiny_csv, task="regression")
+    config["data"]["label"] = "x3"
+    config["model"]["layers"][-1] = {"type": "Dense", "units": 1}
+    config["compile"] = {"loss": "mse", "metrics": ["mae"]}
+    config["fit"]["class_weight"] = "balanced"
+    [problem] = problems(write_config(config))
+    assert problem.message == "class_weight weighs classes, but the task is regression"
+    assert problem.where.key == "fit.class_weight"
+    for weight, words in [(0, "got 0"), (-0.5, "got -0.5"), (".nan", "finite number")]:
+        text = yaml.safe_dump(base_config(tiny_csv)).replace(
+            "verbose: false", f"verbose: false\n  class_weight: {{low: {weight}}}"
+        )
+        with pytest.raises(CnnCliError) as caught:
+            load_config(write_config(text))
+        [problem] = problems_of(caught)
+        assert problem.where.key == "fit.class_weight.low" and words in problem.message
+    with pytest.raises(CnnCliError, match="did you mean 'balanced'"):
+        load_config(write_config(base_config(tiny_csv)), ["fit.class_weight=balance"])
