@@ -33,6 +33,7 @@ from cnncli.model.build import (
     make_optimizer,
     resolve_units,
 )
+from cnncli.model.size import MemoryEstimate, available_memory, estimate_memory, human_bytes
 from cnncli.model.targets import (
     CLASSIFICATION_LOSSES,
     ONEHOT_LOSSES,
@@ -148,7 +149,13 @@ def _check_model(
     problems += class_weight_problems(config, facts)
     if any(layer is None for layer in layers):
         return None
-    return _collect(problems, _propagate_shapes, config, facts, specs, layers)
+    input_shape = _collect(problems, _propagate_shapes, config, facts, specs, layers)
+    fits = input_shape is not None and _collect(
+        problems, check_memory, config, specs, layers, input_shape
+    )
+    if not fits:
+        return None  # a model too large to train is never built, not even for the summary
+    return input_shape
 
 
 def _collect(problems: list[CnnCliError], function: Any, *args: Any) -> Any:
@@ -198,6 +205,33 @@ def _propagate_shapes(
             raise CnnCliError(f"{message} (shapes: {' → '.join(trail)})", where=where, hint=hint)
         trail.append(f"{spec.type} {shape_text(shape)}")
     return input_shape
+
+
+def check_memory(
+    config: Config, specs: list[LayerSpec], layers: list[Any], input_shape: tuple[int, ...]
+) -> MemoryEstimate:
+    """Training must fit in the memory available now (``model.size`` says what it counts).
+
+    Returns:
+        The estimate, when it fits (or when the available memory is unknown).
+
+    Raises:
+        CnnCliError: at the layer with the most parameters, with the count and the bytes.
+    """
+    estimate = estimate_memory(import_keras(), layers, input_shape)
+    needed = estimate.training_bytes(config.fit.batch_size)
+    available = available_memory()
+    if available is None or needed <= available:
+        return estimate
+    index = estimate.largest
+    largest = estimate.trainable[index] + estimate.frozen[index]
+    raise CnnCliError(
+        f"the model has {estimate.parameters:,} parameters ({largest:,} in this layer); training"
+        f" needs about {human_bytes(needed)} of memory (weights, gradients, optimizer state,"
+        f" one batch's activations) but {human_bytes(available)} is available",
+        where=_layer_where(config, index, specs[index]),
+        hint="make this layer smaller (fewer units or filters, or pooling before it)",
+    )
 
 
 def _describe_model(config: Config, facts: DataFacts, input_shape: tuple[int, ...]) -> ConfigReport:
