@@ -8,10 +8,12 @@ per process.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from cnncli.errors import CnnCliError, Location
@@ -40,6 +42,31 @@ def set_debug(enabled: bool) -> None:
     """Let TensorFlow's and JAX's own log lines through (``--debug``)."""
     global _debug
     _debug = enabled
+
+
+@contextlib.contextmanager
+def interrupts_kept_quiet(reraise: bool = True) -> Iterator[None]:
+    """An interrupt raised where Python cannot pass it on (a finalizer, a converter's callback)
+    is kept off the terminal, where it printed "Exception ignored in ... Traceback" (unless
+    ``--debug``), and raised again on leaving (``reraise``), so the command still stops.
+    """
+    previous = sys.unraisablehook
+    caught: list[BaseException | None] = []
+
+    def hook(unraisable: Any) -> None:
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+            caught.append(unraisable.exc_value)
+            if not _debug:
+                return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+    if caught and reraise:
+        raise KeyboardInterrupt
 
 
 def select_backend(name: str | None) -> str:

@@ -19,7 +19,6 @@ import yaml
 
 from cnncli.config.models import Config
 from cnncli.data.chunks import StreamedData, wants_streaming
-from cnncli.errors import CnnCliError
 from cnncli.model.build import build_model, make_callbacks
 from cnncli.model.targets import default_loss, default_metrics
 from cnncli.runs import (
@@ -30,15 +29,21 @@ from cnncli.runs import (
     ONNX_FILENAME,
     PREPROCESS_FILENAME,
     SPLIT_FILENAME,
-    abandon_run,
     finish_run,
     save_keras_atomic,
     write_atomic,
     write_json,
 )
-from cnncli.runtime import forced_backend, import_keras, seed_everything, select_backend
+from cnncli.runtime import (
+    forced_backend,
+    import_keras,
+    interrupts_kept_quiet,
+    seed_everything,
+    select_backend,
+)
 from cnncli.train.check import check_model, facts_from_preprocessor
-from cnncli.train.checkpoints import CheckpointKeeper, resume_point
+from cnncli.train.checkpoints import CheckpointKeeper, TrainingInterrupted, resume_point
+from cnncli.train.checkpoints.signals import SignalCatcher, interrupted
 from cnncli.train.feed import (
     PreparedData,
     class_weights,
@@ -87,6 +92,28 @@ def train_run(
     Returns:
         The run folder, test metrics, history and the seed used.
     """
+    signals = SignalCatcher()
+    # the signal handler notes every signal, so an interrupt hidden from Python is acted on
+    with signals.installed(), interrupts_kept_quiet(reraise=False):
+        try:
+            return _train(config, output_dir, on_epoch_end, on_message, resume, signals)
+        except BaseException as exc:
+            # Before the run's folder exists (reading the data, checking the model): a signal
+            # that a reader turned into its own error, or that a library swallowed, still wins.
+            if signals.received is None or isinstance(exc, TrainingInterrupted):
+                raise
+            error = interrupted(config, None, signals.received, None, 0, phase=signals.phase)
+            raise error from None
+
+
+def _train(
+    config: Config,
+    output_dir: Path | None,
+    on_epoch_end: EpochCallback | None,
+    on_message: MessageCallback | None,
+    resume: str | Path | None,
+    signals: SignalCatcher,
+) -> TrainResult:
     say = on_message or (lambda _text: None)
     output = Path(output_dir or config.output.dir)
     resumed = resume_point(config, output, resume) if resume is not None else None
@@ -98,9 +125,15 @@ def train_run(
             f"Keras already runs on {backend} in this process;"
             f" training there instead of on {config.backend}"
         )
-    keras = import_keras()
+    signals.phase = "loading Keras"
+    with signals.deferred():  # an import cut short leaves TensorFlow half set up (a segfault)
+        keras = import_keras()
+    signals.check()
     streaming = wants_streaming(config)
+    signals.phase = "reading the data"
     prepared = prepare_streamed(config, seed) if streaming else prepare_data(config, seed)
+    signals.check()
+    signals.phase = "checking the model"
     # The data is read once, here: the model is checked against the preprocessing fitted on
     # the training rows, not against a second, cheaper read as `validate` does.
     check_model(config, facts_from_preprocessor(prepared.task, prepared.preprocessor))
@@ -110,6 +143,8 @@ def train_run(
     # model is built: weights, Dropout and shuffling follow the seed alone. Reading and
     # splitting the data use their own generators.
     seed_everything(seed)
+    signals.check()
+    signals.phase = "building the model"
     steps_per_epoch = max(1, int(np.ceil(prepared.n_train / config.fit.batch_size)))
     steps_per_execution = (
         min(AUTO_STEPS_PER_EXECUTION, steps_per_epoch)
@@ -124,12 +159,46 @@ def train_run(
         default_metrics=default_metrics(prepared.task),
         steps_per_execution=steps_per_execution,
     )
-    keeper = CheckpointKeeper.open(config, output, seed, resumed)  # staging folder + checkpoints
-    try:  # a callback that writes files writes inside the run
-        callbacks = make_callbacks(config, keras, run_dir=keeper.staged.staging)
-    except CnnCliError:
-        abandon_run(keeper.staged)
-        raise
+    signals.check()
+    # staging folder + checkpoints; from here on, a failure keeps the last checkpoint
+    with signals.deferred():  # the staging folder exists only with a keeper to clean it up
+        keeper = CheckpointKeeper.open(config, output, seed, resumed, signals)
+    try:
+        return _fit_and_save(
+            config,
+            keras,
+            model,
+            prepared,
+            keeper,
+            seed,
+            streaming,
+            steps_per_epoch,
+            on_epoch_end,
+            say,
+        )
+    except BaseException as exc:
+        error = keeper.failed(exc)
+        if error is None:
+            raise
+        raise error from (None if isinstance(error, TrainingInterrupted) else exc)
+
+
+def _fit_and_save(
+    config: Config,
+    keras: Any,
+    model: Any,
+    prepared: PreparedData | StreamedData,
+    keeper: CheckpointKeeper,
+    seed: int,
+    streaming: bool,
+    steps_per_epoch: int,
+    on_epoch_end: EpochCallback | None,
+    say: MessageCallback,
+) -> TrainResult:
+    """Fit with checkpoints, evaluate on the test rows and publish the run folder."""
+    resumed = keeper.resumed
+    # a callback that writes files writes inside the run
+    callbacks = make_callbacks(config, keras, run_dir=keeper.staged.staging)
     if on_epoch_end is not None:
         callbacks.append(_EpochReporter(keras, config.fit.epochs, on_epoch_end))
     weights = class_weights(config, prepared)
@@ -140,9 +209,11 @@ def train_run(
         # epoch, and the shuffled order is the same either way.
         inputs["steps_per_epoch"] = steps_per_epoch
     history = keeper.fit(model, **inputs, epochs=config.fit.epochs, callbacks=callbacks, verbose=0)
+    keeper.entering("evaluating on the test rows")
     scores = model.evaluate(**evaluate_inputs(config, prepared), verbose=0, return_dict=True)
     metrics = {"test": {name: float(value) for name, value in scores.items()}}
     histories = {name: [float(v) for v in values] for name, values in history.history.items()}
+    keeper.entering("saving the run")
     run_dir, onnx = save_run(
         config, model, prepared, metrics, histories, seed, say, keeper, class_weight=weights
     )
@@ -209,7 +280,9 @@ def save_run(
             **keeper.data,
             "onnx": onnx,
         }
-        return finish_run(staged, manifest), onnx
+        keeper.check_signal()  # an interrupt the exporter swallowed stops the run here
+        with keeper.signals_deferred():  # published whole, or not at all
+            return finish_run(staged, manifest), onnx
     except BaseException as exc:
         error = keeper.failed(exc)
         if error is None:
