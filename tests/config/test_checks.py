@@ -7,7 +7,7 @@ import yaml
 
 from cnncli.config.models import load_config
 from cnncli.errors import CnnCliError
-from tests.conftest import base_config, problems_of
+from tests.conftest import EXPONENTIAL_DECAY, base_config, problems_of
 
 
 def test_conv_strides_and_dilation_conflict(write_config, tiny_csv):
@@ -97,11 +97,7 @@ def test_a_learning_rate_that_is_not_finite_is_refused(write_config, tiny_csv, v
 def test_a_schedule_set_again_by_a_callback_is_refused(write_config, tiny_csv, callback):
     """Keras refused to set a scheduled rate after epoch 1: exit 1 mid-training (issue 11.6)."""
     config = base_config(tiny_csv)
-    schedule = {"type": "ExponentialDecay", "initial_learning_rate": 0.1, "decay_steps": 10}
-    config["compile"]["optimizer"] = {
-        "type": "SGD",
-        "learning_rate": {**schedule, "decay_rate": 0.9},
-    }
+    config["compile"]["optimizer"] = {"type": "SGD", "learning_rate": EXPONENTIAL_DECAY}
     config["fit"]["callbacks"] = [{"type": callback}]
     with pytest.raises(CnnCliError) as caught:
         load_config(write_config(config))

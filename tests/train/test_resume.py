@@ -19,7 +19,7 @@ from cnncli.cli import cli
 from cnncli.config.models import load_config
 from cnncli.runs import LATEST_LINK, MANIFEST_FILENAME
 from cnncli.train.checkpoints import comparable_config, load_checkpoint
-from tests.conftest import base_config
+from tests.conftest import EXPONENTIAL_DECAY, base_config
 from tests.train.conftest import (
     assert_same_run,
     error_lines,
@@ -189,15 +189,7 @@ def test_learning_rate_schedule_trains_checkpoints_and_resumes_bit_identically(
     from cnncli.train.run import train_run
 
     config = resume_config(resume_csv, epochs=4)
-    config["compile"]["optimizer"] = {
-        "type": "SGD",
-        "learning_rate": {
-            "type": "ExponentialDecay",
-            "initial_learning_rate": 0.1,
-            "decay_steps": 10,
-            "decay_rate": 0.5,
-        },
-    }
+    config["compile"]["optimizer"] = {"type": "SGD", "learning_rate": EXPONENTIAL_DECAY}
     config_path = tmp_path / "schedule.yaml"
     config_path.write_text(yaml.safe_dump(config))
     clean = train_run(load_config(config_path), tmp_path / "clean").run_dir

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -25,6 +26,14 @@ from tests.train.conftest import (
 )
 
 
+def train_interrupted(runner, config_path: Path, output: Path, code: int) -> tuple[Any, Path]:
+    """``cnncli train`` that a signal stops with exit ``code``: the result and its staging folder."""
+    result = runner.invoke(cli, ["train", str(config_path), "--output", str(output)])
+    assert result.exit_code == code, result.output
+    [staging] = staging_folders(output)
+    return result, staging
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
@@ -37,9 +46,7 @@ def test_signal_saves_checkpoint_says_how_to_resume_and_resume_matches(
     output = tmp_path / "runs"
     earlier = fake_complete_run(output)
     interrupt_after(monkeypatch, epoch=2, signum=signum)
-    result = runner.invoke(cli, ["train", str(config_path), "--output", str(output)])
-    assert result.exit_code == code, result.output
-    [staging] = staging_folders(output)
+    result, staging = train_interrupted(runner, config_path, output, code)
     name = signal.Signals(signum).name
     assert error_lines(result) == [
         f"error: {staging}: interrupted by {name} during epoch 3 of 6; 2 complete epoch(s) are saved"
@@ -144,9 +151,7 @@ def test_a_signal_after_the_last_epoch_keeps_the_finished_training_to_resume(
     config_path = write_config(base_config(tiny_csv))
     output = tmp_path / "runs"
     monkeypatch.setattr(run, "evaluate_inputs", interrupted_evaluate)
-    result = runner.invoke(cli, ["train", str(config_path), "--output", str(output)])
-    assert result.exit_code == code, result.output
-    [staging] = staging_folders(output)
+    result, staging = train_interrupted(runner, config_path, output, code)
     name = signal.Signals(signum).name
     assert error_lines(result) == [
         f"error: {staging}: interrupted by {name} while evaluating on the test rows, after training"
@@ -178,10 +183,8 @@ def test_a_signal_inside_the_onnx_exporter_prints_no_traceback_and_exits_130(
     monkeypatch.setattr(export, "export_onnx", interrupted_export)
     config_path = write_config(base_config(tiny_csv))
     output = tmp_path / "runs"
-    result = runner.invoke(cli, ["train", str(config_path), "--output", str(output)])
-    assert result.exit_code == 130, result.output
+    result, staging = train_interrupted(runner, config_path, output, 130)
     assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr
-    [staging] = staging_folders(output)
     [line] = error_lines(result)
     assert "interrupted by SIGINT while saving the run, after training ended" in line
     assert line.endswith(f"resume with: cnncli train {config_path} --resume {staging}")
