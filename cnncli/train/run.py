@@ -126,7 +126,7 @@ def _train(
             f" training there instead of on {config.backend}"
         )
     signals.phase = "loading Keras"
-    with signals.deferred():  # an import cut short leaves TensorFlow half set up (a segfault)
+    with signals.deferred():  # an import cut short left TensorFlow half set up: one run segfaulted
         keras = import_keras()
     signals.check()
     streaming = wants_streaming(config)

@@ -85,9 +85,14 @@ class CheckpointKeeper:
         else:  # finish beside the staging folder: the rename stays on one file system
             final = resumed.run.parent / str(resumed.state["final_name"])
             staged = StagedRun(staging=resumed.run, final=final)
-        keeper = cls(config=config, staged=staged, seed=seed, data=data, resumed=resumed)
-        keeper._signals = signals or keeper._signals
-        return keeper
+        return cls(
+            config=config,
+            staged=staged,
+            seed=seed,
+            data=data,
+            resumed=resumed,
+            _signals=signals or SignalCatcher(),
+        )
 
     # -- fitting -----------------------------------------------------------------------------
 
