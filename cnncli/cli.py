@@ -6,14 +6,17 @@ so ``cnncli --help`` and schema checks start instantly.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
 import re
+import signal
 import sys
+import threading
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -119,6 +122,13 @@ class CnnCliGroup(click.Group):
             raise usage_error(exc) from exc
 
     def invoke(self, ctx: click.Context) -> Any:
+        with _signals_noted() as received:
+            result = self._invoke(ctx, received)
+        if received:  # a library swallowed the interrupt and the command went on to the end
+            _interrupted(received[0])
+        return result
+
+    def _invoke(self, ctx: click.Context, received: list[int]) -> Any:
         debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
@@ -133,8 +143,7 @@ class CnnCliGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except KeyboardInterrupt:
-            render.error("interrupted")
-            sys.exit(130)
+            _interrupted(received[0] if received else signal.SIGINT)
         except BrokenPipeError:
             # `cnncli predict ... | head` stopped reading: stop quietly, with the status a shell
             # gives a process that SIGPIPE ends, and keep Python's exit flush off the dead pipe.
@@ -151,6 +160,33 @@ class CnnCliGroup(click.Group):
             sys.exit(EXIT_USER_ERROR)
         except Exception as exc:
             _bug(exc, debug)
+
+
+@contextlib.contextmanager
+def _signals_noted() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM raise ``KeyboardInterrupt`` as usual, and are noted in the list, so
+    that one a library swallows still ends the command with 128 + its number. ``train``
+    installs its own handlers while it trains (``train.checkpoints.signals``)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def note(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupted(signum: int) -> NoReturn:
+    render.error(f"interrupted by {signal.Signals(signum).name}")
+    sys.exit(128 + signum)
 
 
 def _bug(exc: Exception, debug: bool) -> NoReturn:

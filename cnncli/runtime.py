@@ -8,10 +8,12 @@ per process.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from cnncli.errors import CnnCliError, Location
@@ -54,6 +56,31 @@ def quiet_backend_logs() -> None:
     the user set is kept."""
     for key, value in QUIET_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
+
+
+@contextlib.contextmanager
+def interrupts_kept_quiet(reraise: bool = True) -> Iterator[None]:
+    """An interrupt raised where Python cannot pass it on (a finalizer, a converter's callback)
+    is kept off the terminal, where it printed "Exception ignored in ... Traceback" (unless
+    ``--debug``), and raised again on leaving (``reraise``), so the command still stops.
+    """
+    previous = sys.unraisablehook
+    caught: list[BaseException | None] = []
+
+    def hook(unraisable: Any) -> None:
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+            caught.append(unraisable.exc_value)
+            if not _debug:
+                return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+    if caught and reraise:
+        raise KeyboardInterrupt
 
 
 def select_backend(name: str | None) -> str:

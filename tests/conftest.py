@@ -40,6 +40,15 @@ def seed_like_rows(rows: int, seed: int = 0) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: A learning-rate schedule as a config gives it (``compile.optimizer.learning_rate``).
+EXPONENTIAL_DECAY = {
+    "type": "ExponentialDecay",
+    "initial_learning_rate": 0.1,
+    "decay_steps": 10,
+    "decay_rate": 0.5,
+}
+
+
 @pytest.fixture
 def tiny_csv(tmp_path: Path) -> Path:
     """20 rows, three numeric features and three classes."""

@@ -429,3 +429,31 @@ def test_keras_number_arguments_are_strict_too(runner, write_config, tiny_csv, o
     result = runner.invoke(cli, ["validate", str(path), "--set", override])
     assert result.exit_code == 2
     assert result.stderr == expected + "\n"
+
+
+@pytest.mark.parametrize(("name", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+@pytest.mark.parametrize("library", ["lets-it-through", "swallows-it"])
+def test_a_signal_ends_any_command_with_128_plus_its_number(
+    runner, monkeypatch, tiny_csv, write_config, name, code, library
+):
+    """Even when a library swallows the interrupt (a converter, an XLA callback) and the
+    command runs to its end, it exits 130/143, not 0 (issue 11.15-16)."""
+    import signal
+
+    from cnncli.train import check
+
+    summarize_config = check.summarize_config
+
+    def interrupted(config):
+        try:
+            os.kill(os.getpid(), getattr(signal, name))
+        except KeyboardInterrupt:
+            if library == "lets-it-through":
+                raise
+        return summarize_config(config)
+
+    monkeypatch.setattr(check, "summarize_config", interrupted)
+    result = runner.invoke(cli, ["validate", str(write_config(base_config(tiny_csv)))])
+    assert result.exit_code == code, result.output
+    assert result.stderr.splitlines()[-1] == f"error: interrupted by {name}"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored

@@ -150,3 +150,24 @@ def test_train_with_an_unknown_forced_backend_exits_2(runner, write_config, tiny
     result = runner.invoke(cli, ["train", str(write_config(base_config(tiny_csv)))])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: CNNCLI_BACKEND: 'foo' is not a backend cnncli runs")
+
+
+class _InterruptedFinalizer:
+    """Raises KeyboardInterrupt where Python cannot pass it on: in ``__del__``."""
+
+    def __del__(self) -> None:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["quiet", "debug"])
+def test_an_interrupt_in_a_finalizer_is_quiet_and_still_stops(monkeypatch, debug):
+    """Ctrl-C during the ONNX export printed "Exception ignored in ... Traceback" (issue 11.16)."""
+    printed = []  # what Python's own hook would have printed
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: printed.append(unraisable))
+    monkeypatch.setattr(runtime, "_debug", debug)
+    with pytest.raises(KeyboardInterrupt), runtime.interrupts_kept_quiet():
+        _InterruptedFinalizer()  # dropped at once: __del__ runs here
+    assert len(printed) == (1 if debug else 0)
+    with runtime.interrupts_kept_quiet(reraise=False):
+        _InterruptedFinalizer()
+    assert len(printed) == (2 if debug else 0)

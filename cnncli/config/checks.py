@@ -151,6 +151,25 @@ def check_finite_arguments(config: Config) -> CnnCliError | None:
     return None
 
 
+#: Callbacks that set the optimizer's learning rate, which Keras refuses when it is a schedule.
+LEARNING_RATE_SETTERS = ("ReduceLROnPlateau", "LearningRateScheduler")
+
+
+def check_schedule_with_rate_callback(config: Config) -> CnnCliError | None:
+    """A learning-rate schedule is not also set by a callback (Keras fails mid-training)."""
+    if not isinstance(config.compile.optimizer.args.get("learning_rate"), dict):
+        return None
+    for index, callback in enumerate(config.fit.callbacks):
+        if callback.type in LEARNING_RATE_SETTERS:
+            return CnnCliError(
+                f"{callback.type} sets the learning rate, which"
+                " compile.optimizer.learning_rate already schedules",
+                where=config.locate(f"fit.callbacks[{index}]", label=callback.type),
+                hint="keep either the schedule (give learning_rate a number) or the callback",
+            )
+    return None
+
+
 def _leaves(value: Any, key: str) -> list[tuple[str, Any]]:
     """(dotted key, value) of every scalar inside nested mappings and lists."""
     if isinstance(value, dict):
@@ -174,4 +193,5 @@ CROSS_CHECKS = (
     check_conv_strides_with_dilation,
     check_causal_padding,
     check_finite_arguments,
+    check_schedule_with_rate_callback,
 )

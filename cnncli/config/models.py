@@ -19,8 +19,10 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -126,6 +128,15 @@ class CompileSpec(_Strict):
     metrics: list[NamedObject] | None = None
 
 
+ClassWeight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+#: ``balanced`` or ``{class: weight}``; the discriminator picks one branch, so an error names
+#: only what the user meant (the tags are left out of the error's key by config.messages).
+ClassWeights = Annotated[
+    Annotated[Literal["balanced"], Tag("str")] | Annotated[dict[str, ClassWeight], Tag("dict")],
+    Discriminator(lambda value: "dict" if isinstance(value, dict) else "str"),
+]
+
+
 class FitSpec(_Strict):
     epochs: int = Field(default=50, gt=0)
     batch_size: int = Field(default=32, gt=0)
@@ -134,6 +145,15 @@ class FitSpec(_Strict):
     callbacks: list[CallbackSpec] = Field(default_factory=list)
     steps_per_execution: int | Literal["auto"] = "auto"
     verbose: bool = True
+    #: Loss weight per class: ``balanced`` (n / (classes × count), from the training rows) or
+    #: ``{class: weight}`` (unlisted classes weigh 1); checked against the label's classes.
+    class_weight: ClassWeights | None = None
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _class_names_as_text(cls, value: Any) -> Any:
+        # YAML reads `0: 2.0` with an integer key; classes are matched as text (data.cells)
+        return {str(key): item for key, item in value.items()} if isinstance(value, dict) else value
 
     @field_validator("steps_per_execution")
     @classmethod

@@ -120,12 +120,16 @@ def export_onnx(model: Any, path: Path) -> None:
 
 @contextlib.contextmanager
 def _quiet(logger: str) -> Iterator[None]:
-    """Keep an exporter's prints, warnings and log lines off the user's terminal."""
+    """Keep an exporter's prints, warnings and log lines off the user's terminal, and a Ctrl-C
+    that lands in its finalizers too (it still stops the export)."""
+    from cnncli.runtime import interrupts_kept_quiet
+
     sink = io.StringIO()
     previous = logging.getLogger(logger).level
     logging.getLogger(logger).setLevel(logging.ERROR)
     try:
         with (
+            interrupts_kept_quiet(),
             warnings.catch_warnings(),
             contextlib.redirect_stdout(sink),
             contextlib.redirect_stderr(sink),

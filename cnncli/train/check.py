@@ -30,7 +30,7 @@ from cnncli.data.columns import (
 )
 from cnncli.data.csvfile import read_header, read_sample
 from cnncli.data.preprocess import Preprocessor, label_width
-from cnncli.errors import CnnCliError, ConfigErrors, Location
+from cnncli.errors import CnnCliError, ConfigErrors, Location, did_you_mean
 from cnncli.model.arguments import keras_message, shape_text
 from cnncli.model.build import (
     build_model,
@@ -42,6 +42,7 @@ from cnncli.model.build import (
     make_optimizer,
     resolve_units,
 )
+from cnncli.model.size import MemoryEstimate, available_memory, estimate_memory, human_bytes
 from cnncli.model.targets import (
     CLASSIFICATION_LOSSES,
     ONEHOT_LOSSES,
@@ -162,9 +163,16 @@ def _check_model(
     if facts is None:
         return None
     problems += head_and_loss_problems(config, facts)
+    problems += class_weight_problems(config, facts)
     if any(layer is None for layer in layers):
         return None
-    return _collect(problems, _propagate_shapes, config, facts, specs, layers)
+    input_shape = _collect(problems, _propagate_shapes, config, facts, specs, layers)
+    fits = input_shape is not None and _collect(
+        problems, check_memory, config, specs, layers, input_shape
+    )
+    if not fits:
+        return None  # a model too large to train is never built, not even for the summary
+    return input_shape
 
 
 def _collect(problems: list[CnnCliError], function: Any, *args: Any) -> Any:
@@ -214,6 +222,33 @@ def _propagate_shapes(
             raise CnnCliError(f"{message} (shapes: {' → '.join(trail)})", where=where, hint=hint)
         trail.append(f"{spec.type} {shape_text(shape)}")
     return input_shape
+
+
+def check_memory(
+    config: Config, specs: list[LayerSpec], layers: list[Any], input_shape: tuple[int, ...]
+) -> MemoryEstimate:
+    """Training must fit in the memory available now (``model.size`` says what it counts).
+
+    Returns:
+        The estimate, when it fits (or when the available memory is unknown).
+
+    Raises:
+        CnnCliError: at the layer with the most parameters, with the count and the bytes.
+    """
+    estimate = estimate_memory(import_keras(), layers, input_shape)
+    needed = estimate.training_bytes(config.fit.batch_size)
+    available = available_memory()
+    if available is None or needed <= available:
+        return estimate
+    index = estimate.largest
+    largest = estimate.trainable[index] + estimate.frozen[index]
+    raise CnnCliError(
+        f"the model has {estimate.parameters:,} parameters ({largest:,} in this layer); training"
+        f" needs about {human_bytes(needed)} of memory (weights, gradients, optimizer state,"
+        f" one batch's activations) but {human_bytes(available)} is available",
+        where=_layer_where(config, index, specs[index]),
+        hint="make this layer smaller (fewer units or filters, or pooling before it)",
+    )
 
 
 def _describe_model(config: Config, facts: DataFacts, input_shape: tuple[int, ...]) -> ConfigReport:
@@ -353,6 +388,34 @@ def rank_problem_from_keras_error(
 
 # ---------------------------------------------------------------------------------------------
 # Head and loss
+
+
+def class_weight_problems(config: Config, facts: DataFacts) -> list[CnnCliError]:
+    """``fit.class_weight`` needs classes, and names only classes the label has."""
+    weights = config.fit.class_weight
+    if weights is None:
+        return []
+    if facts.task != "classification":
+        return [
+            CnnCliError(
+                "class_weight weighs classes, but the task is regression",
+                where=config.locate("fit.class_weight"),
+                hint="remove fit.class_weight",
+            )
+        ]
+    if weights == "balanced":
+        return []
+    classes = [str(name) for name in facts.classes]
+    listed = ", ".join(classes)
+    return [
+        CnnCliError(
+            f"'{name}' is not a class of the label (classes: {listed})",
+            where=config.source.locate(("fit", "class_weight", name), on_key=True),
+            hint=did_you_mean(name, classes, f"name one of: {listed}"),
+        )
+        for name in weights
+        if name not in classes
+    ]
 
 
 def head_and_loss_problems(config: Config, facts: DataFacts) -> list[CnnCliError]:

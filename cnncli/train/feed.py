@@ -146,13 +146,52 @@ def prepare_streamed(config: Config, seed: int) -> StreamedData:
     return state.data(task, finish_fit(config, state.fit, task, state.columns.label))
 
 
+def class_weights(config: Config, prepared: PreparedData | StreamedData) -> dict[str, float] | None:
+    """``fit.class_weight`` as a weight for every class (by name), or None when not set.
+
+    ``balanced`` is scikit-learn's n / (classes × count), counted on the training rows (one
+    pass over them when streaming); a mapping leaves the classes it does not name at 1.
+    """
+    wanted = config.fit.class_weight
+    label = prepared.preprocessor.label
+    if wanted is None or not label.is_classification:
+        return None
+    names = [str(name) for name in label.classes]
+    if wanted != "balanced":
+        return {name: float(wanted.get(name, 1.0)) for name in names}
+    if isinstance(prepared, StreamedData):
+        targets: Any = (y for _x, y in _part_arrays(prepared, TRAIN, None))
+    else:
+        targets = [prepared.y_train]
+    counts = np.zeros(len(names), dtype=np.int64)
+    for y in targets:
+        counts += np.bincount(_class_positions(y), minlength=len(names))[: len(names)]
+    total = int(counts.sum())
+    return {
+        name: total / (len(names) * int(count)) if count else 1.0
+        for name, count in zip(names, counts, strict=True)
+    }
+
+
+def _class_positions(targets: np.ndarray) -> np.ndarray:
+    """Each target's class position: one-hot rows, a binary column or sparse integers."""
+    if targets.ndim > 1 and targets.shape[-1] > 1:
+        return np.argmax(targets, axis=-1)
+    return np.rint(targets.reshape(-1)).astype(np.int64)
+
+
 def fit_inputs(
-    config: Config, prepared: PreparedData | StreamedData, first_epoch: int = 0
+    config: Config,
+    prepared: PreparedData | StreamedData,
+    first_epoch: int = 0,
+    weights: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """``model.fit``'s data arguments: arrays in memory, or streaming ``PyDataset``s.
 
-    ``first_epoch`` is the epoch a resumed run starts from (streaming shuffles by epoch).
+    ``first_epoch`` is the epoch a resumed run starts from (streaming shuffles by epoch);
+    ``weights`` are ``class_weights``' result, handed to Keras by class position.
     """
+    extra = {"class_weight": dict(enumerate(weights.values()))} if weights else {}
     batch_size = config.fit.batch_size
     if isinstance(prepared, StreamedData):
         validation = (
@@ -166,6 +205,7 @@ def fit_inputs(
             "x": make_row_batches(prepared, TRAIN, batch_size, config.fit.shuffle, first_epoch),
             "shuffle": False,
             "validation_data": validation,
+            **extra,
         }
     validation = (prepared.x_val, prepared.y_val) if prepared.x_val is not None else None
     return {
@@ -174,6 +214,7 @@ def fit_inputs(
         "batch_size": batch_size,
         "shuffle": config.fit.shuffle,
         "validation_data": validation,
+        **extra,
     }
 
 

@@ -20,7 +20,6 @@ import yaml
 from cnncli.config.models import Config
 from cnncli.data.chunks import StreamedData, wants_streaming
 from cnncli.data.split import TEST, TRAIN, VALIDATION
-from cnncli.errors import CnnCliError
 from cnncli.model.build import build_model, make_callbacks
 from cnncli.model.targets import default_loss, default_metrics
 from cnncli.runs import (
@@ -31,13 +30,18 @@ from cnncli.runs import (
     ONNX_FILENAME,
     PREPROCESS_FILENAME,
     SPLIT_FILENAME,
-    abandon_run,
     finish_run,
     save_keras_atomic,
     write_atomic,
     write_json,
 )
-from cnncli.runtime import forced_backend, import_keras, seed_everything, select_backend
+from cnncli.runtime import (
+    forced_backend,
+    import_keras,
+    interrupts_kept_quiet,
+    seed_everything,
+    select_backend,
+)
 from cnncli.serve.scores import (
     BASELINE_METHODS,
     baseline_prediction,
@@ -49,10 +53,12 @@ from cnncli.serve.scores import (
     truth_from_targets,
 )
 from cnncli.train.check import check_model, facts_from_preprocessor
-from cnncli.train.checkpoints import CheckpointKeeper, resume_point
+from cnncli.train.checkpoints import CheckpointKeeper, TrainingInterrupted, resume_point
+from cnncli.train.checkpoints.signals import SignalCatcher, interrupted
 from cnncli.train.feed import (
     EVALUATE_BATCH,
     PreparedData,
+    class_weights,
     evaluate_inputs,
     fit_inputs,
     part_arrays,
@@ -99,6 +105,28 @@ def train_run(
     Returns:
         The run folder, test metrics, history and the seed used.
     """
+    signals = SignalCatcher()
+    # the signal handler notes every signal, so an interrupt hidden from Python is acted on
+    with signals.installed(), interrupts_kept_quiet(reraise=False):
+        try:
+            return _train(config, output_dir, on_epoch_end, on_message, resume, signals)
+        except BaseException as exc:
+            # Before the run's folder exists (reading the data, checking the model): a signal
+            # that a reader turned into its own error, or that a library swallowed, still wins.
+            if signals.received is None or isinstance(exc, TrainingInterrupted):
+                raise
+            error = interrupted(config, None, signals.received, None, 0, phase=signals.phase)
+            raise error from None
+
+
+def _train(
+    config: Config,
+    output_dir: Path | None,
+    on_epoch_end: EpochCallback | None,
+    on_message: MessageCallback | None,
+    resume: str | Path | None,
+    signals: SignalCatcher,
+) -> TrainResult:
     say = on_message or (lambda _text: None)
     output = Path(output_dir or config.output.dir)
     resumed = resume_point(config, output, resume) if resume is not None else None
@@ -110,9 +138,15 @@ def train_run(
             f"Keras already runs on {backend} in this process;"
             f" training there instead of on {config.backend}"
         )
-    keras = import_keras()
+    signals.phase = "loading Keras"
+    with signals.deferred():  # an import cut short left TensorFlow half set up: one run segfaulted
+        keras = import_keras()
+    signals.check()
     streaming = wants_streaming(config)
+    signals.phase = "reading the data"
     prepared = prepare_streamed(config, seed) if streaming else prepare_data(config, seed)
+    signals.check()
+    signals.phase = "checking the model"
     # The data is read once, here: the model is checked against the preprocessing fitted on
     # the training rows, not against a second, cheaper read as `validate` does.
     check_model(config, facts_from_preprocessor(prepared.task, prepared.preprocessor))
@@ -122,6 +156,8 @@ def train_run(
     # model is built: weights, Dropout and shuffling follow the seed alone. Reading and
     # splitting the data use their own generators.
     seed_everything(seed)
+    signals.check()
+    signals.phase = "building the model"
     steps_per_epoch = max(1, int(np.ceil(prepared.n_train / config.fit.batch_size)))
     steps_per_execution = (
         min(AUTO_STEPS_PER_EXECUTION, steps_per_epoch)
@@ -136,26 +172,65 @@ def train_run(
         default_metrics=default_metrics(prepared.task),
         steps_per_execution=steps_per_execution,
     )
-    keeper = CheckpointKeeper.open(config, output, seed, resumed)  # staging folder + checkpoints
-    try:  # a callback that writes files writes inside the run
-        callbacks = make_callbacks(config, keras, run_dir=keeper.staged.staging)
-    except CnnCliError:
-        abandon_run(keeper.staged)
-        raise
+    signals.check()
+    # staging folder + checkpoints; from here on, a failure keeps the last checkpoint
+    with signals.deferred():  # the staging folder exists only with a keeper to clean it up
+        keeper = CheckpointKeeper.open(config, output, seed, resumed, signals)
+    try:
+        return _fit_and_save(
+            config,
+            keras,
+            model,
+            prepared,
+            keeper,
+            seed,
+            streaming,
+            steps_per_epoch,
+            on_epoch_end,
+            say,
+        )
+    except BaseException as exc:
+        error = keeper.failed(exc)
+        if error is None:
+            raise
+        raise error from (None if isinstance(error, TrainingInterrupted) else exc)
+
+
+def _fit_and_save(
+    config: Config,
+    keras: Any,
+    model: Any,
+    prepared: PreparedData | StreamedData,
+    keeper: CheckpointKeeper,
+    seed: int,
+    streaming: bool,
+    steps_per_epoch: int,
+    on_epoch_end: EpochCallback | None,
+    say: MessageCallback,
+) -> TrainResult:
+    """Fit with checkpoints, evaluate on the test rows and publish the run folder."""
+    resumed = keeper.resumed
+    # a callback that writes files writes inside the run
+    callbacks = make_callbacks(config, keras, run_dir=keeper.staged.staging)
     if on_epoch_end is not None:
         callbacks.append(_EpochReporter(keras, config.fit.epochs, on_epoch_end))
-    inputs = fit_inputs(config, prepared, resumed.epoch if resumed is not None else 0)
+    weights = class_weights(config, prepared)
+    inputs = fit_inputs(config, prepared, resumed.epoch if resumed is not None else 0, weights)
     if not streaming:
         # Told the epoch's length, Keras keeps the data iterator it opens at the end of an
         # epoch for the next one instead of opening another: on TensorFlow that is ~10 ms an
         # epoch, and the shuffled order is the same either way.
         inputs["steps_per_epoch"] = steps_per_epoch
     history = keeper.fit(model, **inputs, epochs=config.fit.epochs, callbacks=callbacks, verbose=0)
+    keeper.entering("evaluating on the test rows")
     metrics = result_metrics(config, model, prepared, callbacks, keras)
     if not metrics["baseline"]["beaten"]:
         say(baseline_warning(prepared.preprocessor.label, "test"))
     histories = {name: [float(v) for v in values] for name, values in history.history.items()}
-    run_dir, onnx = save_run(config, model, prepared, metrics, histories, seed, say, keeper)
+    keeper.entering("saving the run")
+    run_dir, onnx = save_run(
+        config, model, prepared, metrics, histories, seed, say, keeper, class_weight=weights
+    )
     return TrainResult(run_dir=run_dir, metrics=metrics, history=histories, seed=seed, onnx=onnx)
 
 
@@ -238,6 +313,8 @@ def save_run(
     seed: int,
     say: MessageCallback,
     keeper: CheckpointKeeper,
+    *,
+    class_weight: dict[str, float] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Write every artifact into the keeper's staging folder, then publish it atomically.
 
@@ -249,6 +326,8 @@ def save_run(
     staged = keeper.staged
     try:
         resolved = resolved_config(config, prepared, seed)
+        if class_weight is not None:  # `balanced` resolved into the weight of each class
+            resolved["fit"]["class_weight"] = class_weight
         write_atomic(staged.staging / CONFIG_FILENAME, yaml.safe_dump(resolved, sort_keys=False))
         write_atomic(staged.staging / PREPROCESS_FILENAME, prepared.preprocessor.to_json() + "\n")
         write_json(staged.staging / METRICS_FILENAME, metrics)
@@ -272,7 +351,9 @@ def save_run(
             **keeper.data,
             "onnx": onnx,
         }
-        return finish_run(staged, manifest), onnx
+        keeper.check_signal()  # an interrupt the exporter swallowed stops the run here
+        with keeper.signals_deferred():  # published whole, or not at all
+            return finish_run(staged, manifest), onnx
     except BaseException as exc:
         error = keeper.failed(exc)
         if error is None:

@@ -7,7 +7,7 @@ import yaml
 
 from cnncli.config.models import load_config
 from cnncli.errors import CnnCliError
-from tests.conftest import base_config, problems_of
+from tests.conftest import EXPONENTIAL_DECAY, base_config, problems_of
 
 
 def test_conv_strides_and_dilation_conflict(write_config, tiny_csv):
@@ -91,3 +91,19 @@ def test_a_learning_rate_that_is_not_finite_is_refused(write_config, tiny_csv, v
     assert problem.message.endswith("is not a finite number")
     assert problem.where.key == "compile.optimizer.learning_rate"
     assert problem.where.line is not None
+
+
+@pytest.mark.parametrize("callback", ["ReduceLROnPlateau", "LearningRateScheduler"])
+def test_a_schedule_set_again_by_a_callback_is_refused(write_config, tiny_csv, callback):
+    """Keras refused to set a scheduled rate after epoch 1: exit 1 mid-training (issue 11.6)."""
+    config = base_config(tiny_csv)
+    config["compile"]["optimizer"] = {"type": "SGD", "learning_rate": EXPONENTIAL_DECAY}
+    config["fit"]["callbacks"] = [{"type": callback}]
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(config))
+    (problem,) = problems_of(caught)
+    assert problem.message.startswith(f"{callback} sets the learning rate")
+    assert problem.where.key == "fit.callbacks[0]" and problem.where.line is not None
+    assert problem.hint.startswith("keep either the schedule")
+    config["compile"]["optimizer"]["learning_rate"] = 0.1
+    load_config(write_config(config))  # a number the callback may change is fine

@@ -9,7 +9,7 @@ from cnncli.errors import CnnCliError, Location
 from cnncli.model import build
 from cnncli.model.arguments import MAX_LAYER_SIZE, check_arguments, keras_message, shape_text
 from cnncli.model.registry import REGULARIZERS, SCHEDULES
-from tests.conftest import base_config
+from tests.conftest import EXPONENTIAL_DECAY, base_config
 from tests.model.conftest import WHERE
 
 
@@ -123,12 +123,7 @@ def test_optimizer_by_name_by_class_and_with_a_schedule(write_config, tiny_csv, 
             tiny_csv,
             optimizer={
                 "type": "SGD",
-                "learning_rate": {
-                    "type": "ExponentialDecay",
-                    "initial_learning_rate": 0.1,
-                    "decay_steps": 10,
-                    "decay_rate": 0.5,
-                },
+                "learning_rate": EXPONENTIAL_DECAY,
             },
         ),
         keras,

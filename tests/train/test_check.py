@@ -469,3 +469,89 @@ def test_validate_reads_the_test_file_by_the_same_rules(runner, tmp_path, write_
         f"error: {tmp_path / 'test.csv'}:1: 1 column(s) of the training data are missing: x3"
         " (the file has x1, x2, label); a test file needs the same columns as the training file\n"
     )
+
+
+def test_class_weight_names_only_the_label_s_classes(write_config, tiny_csv):
+    """fit.class_weight (issue 10): an unknown class gets a did-you-mean and the class list."""
+    from tests.conftest import base_config
+
+    config = base_config(tiny_csv)
+    config["fit"]["class_weight"] = {"hgih": 3, "low": 0.5}
+    path = write_config(config)
+    [problem] = problems(path)
+    assert problem.message == "'hgih' is not a class of the label (classes: high, low, medium)"
+    assert problem.where.key == "fit.class_weight.hgih" and problem.where.line is not None
+    assert problem.hint == "did you mean 'high'?"
+    summarize_config(load_config(path, ["fit.class_weight=balanced"]))
+
+
+def test_class_weight_is_refused_for_regression_and_bad_weights(write_config, tiny_csv):
+    from cnncli.errors import CnnCliError
+    from tests.conftest import base_config, problems_of
+
+    config = base_config(tiny_csv, task="regression")
+    config["data"]["label"] = "x3"
+    config["model"]["layers"][-1] = {"type": "Dense", "units": 1}
+    config["compile"] = {"loss": "mse", "metrics": ["mae"]}
+    config["fit"]["class_weight"] = "balanced"
+    [problem] = problems(write_config(config))
+    assert problem.message == "class_weight weighs classes, but the task is regression"
+    assert problem.where.key == "fit.class_weight"
+    for weight, words in [(0, "got 0"), (-0.5, "got -0.5"), (".nan", "finite number")]:
+        text = yaml.safe_dump(base_config(tiny_csv)).replace(
+            "verbose: false", f"verbose: false\n  class_weight: {{low: {weight}}}"
+        )
+        with pytest.raises(CnnCliError) as caught:
+            load_config(write_config(text))
+        [problem] = problems_of(caught)
+        assert problem.where.key == "fit.class_weight.low" and words in problem.message
+    with pytest.raises(CnnCliError, match="did you mean 'balanced'"):
+        load_config(write_config(base_config(tiny_csv)), ["fit.class_weight=balance"])
+
+
+def huge_model_config(csv):
+    from tests.conftest import base_config
+
+    config = base_config(csv)
+    config["model"]["layers"][:1] = [
+        {"type": "Dense", "units": 2**20, "activation": "relu"},
+        {"type": "Dense", "units": 2**20, "activation": "relu"},
+    ]
+    return config
+
+
+@pytest.mark.parametrize("command", ["validate", "summary", "train"])
+def test_a_model_too_large_for_memory_is_refused_before_it_is_built(
+    runner, write_config, tiny_csv, tmp_path, command
+):
+    """summary showed 1.1e12 parameters and exited 0; train ran out of memory, exit 1 (11.7)."""
+    path = write_config(huge_model_config(tiny_csv))
+    args = [command, str(path)] + (
+        ["--output", str(tmp_path / "runs")] if command == "train" else []
+    )
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    [line] = [text for text in result.stderr.splitlines() if text.startswith("error:")]
+    assert line.startswith(f"error: {path}:")
+    assert "model.layers[1] (Dense): the model has 1,099,520,016,387 parameters" in line
+    assert "(1,099,512,676,352 in this layer); training needs about 17.6 TB of memory" in line
+    assert line.endswith(
+        "is available; make this layer smaller (fewer units or filters, or pooling before it)"
+    )
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_the_memory_threshold_is_the_memory_available(write_config, tiny_csv, monkeypatch):
+    from cnncli.train import check
+    from tests.conftest import base_config
+
+    config = base_config(tiny_csv)
+    config["model"]["layers"][:1] = [{"type": "Dense", "units": 100}] * 2
+    loaded = load_config(write_config(config))
+    parameters = 4 * 100 + 100 * 101 + 101 * 3  # 3 inputs → 100 → 100 → 3 classes, with biases
+    needed = 4 * (4 * parameters + 2 * 8 * (100 + 100 + 3))  # batch_size 8
+    monkeypatch.setattr(check, "available_memory", lambda: needed)
+    summarize_config(loaded)
+    monkeypatch.setattr(check, "available_memory", lambda: needed - 1)
+    with pytest.raises(ConfigErrors, match=r"the model has 10,803 parameters \(10,100 in this"):
+        summarize_config(loaded)

@@ -171,3 +171,78 @@ def test_a_finished_fit_resumed_after_a_full_disk_keeps_its_early_stopping_epoch
     run = train_run(load_config(config_path), output, resume=str(staging)).run_dir
     metrics = json.loads((run / "metrics.json").read_text())
     assert (metrics["stopped_epoch"], metrics["best_epoch"]) == (2, 1)
+
+
+def test_a_history_holding_nan_or_infinity_is_written_and_read_back(tmp_path):
+    """state.json refused a NaN in the history (exit 1); JSON keeps it as text now."""
+    history = {"loss": [0.5, 0.4], "val_loss": [float("nan"), float("-inf")]}
+    snapshot = store.Snapshot(
+        epoch=2,
+        done=False,
+        model=[np.zeros(2)],
+        optimizer=[],
+        history=history,
+        python_rng=random.getstate(),
+        numpy_rng=np.random.get_state(),
+    )
+    store.write_checkpoint(tmp_path, snapshot, {"name": "t", "seed": 7})
+    read = load_checkpoint(tmp_path).history
+    assert read["loss"] == [0.5, 0.4]
+    assert np.isnan(read["val_loss"][0]) and read["val_loss"][1] == float("-inf")
+
+
+def nan_config(tiny_csv, learning_rate):
+    config = base_config(tiny_csv)
+    config["compile"]["optimizer"] = {"type": "SGD", "learning_rate": learning_rate}
+    config["fit"].update(epochs=4, batch_size=4)
+    return config
+
+
+def test_a_loss_that_turns_nan_in_the_first_epoch_stops_with_one_line(
+    runner, tmp_path, tiny_csv, write_config
+):
+    """SGD with learning_rate 1e30: exit 1 from the checkpoint's JSON before (issue 11.4)."""
+    config_path = write_config(nan_config(tiny_csv, 1.0e30))
+    output = tmp_path / "runs"
+    result = runner.invoke(cli, ["train", str(config_path), "--output", str(output)])
+    assert result.exit_code == 2, result.output
+    [line] = error_lines(result)
+    assert line.startswith(f"error: {config_path}:")
+    assert (
+        "compile.optimizer.learning_rate: the loss (nan) became NaN or infinite in epoch 1 of 4;"
+        in line
+    )
+    assert line.endswith(
+        "training stopped; lower the learning rate, or scale features that have large values,"
+        " and train again"
+    )
+    assert staging_folders(output) == [] and not (output / LATEST_LINK).exists()
+
+
+def test_a_loss_that_turns_nan_later_keeps_the_last_finite_checkpoint(
+    runner, tmp_path, tiny_csv, write_config
+):
+    """A rate that grows 1e20-fold an epoch: epoch 1 is finite, epoch 2 is not."""
+    schedule = {
+        "type": "ExponentialDecay",
+        "initial_learning_rate": 0.01,
+        "decay_steps": 4,  # 16 training rows / batch_size 4: one step of the stair an epoch
+        "decay_rate": 1.0e20,
+        "staircase": True,
+    }
+    config_path = write_config(nan_config(tiny_csv, schedule))
+    output = tmp_path / "runs"
+    result = runner.invoke(cli, ["train", str(config_path), "--output", str(output)])
+    assert result.exit_code == 2, result.output
+    [staging] = staging_folders(output)
+    [line] = error_lines(result)
+    assert "became NaN or infinite in epoch 2 of 4; training stopped;" in line
+    assert line.endswith(
+        f"the last finite epoch (1) is kept: resume with: cnncli train {config_path}"
+        f" --resume {staging}"
+    )
+    checkpoint = load_checkpoint(staging)
+    assert checkpoint.epoch == 1 and np.isfinite(checkpoint.history["loss"]).all()
+    model, optimizer, _ = checkpoint.load_arrays()
+    assert all(np.isfinite(array).all() for array in model + optimizer)
+    assert not (output / LATEST_LINK).exists()

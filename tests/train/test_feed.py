@@ -129,3 +129,74 @@ def test_a_test_label_unseen_in_training_names_file_column_and_line(
         "column 'label'",
         4,
     )
+
+
+def unbalanced_rows(path, rows: int = 600) -> np.ndarray:
+    """Rows of two classes, one in 20 'rare' (shifted by 1.5); returns where the rare ones are."""
+    rng = np.random.default_rng(1)
+    rare = np.arange(rows) % 20 == 0
+    x = rng.normal(size=(rows, 2)) + 1.5 * rare[:, None]
+    lines = ["a,b,label"] + [
+        f"{a:.3f},{b:.3f},{'rare' if r else 'common'}" for (a, b), r in zip(x, rare, strict=True)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return rare
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["in-memory", "streaming"])
+def test_balanced_class_weight_is_n_over_classes_times_count_of_training_rows(
+    tmp_path, write_config, streaming
+):
+    from cnncli.config.models import load_config
+    from cnncli.train.feed import class_weights, fit_inputs
+    from tests.conftest import base_config
+
+    unbalanced_rows(tmp_path / "rows.csv")
+    config = base_config(tmp_path / "rows.csv")
+    config["data"]["streaming"] = streaming
+    config["fit"]["class_weight"] = "balanced"
+    loaded = load_config(write_config(config))
+    prepared = (prepare_streamed if streaming else prepare_data)(loaded, 0)
+    weights = class_weights(loaded, prepared)
+    n = prepared.n_train
+    rare = round(n / (2 * weights["rare"]))
+    assert weights == pytest.approx({"common": n / (2 * (n - rare)), "rare": n / (2 * rare)})
+    assert 0.04 < rare / n < 0.06
+    assert fit_inputs(loaded, prepared, 0, weights)["class_weight"] == {
+        0: weights["common"],
+        1: weights["rare"],
+    }
+    mapped = load_config(write_config(config), ["fit.class_weight={rare: 4}"])
+    assert class_weights(mapped, prepared) == {"common": 1.0, "rare": 4.0}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("streaming", [False, True], ids=["in-memory", "streaming"])
+def test_balanced_class_weight_raises_the_minority_class_recall(tmp_path, write_config, streaming):
+    """Issue 10: the weather table's rare classes had recall 0; weights make the model see them."""
+    import yaml
+
+    from cnncli.config.models import load_config
+    from cnncli.runs import open_run
+    from cnncli.serve.predictor import Predictor, predict_columns
+    from cnncli.train.run import train_run
+    from tests.conftest import base_config
+
+    rare = unbalanced_rows(tmp_path / "rows.csv")
+    x = np.loadtxt(tmp_path / "rows.csv", delimiter=",", skiprows=1, usecols=(0, 1))
+    config = base_config(tmp_path / "rows.csv")
+    config["data"]["streaming"] = streaming
+    config["compile"] = {"optimizer": {"type": "Adam", "learning_rate": 0.02}}
+    config["fit"].update(epochs=15, batch_size=32)
+    recall = {}
+    for weighting in (None, "balanced"):
+        overrides = [f"fit.class_weight={weighting}"] if weighting else []
+        run = train_run(load_config(write_config(config), overrides), tmp_path / "runs").run_dir
+        predicted = np.array(
+            predict_columns(Predictor(open_run(run)), {"a": x[:, 0], "b": x[:, 1]}).labels
+        )
+        recall[weighting] = float(np.mean(predicted[rare] == "rare"))
+        resolved = yaml.safe_load((run / "config.yaml").read_text())["fit"].get("class_weight")
+        assert (resolved is None) == (weighting is None)
+    assert resolved["rare"] > 9 * resolved["common"]  # `balanced` resolved into numbers
+    assert recall[None] < 0.6 and recall["balanced"] > 0.9, recall

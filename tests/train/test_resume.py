@@ -19,7 +19,7 @@ from cnncli.cli import cli
 from cnncli.config.models import load_config
 from cnncli.runs import LATEST_LINK, MANIFEST_FILENAME
 from cnncli.train.checkpoints import comparable_config, load_checkpoint
-from tests.conftest import base_config
+from tests.conftest import EXPONENTIAL_DECAY, base_config
 from tests.train.conftest import (
     assert_same_run,
     error_lines,
@@ -181,3 +181,19 @@ def test_comparable_config_leaves_out_only_what_a_resume_may_change(write_config
     assert "epochs" not in comparable["fit"] and "path" not in comparable["data"]
     assert comparable["fit"]["batch_size"] == full["fit"]["batch_size"]
     assert comparable["model"] == full["model"]
+
+
+@pytest.mark.slow
+def test_learning_rate_schedule_trains_checkpoints_and_resumes_bit_identically(
+    runner, tmp_path, monkeypatch, resume_csv
+):
+    """A schedule as learning_rate (issue 11.6): its step count lives in the optimizer state."""
+    from cnncli.train.run import train_run
+
+    config = resume_config(resume_csv, epochs=4)
+    config["compile"]["optimizer"] = {"type": "SGD", "learning_rate": EXPONENTIAL_DECAY}
+    config_path = tmp_path / "schedule.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    clean = train_run(load_config(config_path), tmp_path / "clean").run_dir
+    resumed = interrupt_then_resume(runner, monkeypatch, config_path, tmp_path / "runs", epoch=2)
+    assert_same_run(resumed, clean, "schedule resume")

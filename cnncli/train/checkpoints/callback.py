@@ -10,6 +10,15 @@ if TYPE_CHECKING:
     from cnncli.train.checkpoints.keeper import CheckpointKeeper
 
 
+class LossNotFinite(Exception):
+    """Raised from a callback when an epoch ends with a NaN or infinite loss or weights."""
+
+    def __init__(self, epoch: int, value: float | None) -> None:
+        super().__init__(f"epoch {epoch}: loss {value}")
+        self.epoch = epoch
+        self.value = value
+
+
 def make_callback(keras: Any, keeper: CheckpointKeeper) -> Any:
     """A callback that reports each epoch to ``keeper`` and stops between steps on a signal.
 
@@ -36,6 +45,9 @@ def make_callback(keras: Any, keeper: CheckpointKeeper) -> Any:
             keeper.check_signal()
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            loss = float((logs or {}).get("loss", 0.0))
+            if not np.isfinite(loss):  # before the snapshot: a checkpoint never holds NaN
+                raise LossNotFinite(epoch + 1, loss)
             for name, value in (logs or {}).items():
                 self.history.setdefault(name, []).append(float(value))
             keeper.take_snapshot(self.model, epoch + 1, self.history)

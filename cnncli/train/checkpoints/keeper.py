@@ -15,6 +15,7 @@ from cnncli.config.models import Config
 from cnncli.errors import CnnCliError, Location
 from cnncli.runs import StagedRun, abandon_run, fingerprint_file, has_checkpoint, start_run
 from cnncli.train.checkpoints.callback import (
+    LossNotFinite,
     callback_best_weights,
     callback_scalars,
     make_callback,
@@ -60,12 +61,21 @@ class CheckpointKeeper:
     _epoch_running: int = field(default=0, repr=False)
     _callbacks: list[Any] = field(default_factory=list, repr=False)
     _resumed_best: list[list[np.ndarray] | None] = field(default_factory=list, repr=False)
+    _reported: BaseException | None = field(default=None, repr=False)
 
     @classmethod
     def open(
-        cls, config: Config, output_dir: Path, seed: int, resumed: Checkpoint | None = None
+        cls,
+        config: Config,
+        output_dir: Path,
+        seed: int,
+        resumed: Checkpoint | None = None,
+        signals: SignalCatcher | None = None,
     ) -> CheckpointKeeper:
-        """Create the run's staging folder (or reopen the interrupted one); fingerprint the data."""
+        """Create the run's staging folder (or reopen the interrupted one); fingerprint the data.
+
+        ``signals`` is the run's catcher when it catches signals from before the keeper opened.
+        """
         data = {
             "data": fingerprint_file(config.data.path),
             "test_data": fingerprint_file(config.data.test_path) if config.data.test_path else None,
@@ -75,7 +85,14 @@ class CheckpointKeeper:
         else:  # finish beside the staging folder: the rename stays on one file system
             final = resumed.run.parent / str(resumed.state["final_name"])
             staged = StagedRun(staging=resumed.run, final=final)
-        return cls(config=config, staged=staged, seed=seed, data=data, resumed=resumed)
+        return cls(
+            config=config,
+            staged=staged,
+            seed=seed,
+            data=data,
+            resumed=resumed,
+            _signals=signals or SignalCatcher(),
+        )
 
     # -- fitting -----------------------------------------------------------------------------
 
@@ -107,7 +124,8 @@ class CheckpointKeeper:
         self._callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks = [*self._callbacks, make_callback(keras, self)]
         try:
-            with self._signals.installed():
+            self._signals.phase = "training"
+            with self._signals.installed(), self._signals.deferred():
                 history = model.fit(
                     *args, callbacks=callbacks, initial_epoch=initial_epoch, **kwargs
                 )
@@ -145,8 +163,18 @@ class CheckpointKeeper:
         self._epoch_running = epoch
 
     def check_signal(self) -> None:
-        """Called between steps: stop if a signal arrived."""
+        """Called between steps and phases: stop if a signal arrived."""
         self._signals.check()
+
+    def entering(self, phase: str) -> None:
+        """Note what the run does next (``evaluating``), for an interruption's message, after
+        stopping if a signal arrived (an interrupt a library swallowed is acted on here)."""
+        self._signals.check()
+        self._signals.phase = phase
+
+    def signals_deferred(self) -> Any:
+        """A block that a first signal does not interrupt (publishing the run)."""
+        return self._signals.deferred()
 
     @property
     def snapshot_epoch(self) -> int:
@@ -160,10 +188,13 @@ class CheckpointKeeper:
         from keras import ops
 
         optimizer = model.optimizer
+        weights = [np.array(ops.convert_to_numpy(v), copy=True) for v in model.variables]
+        if not all(np.isfinite(w).all() for w in weights if np.issubdtype(w.dtype, np.floating)):
+            raise LossNotFinite(max(epoch, self._epoch_running), None)
         self._snapshot = Snapshot(
             epoch=epoch,
             done=done,
-            model=[np.array(ops.convert_to_numpy(v), copy=True) for v in model.variables],
+            model=weights,
             optimizer=[np.array(ops.convert_to_numpy(v), copy=True) for v in optimizer.variables],
             history={name: list(values) for name, values in history.items()},
             python_rng=random.getstate(),
@@ -200,14 +231,35 @@ class CheckpointKeeper:
     def failed(self, exc: BaseException) -> BaseException | None:
         """What to raise instead of ``exc``; keeps the last checkpoint, drops an empty staging.
 
-        Returns None when ``exc`` should propagate unchanged (a bug: exit 1).
+        Returns None when ``exc`` should propagate unchanged (a bug: exit 1). An error this
+        returned comes back unchanged when an outer step asks again.
         """
-        if isinstance(exc, (StopTraining, KeyboardInterrupt)):
+        if exc is self._reported:
+            return exc
+        self._reported = self._failed(exc)
+        return self._reported
+
+    def _failed(self, exc: BaseException) -> BaseException | None:
+        # A signal counts even when a library turned it into another error (or swallowed it).
+        if isinstance(exc, (StopTraining, KeyboardInterrupt)) or self._signals.received is not None:
             signum = self._signals.received or signal.SIGINT
             self._write_quietly()
             abandon_run(self.staged)
             saved = self._saved_epoch()
-            return interrupted(self.config, self.staged.staging, signum, saved, self._epoch_running)
+            done = saved is not None and load_checkpoint(self.staged.staging).done
+            return interrupted(
+                self.config,
+                self.staged.staging,
+                signum,
+                saved,
+                self._epoch_running,
+                done=done,
+                phase=self._signals.phase,
+            )
+        if isinstance(exc, LossNotFinite):
+            self._write_quietly()  # the newest snapshot is finite: NaN never reaches it
+            abandon_run(self.staged)
+            return self._not_finite(exc)
         if isinstance(exc, OSError):
             abandon_run(self.staged)
             return CnnCliError(
@@ -219,6 +271,23 @@ class CheckpointKeeper:
         self._write_quietly()
         abandon_run(self.staged)
         return None
+
+    def _not_finite(self, exc: LossNotFinite) -> CnnCliError:
+        what = "the weights" if exc.value is None else f"the loss ({exc.value})"
+        rate = self.config.compile.optimizer.args.get("learning_rate")
+        key = "compile.optimizer" + (".learning_rate" if rate is not None else "")
+        kept = self._saved_epoch()
+        return CnnCliError(
+            f"{what} became NaN or infinite in epoch {exc.epoch} of {self.config.fit.epochs};"
+            " training stopped",
+            where=self.config.locate(key),
+            hint="lower the learning rate, or scale features that have large values"
+            + (
+                f"; the last finite epoch ({kept}) is kept: {self._next_step()}"
+                if kept is not None
+                else ", and train again"
+            ),
+        )
 
     def _write_quietly(self) -> None:
         try:

@@ -30,57 +30,102 @@ class StopTraining(Exception):
 
 
 class SignalCatcher:
-    """Turns SIGINT/SIGTERM into "stop after this step"; a second one stops at once."""
+    """Turns SIGINT/SIGTERM into a clean stop at every phase of a run.
+
+    Inside ``deferred()`` (fitting, publishing the run) a signal is only noted: fit stops after
+    the current step and a run being published is finished. Elsewhere (reading the data,
+    evaluating, saving) it also raises ``KeyboardInterrupt`` at once. Either way ``received``
+    keeps it, so an interrupt that a library swallows or turns into another error (a CSV or XLA
+    error) still ends the run as interrupted; a second signal always stops at once.
+    """
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self.phase = "starting"
+        self._deferring = 0
+        self._installed = False
 
     @contextmanager
     def installed(self) -> Iterator[None]:
-        """Catch the signals inside the block (only the main thread can install handlers)."""
-        if threading.current_thread() is not threading.main_thread():
+        """Catch the signals inside the block (only the main thread can install handlers).
+
+        Nested use keeps the outer handlers.
+        """
+        if self._installed or threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def handle(signum: int, _frame: Any) -> None:
-            if self.received is not None:  # asked twice: do not wait for the step
+            first = self.received is None
+            if first:
+                self.received = signum
+            if not (first and self._deferring):
                 raise KeyboardInterrupt
-            self.received = signum
 
         previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self._installed = True
         try:
             yield
         finally:
+            self._installed = False
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Inside, a first signal is noted but does not interrupt; ``check`` acts on it."""
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+
     def check(self) -> None:
-        """Called between steps: raise ``StopTraining`` if a signal arrived."""
+        """Called between steps and phases: raise ``StopTraining`` if a signal arrived."""
         if self.received is not None:
             raise StopTraining
 
 
 def interrupted(
-    config: Config, staging: Path, signum: int, saved: int | None, running: int
+    config: Config,
+    staging: Path | None,
+    signum: int,
+    saved: int | None,
+    running: int,
+    *,
+    done: bool = False,
+    phase: str = "training",
 ) -> TrainingInterrupted:
     """The error that reports an interruption and how to resume.
 
     Args:
         config: the config being trained.
-        staging: the run's staging folder.
+        staging: the run's staging folder (None before it was created).
         signum: the signal that stopped it.
         saved: epochs in the last checkpoint on disk, or None when there is none.
         running: the epoch that was running (1-based).
+        done: the checkpoint holds the finished fit (the signal came while saving).
+        phase: what the run was doing, for a signal outside training (``reading the data``).
     """
     name = signal.Signals(signum).name
     epochs = config.fit.epochs
-    if saved is None:
+    if saved is None or staging is None:
+        when = f"during epoch {running or 1} of {epochs}" if running else f"while {phase}"
         return TrainingInterrupted(
-            f"interrupted by {name} during epoch {running or 1} of {epochs},"
-            " before any epoch completed; nothing to resume",
+            f"interrupted by {name} {when}, before any epoch completed; nothing to resume",
             signum=signum,
             where=None,
             hint="train again",
+        )
+    if done or saved >= epochs:
+        when = (
+            "as training ended" if phase == "training" else f"while {phase}, after training ended"
+        )
+        return TrainingInterrupted(
+            f"interrupted by {name} {when}; the finished training ({saved} epoch(s)) is saved here",
+            signum=signum,
+            where=Location(file=str(staging)),
+            hint=f"resume with: {resume_command(config, staging)}",
         )
     return TrainingInterrupted(
         f"interrupted by {name} during epoch {min(saved + 1, epochs)} of {epochs};"

@@ -129,6 +129,11 @@ def load_checkpoint(run: Path) -> Checkpoint:
     return Checkpoint(run=run, state=state)
 
 
+def _json_floats(values: list[float]) -> list[float | str]:
+    """JSON has no NaN or infinity: those are kept as the text ``float()`` reads back."""
+    return [value if np.isfinite(value) else repr(float(value)) for value in values]
+
+
 @dataclass
 class Snapshot:
     """The state after ``epoch`` completed epochs, copied to memory, waiting to be written."""
@@ -182,7 +187,7 @@ def write_checkpoint(run: Path, snapshot: Snapshot, header: dict[str, Any]) -> N
             **header,
             "epoch": snapshot.epoch,
             "done": snapshot.done,
-            "history": snapshot.history,
+            "history": {name: _json_floats(values) for name, values in snapshot.history.items()},
             "arrays": arrays_name,
             "arrays_sha256": sha256_file(folder / arrays_name),
             "model_variables": len(snapshot.model),
