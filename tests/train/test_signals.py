@@ -144,9 +144,9 @@ def test_a_signal_after_the_last_epoch_keeps_the_finished_training_to_resume(
 
     evaluate_inputs = run.evaluate_inputs
 
-    def interrupted_evaluate(config, prepared):
+    def interrupted_evaluate(config, prepared, *part):
         kill_self(signum)
-        return evaluate_inputs(config, prepared)
+        return evaluate_inputs(config, prepared, *part)
 
     config_path = write_config(base_config(tiny_csv))
     output = tmp_path / "runs"
