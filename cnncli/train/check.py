@@ -19,7 +19,7 @@ import numpy as np
 
 from cnncli.config.models import Config, LayerSpec
 from cnncli.data.columns import choose_columns, infer_task, label_values, require_two_classes
-from cnncli.data.csvfile import read_header, read_sample
+from cnncli.data.csvfile import read_header, read_sample, require_regular_file
 from cnncli.data.preprocess import Preprocessor, label_width
 from cnncli.errors import CnnCliError, ConfigErrors, Location
 from cnncli.model.arguments import keras_message, shape_text
@@ -68,12 +68,14 @@ class ConfigReport:
 def inspect_data(config: Config) -> DataFacts:
     """Header, a sample, and only the label and categorical columns in full."""
     for key, path in (("data.path", config.data.path), ("data.test_path", config.data.test_path)):
-        if path is not None and not Path(path).is_file():
+        if path is not None and not Path(path).exists():
             raise CnnCliError(
                 f"data file {path} not found",
                 where=config.locate(key),
                 hint="relative paths resolve against the config file's folder",
             )
+        if path is not None:
+            require_regular_file(path)  # a folder, FIFO or device is named as what it is
     header = read_header(config.data.path, config.data.delimiter)
     sample = read_sample(config.data.path, config.data.delimiter)
     columns = choose_columns(config, header, sample)
