@@ -186,7 +186,7 @@ def bounded_lines(handle: IO[str], path: str | Path, first_line: int = 1) -> Ite
 def line_too_long(path: str | Path, line: int) -> CnnCliError:
     """The error for a line longer than ``MAX_LINE_CHARS`` (endless input, or not a CSV)."""
     return CnnCliError(
-        f"line {line} is longer than {MAX_LINE_CHARS >> 20} MB without a line break",
+        f"line {line} is longer than {MAX_LINE_CHARS:,} characters without a line break",
         where=file_location(path, line=line),
         hint="pass a CSV file with one row per line",
     )

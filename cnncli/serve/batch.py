@@ -27,8 +27,9 @@ from typing import IO, Any
 
 import numpy as np
 
+from cnncli.data import csvfile
 from cnncli.data.cells import NA_STRINGS, cell_problem, empty_allowed, usable_numbers
-from cnncli.data.csvfile import MAX_LINE_CHARS, check_header, line_too_long, require_regular_file
+from cnncli.data.csvfile import check_header, line_too_long, require_regular_file
 from cnncli.data.prefetch import Prefetch
 from cnncli.data.preprocess import (
     Preprocessor,
@@ -279,15 +280,16 @@ def _read_record(handle: IO[bytes], start: bytes = b"", *, source: str, line: in
     """``start`` completed to the end of its line, and on while a quoted field is open.
 
     Raises:
-        CnnCliError: the record grows past ``MAX_LINE_CHARS`` bytes (``/dev/zero`` through a
+        CnnCliError: the record grows past ``csvfile.MAX_LINE_CHARS`` bytes (``/dev/zero`` through a
             pipe, a file without line breaks); ``line`` is where it started, for the message.
     """
-    record = start + handle.readline(MAX_LINE_CHARS + 1)
+    limit = csvfile.MAX_LINE_CHARS
+    record = start + handle.readline(limit + 1)
     quotes = record.count(b'"')
     while quotes % 2 or not record.endswith(b"\n"):
-        if len(record) - len(start) > MAX_LINE_CHARS:
+        if len(record) - len(start) > limit:
             raise line_too_long(source, line + start.count(b"\n"))
-        more = handle.readline(MAX_LINE_CHARS + 1)
+        more = handle.readline(limit + 1)
         if not more:
             break
         record += more

@@ -207,7 +207,7 @@ def export_run(run: RunFolder, fmt: str, output: Path | None = None) -> list[Pat
                 model.export(str(temp), format="tf_saved_model", verbose=False)
             write_atomic(temp / PREPROCESS_FILENAME, preprocess)
         else:
-            export_litert(model, temp)
+            export_litert(model, temp, shown=path)
             write_atomic(sidecar, preprocess)
     return [path, sidecar]
 
@@ -294,17 +294,24 @@ def _require_litert_converter() -> None:
         ) from exc
 
 
-def export_litert(model: Any, path: Path) -> None:
-    """Convert to LiteRT through TensorFlow's converter (Keras' ``format="litert"``)."""
+def export_litert(model: Any, path: Path, shown: Path | None = None) -> None:
+    """Convert to LiteRT through TensorFlow's converter (Keras' ``format="litert"``).
+
+    ``shown`` is the name a message gives (``path`` may be a temporary name); a write error
+    (``OSError``) is the caller's to report.
+    """
     _require_litert_converter()
     try:
         with _quiet("tensorflow"):
             model.export(str(path), format="litert", verbose=False)
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
     except Exception as exc:  # the converter raises many types for ops it cannot handle
         path.unlink(missing_ok=True)
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CnnCliError(
             f"LiteRT conversion failed: {detail}",
-            where=Location(file=str(path)),
+            where=Location(file=str(shown or path)),
             hint="export --format onnx or saved_model instead",
         ) from exc

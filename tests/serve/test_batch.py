@@ -19,7 +19,7 @@ from cnncli.serve import batch
 from cnncli.serve.batch import predict_file
 from cnncli.serve.predictor import Predictor
 from cnncli.serve.rows import predict_rows
-from tests.conftest import seed_like_rows
+from tests.conftest import error_lines, seed_like_rows
 
 # ---------------------------------------------------------------------------------------------
 # predict_file on a trained seed run
@@ -234,3 +234,48 @@ def test_a_closed_pipe_ends_predict_quietly(seed_run, tmp_path):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 141, stderr.decode()
     assert b"Traceback" not in stderr and b"bug" not in stderr and b"Exception" not in stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Endless and special inputs (issue 11.14)
+
+
+def test_dev_zero_as_input_file_is_refused_at_once(runner, tiny_run):
+    result = runner.invoke(cli, ["predict", str(tiny_run), "--input-file", "/dev/zero"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "error: /dev/zero: data path is a character device, not a CSV file; pass a CSV file"
+    ]
+
+
+def test_standard_input_streams_and_an_endless_line_stops_at_the_bound(
+    runner, tiny_run, monkeypatch
+):
+    from cnncli.data import csvfile
+
+    rows = "x1,x2,x3\n3,30,5\n7,80,6\n"
+    result = runner.invoke(cli, ["predict", str(tiny_run), "--input-file", "-"], input=rows)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 3  # header and two rows
+    monkeypatch.setattr(csvfile, "MAX_LINE_CHARS", 10_000)
+    monkeypatch.setattr(batch, "CHUNK_BYTES", 1000)  # a block ends mid-line, as in a long stream
+    for endless, line in ((b"\0" * 50_000, 1), (b"x1,x2,x3\n3,30,5\n" + b"\0" * 50_000, 3)):
+        result = runner.invoke(cli, ["predict", str(tiny_run), "--input-file", "-"], input=endless)
+        assert result.exit_code == 2
+        assert result.stderr.splitlines()[-1] == (
+            f"error: -:{line}: line {line} is longer than 10,000 characters without a line break;"
+            " pass a CSV file with one row per line"
+        )
+
+
+def test_evaluate_data_that_is_a_device_or_a_pipe_is_refused_without_reading(
+    runner, tiny_run, tmp_path
+):
+    import os
+
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)  # opening it would block forever: it must be refused before
+    for path, what in (("/dev/zero", "a character device"), (str(fifo), "a pipe (FIFO)")):
+        result = runner.invoke(cli, ["evaluate", str(tiny_run), "--data", path])
+        assert result.exit_code == 2
+        assert error_lines(result)[0].startswith(f"error: {path}: data path is {what}")

@@ -179,3 +179,38 @@ def test_comparable_config_leaves_out_only_what_a_resume_may_change(write_config
     assert "epochs" not in comparable["fit"] and "path" not in comparable["data"]
     assert comparable["fit"]["batch_size"] == full["fit"]["batch_size"]
     assert comparable["model"] == full["model"]
+
+
+@pytest.mark.slow
+def test_a_second_resume_of_one_run_is_refused_while_the_first_holds_it(
+    runner, tmp_path, tiny_csv, write_config, monkeypatch
+):
+    """Two concurrent --resume of one run used to write one checkpoint and race to publish."""
+    from cnncli.runs import LOCK_FILENAME
+    from cnncli.train.checkpoints.lock import RunLock
+    from tests.train.conftest import interrupt_after
+
+    config = write_config(resume_config(tiny_csv, epochs=3))
+    output = tmp_path / "runs"
+    interrupt_after(monkeypatch, epoch=1)
+    result = runner.invoke(cli, ["train", str(config), "--output", str(output)])
+    assert result.exit_code == 130, result.output
+    monkeypatch.undo()
+    (staging,) = staging_folders(output)
+    first = RunLock(staging)  # another process resuming it (flock: per open file, not per pid)
+    try:
+        args = ["train", str(config), "--output", str(output), "--resume", str(staging)]
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 2
+        assert error_lines(result) == [
+            f"error: {staging}: run {staging.name} is being resumed or trained by another process"
+            f" (pid {os.getpid()}); wait for that process to end, or stop it, then resume"
+        ]
+        assert staging_folders(output) == [staging]  # untouched, still resumable
+    finally:
+        first.release()
+    result = runner.invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    run = Path(json.loads(result.stdout)["run_dir"])
+    assert not (run / LOCK_FILENAME).exists()
+    assert LOCK_FILENAME not in json.loads((run / MANIFEST_FILENAME).read_text())["files"]
