@@ -120,6 +120,13 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def sha256_file(path: Path) -> str:
+    """The sha256 of a regular file; a device or pipe (``/dev/zero``) is refused, not read forever.
+
+    Raises:
+        CnnCliError: ``path`` is a folder, device, socket or pipe.
+        OSError: it cannot be read.
+    """
+    require_regular_file(path)
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
@@ -488,8 +495,8 @@ def verify_data(run: RunFolder, key: str, path: str) -> None:
     recorded = run.manifest.get(key)
     if not recorded or not os.path.lexists(path):
         return
-    require_regular_file(path)
     file = Path(path)
+    require_regular_file(file)  # before its size: a device's is 0
     if file.stat().st_size != recorded["bytes"] or sha256_file(file) != recorded["sha256"]:
         raise CnnCliError(
             "the data file changed since training (its sha256 differs from manifest.json's),"

@@ -390,12 +390,16 @@ def test_an_edited_run_file_is_one_line_naming_the_field(
 ):
     edit_json(run_copy, name, change)
     for args in (["predict", str(run_copy), "--input", "3,30,5"], ["evaluate", str(run_copy)]):
-        result = runner.invoke(cli, args)
-        assert result.exit_code == 2, result.output
-        assert error_lines(result) == [
-            f"error: {run_copy / name}: {field}: {problem};"
-            " the run's files were edited or damaged: retrain"
-        ]
+        assert_damaged(runner, args, f"{run_copy / name}: {field}: {problem}")
+
+
+def assert_damaged(runner, args: list[str], problem: str) -> None:
+    """``args`` end in exit 2 and the one line ``error: PROBLEM; <the damaged-run hint>``."""
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert error_lines(result) == [
+        f"error: {problem}; the run's files were edited or damaged: retrain"
+    ]
 
 
 @pytest.mark.slow
@@ -412,26 +416,20 @@ def test_an_edited_run_file_is_one_line_naming_the_field(
 def test_a_manifest_field_of_the_wrong_shape_is_one_line(runner, run_copy, change, field, problem):
     """``"onnx": null`` used to be exit 1 (a bug) in predict."""
     rewrite_manifest(run_copy, **change)
-    result = runner.invoke(cli, ["predict", str(run_copy), "--input", "3,30,5"])
-    assert result.exit_code == 2, result.output
-    assert error_lines(result) == [
-        f"error: {run_copy / MANIFEST_FILENAME}: {field}: {problem};"
-        " the run's files were edited or damaged: retrain"
-    ]
+    args = ["predict", str(run_copy), "--input", "3,30,5"]
+    assert_damaged(runner, args, f"{run_copy / MANIFEST_FILENAME}: {field}: {problem}")
 
 
 @pytest.mark.slow
 def test_a_dropped_feature_is_caught_against_the_model(runner, run_copy):
     edit_json(run_copy, "preprocess.json", drop_feature)
     for backend in ("onnx", "keras"):
-        result = runner.invoke(
-            cli, ["predict", str(run_copy), "--backend", backend, "--input", "3,30"]
+        assert_damaged(
+            runner,
+            ["predict", str(run_copy), "--backend", backend, "--input", "3,30"],
+            f"{run_copy}: the model takes [3] and gives [3] value(s) per row, but"
+            " preprocess.json describes [2] and 3",
         )
-        assert result.exit_code == 2, result.output
-        assert error_lines(result) == [
-            f"error: {run_copy}: the model takes [3] and gives [3] value(s) per row, but"
-            " preprocess.json describes [2] and 3; the run's files were edited or damaged: retrain"
-        ]
 
 
 @pytest.mark.slow
@@ -465,3 +463,9 @@ def test_unchanged_data_passes_the_check_and_a_size_change_is_enough(tmp_path):
     csv.write_text("a,b\n1,2\n3,4\n")
     with pytest.raises(CnnCliError, match="the data file changed since training"):
         verify_data(run, "data", str(csv))
+
+
+def test_sha256_of_a_device_is_refused_not_read_forever():
+    """A resume or an evaluate whose data path is /dev/zero hashed it until memory ran out."""
+    with pytest.raises(CnnCliError, match="data path is a character device, not a CSV file"):
+        sha256_file(Path("/dev/zero"))

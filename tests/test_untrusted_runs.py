@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from cnncli.runs import MANIFEST_FILENAME, sha256_file
 from tests.conftest import error_lines
-from tests.test_properties import FAST, invoke
+from tests.test_properties import FAST, config_paths, invoke
 
 RUN_FILES = (MANIFEST_FILENAME, "preprocess.json", "split.json")
 
@@ -34,18 +34,6 @@ hostile_values = st.one_of(
     st.lists(st.one_of(st.integers(-3, 40), st.text(max_size=3)), max_size=4),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
-
-
-def field_paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every field of a JSON document, nested ones included, as a path of keys and indices."""
-    paths = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            paths += field_paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            paths += field_paths(item, (*prefix, index))
-    return paths
 
 
 def replaced(document: Any, path: tuple[Any, ...], value: Any) -> Any:
@@ -68,7 +56,7 @@ def fields(tiny_run: Path) -> list[tuple[str, tuple[Any, ...]]]:
     return [
         (name, path)
         for name in RUN_FILES
-        for path in field_paths(json.loads((tiny_run / name).read_text()))
+        for path in config_paths(json.loads((tiny_run / name).read_text()))
     ]
 
 

@@ -29,6 +29,7 @@ from cnncli.data.untrusted import (
     optional,
     positive_count,
     positive_number,
+    string,
     text,
 )
 from cnncli.errors import CnnCliError, Location
@@ -170,7 +171,7 @@ def _numeric_from_json(item: dict[str, Any], name: str, where: Field) -> Feature
 
 
 def _categorical_from_json(item: dict[str, Any], name: str, where: Field) -> FeatureTransform:
-    categories = member(item, "categories", where, lambda v, at: items(v, at, str_value))
+    categories = member(item, "categories", where, lambda v, at: items(v, at, string))
     if not categories:
         raise where.at("categories").refuse("at least one category", [])
     distinct(categories, where.at("categories"))
@@ -221,13 +222,6 @@ def model_scale(value: Any, where: Field) -> float:
     if not FLOAT32_TINY <= result <= FLOAT32_MAX:
         raise where.refuse("a positive number within float32's range", value)
     return result
-
-
-def str_value(value: Any, where: Field) -> str:
-    """A string (a category may be any text, the empty one included)."""
-    if not isinstance(value, str):
-        raise where.refuse("a string", value)
-    return value
 
 
 def class_value(value: Any, where: Field) -> Any:

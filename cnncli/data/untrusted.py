@@ -66,25 +66,33 @@ def optional(check: Callable[[Any, Field], T]) -> Callable[[Any, Field], T | Non
     return checked
 
 
+def of_type(value: Any, where: Field, kind: type[T], expected: str) -> T:
+    """``value`` if it is a ``kind``, else the refusal saying ``expected``."""
+    if not isinstance(value, kind):
+        raise where.refuse(expected, value)
+    return value
+
+
 def mapping(value: Any, where: Field) -> dict[str, Any]:
     """A JSON object."""
-    if not isinstance(value, dict):
-        raise where.refuse("an object", value)
-    return value
+    return of_type(value, where, dict, "an object")
+
+
+def string(value: Any, where: Field) -> str:
+    """Any string, the empty one included (a category may be any text)."""
+    return of_type(value, where, str, "a string")
 
 
 def text(value: Any, where: Field) -> str:
     """A non-empty string."""
-    if not isinstance(value, str) or not value:
+    if not string(value, where):
         raise where.refuse("a non-empty string", value)
     return value
 
 
 def flag(value: Any, where: Field) -> bool:
     """true or false."""
-    if not isinstance(value, bool):
-        raise where.refuse("true or false", value)
-    return value
+    return of_type(value, where, bool, "true or false")
 
 
 def integer(value: Any, where: Field, minimum: int = 0, maximum: int | None = None) -> int:
