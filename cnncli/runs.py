@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -162,13 +163,18 @@ def start_run(output_dir: Path, name: str, now: dt.datetime | None = None) -> St
         output_dir.mkdir(parents=True, exist_ok=True)
         final = _free_name(output_dir / f"{name}-{stamp}")
         staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=f"{STAGING_PREFIX}{final.name}-"))
+        lock_staging(staging)  # so that no --resume joins in while it trains
     except OSError as exc:
-        raise CnnCliError(
-            f"cannot write the output folder: {exc.strerror or exc}",
-            where=Location(file=str(output_dir)),
-            hint="choose a writable folder with --output or output.dir",
-        ) from exc
+        hint = "choose a writable folder with --output or output.dir"
+        raise unwritable("the output folder", output_dir, exc, hint) from exc
     return StagedRun(staging=staging, final=final)
+
+
+def unwritable(what: str, folder: Path, exc: OSError, hint: str) -> CnnCliError:
+    """The one line for a folder cnncli cannot write: ``cannot write WHAT: <the OS's reason>``."""
+    return CnnCliError(
+        f"cannot write {what}: {exc.strerror or exc}", where=Location(file=str(folder)), hint=hint
+    )
 
 
 def has_checkpoint(staging: Path) -> bool:
@@ -180,10 +186,55 @@ def abandon_run(staged: StagedRun) -> None:
     """Clean up a staging folder after a failure, but never lose a checkpoint.
 
     A folder without a committed checkpoint is removed; one with a checkpoint stays where it is
-    (still hidden, never ``latest``) so ``cnncli train --resume`` can continue it.
+    (still hidden, never ``latest``) so ``cnncli train --resume`` can continue it. Either way
+    this process's lock on it is released.
     """
+    unlock_staging(staged.staging)
     if not has_checkpoint(staged.staging):
         shutil.rmtree(staged.staging, ignore_errors=True)
+
+
+#: Staging folders this process holds the lock of, and the lock file's descriptor.
+_LOCKED: dict[Path, int] = {}
+
+
+def lock_staging(staging: Path) -> None:
+    """Hold the staging folder for this process: one process trains or resumes a run at a time.
+
+    An ``flock`` on ``LOCK_FILENAME`` inside it: the kernel's, so it goes with its process,
+    however that ends. Taking it again in the process that holds it is a no-op (a resume
+    retried after a refusal).
+
+    Raises:
+        CnnCliError: another process holds it (its pid is named), or the folder is not writable.
+    """
+    key = staging.resolve()
+    if key in _LOCKED:
+        return
+    try:
+        fd = os.open(key / LOCK_FILENAME, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    except OSError as exc:
+        raise unwritable("the run folder", staging, exc, "fix its permissions") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise CnnCliError(
+            f"run {staging.name} is being resumed or trained by another process (pid {holder})",
+            where=Location(file=str(staging)),
+            hint="wait for that process to end, or stop it, then resume",
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _LOCKED[key] = fd
+
+
+def unlock_staging(staging: Path) -> None:
+    """Release this process's lock on a staging folder, if it holds one."""
+    fd = _LOCKED.pop(staging.resolve(), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def _is_temporary(path: Path) -> bool:
@@ -222,6 +273,7 @@ def finish_run(staged: StagedRun, manifest: dict[str, Any]) -> Path:
     os.rename(staged.staging, final)
     shutil.rmtree(final / CHECKPOINTS_DIRNAME, ignore_errors=True)
     (final / LOCK_FILENAME).unlink(missing_ok=True)
+    unlock_staging(staged.staging)  # the same key: the path it had when locked
     _fsync_dir(final.parent)
     point_latest(final)
     return final

@@ -181,13 +181,23 @@ def test_comparable_config_leaves_out_only_what_a_resume_may_change(write_config
     assert comparable["model"] == full["model"]
 
 
+#: Another process that holds a staging folder's lock, as a running resume does, until stdin ends.
+HOLD_LOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.pwrite(fd, f"{os.getpid()}\\n".encode(), 0)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
 @pytest.mark.slow
 def test_a_second_resume_of_one_run_is_refused_while_the_first_holds_it(
     runner, tmp_path, tiny_csv, write_config, monkeypatch
 ):
     """Two concurrent --resume of one run used to write one checkpoint and race to publish."""
     from cnncli.runs import LOCK_FILENAME
-    from cnncli.train.checkpoints.lock import RunLock
     from tests.train.conftest import interrupt_after
 
     config = write_config(resume_config(tiny_csv, epochs=3))
@@ -197,19 +207,24 @@ def test_a_second_resume_of_one_run_is_refused_while_the_first_holds_it(
     assert result.exit_code == 130, result.output
     monkeypatch.undo()
     (staging,) = staging_folders(output)
-    first = RunLock(staging)  # another process resuming it (flock: per open file, not per pid)
-    try:
-        args = ["train", str(config), "--output", str(output), "--resume", str(staging)]
+    args = ["train", str(config), "--output", str(output), "--resume", str(staging)]
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(staging / LOCK_FILENAME)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdout.readline() == "locked\n"
         result = runner.invoke(cli, args)
-        assert result.exit_code == 2
-        assert error_lines(result) == [
-            f"error: {staging}: run {staging.name} is being resumed or trained by another process"
-            f" (pid {os.getpid()}); wait for that process to end, or stop it, then resume"
-        ]
-        assert staging_folders(output) == [staging]  # untouched, still resumable
-    finally:
-        first.release()
-    result = runner.invoke(cli, [*args, "--json"])
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert result.exit_code == 2
+    assert error_lines(result) == [
+        f"error: {staging}: run {staging.name} is being resumed or trained by another process"
+        f" (pid {holder.pid}); wait for that process to end, or stop it, then resume"
+    ]
+    assert staging_folders(output) == [staging]  # untouched, still resumable
+    result = runner.invoke(cli, [*args, "--json"])  # the holder is gone: the resume goes on
     assert result.exit_code == 0, result.output
     run = Path(json.loads(result.stdout)["run_dir"])
     assert not (run / LOCK_FILENAME).exists()

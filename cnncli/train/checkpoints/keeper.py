@@ -19,7 +19,6 @@ from cnncli.train.checkpoints.callback import (
     callback_scalars,
     make_callback,
 )
-from cnncli.train.checkpoints.lock import RunLock
 from cnncli.train.checkpoints.resume import (
     comparable_config,
     restore_callbacks,
@@ -61,7 +60,6 @@ class CheckpointKeeper:
     _epoch_running: int = field(default=0, repr=False)
     _callbacks: list[Any] = field(default_factory=list, repr=False)
     _resumed_best: list[list[np.ndarray] | None] = field(default_factory=list, repr=False)
-    _lock: RunLock | None = field(default=None, repr=False)
 
     @classmethod
     def open(
@@ -74,14 +72,10 @@ class CheckpointKeeper:
         }
         if resumed is None:
             staged = start_run(output_dir, config.name)
-            lock = RunLock(staged.staging)  # so that no --resume joins in while it trains
         else:  # finish beside the staging folder: the rename stays on one file system
             final = resumed.run.parent / str(resumed.state["final_name"])
             staged = StagedRun(staging=resumed.run, final=final)
-            lock = resumed.lock or RunLock(resumed.run)
-        keeper = cls(config=config, staged=staged, seed=seed, data=data, resumed=resumed)
-        keeper._lock = lock
-        return keeper
+        return cls(config=config, staged=staged, seed=seed, data=data, resumed=resumed)
 
     # -- fitting -----------------------------------------------------------------------------
 
@@ -205,13 +199,6 @@ class CheckpointKeeper:
 
         Returns None when ``exc`` should propagate unchanged (a bug: exit 1).
         """
-        try:
-            return self._failed(exc)
-        finally:
-            if self._lock is not None:  # the folder is free to resume
-                self._lock.release()
-
-    def _failed(self, exc: BaseException) -> BaseException | None:
         if isinstance(exc, (StopTraining, KeyboardInterrupt)):
             signum = self._signals.received or signal.SIGINT
             self._write_quietly()

@@ -38,7 +38,6 @@ class Checkpoint:
 
     run: Path  # the staging folder
     state: dict[str, Any]
-    lock: Any = field(default=None, compare=False, repr=False)  # a RunLock while resuming
 
     @property
     def epoch(self) -> int:
