@@ -469,3 +469,19 @@ def test_sha256_of_a_device_is_refused_not_read_forever():
     """A resume or an evaluate whose data path is /dev/zero hashed it until memory ran out."""
     with pytest.raises(CnnCliError, match="data path is a character device, not a CSV file"):
         sha256_file(Path("/dev/zero"))
+
+
+@pytest.mark.slow
+def test_a_split_that_picks_no_test_rows_is_one_line(runner, run_copy):
+    """A hash rule edited down to a tiny test_size left nothing to score: a reshape crash."""
+    rule = {"method": "hash", "rows": 30, "test_size": 1e-9, "random_state": 0}
+    edit_json(
+        run_copy,
+        "split.json",
+        lambda split: split.update(rule, validation_split=0.0, validation_seed=0),
+    )
+    result = runner.invoke(cli, ["evaluate", str(run_copy)])
+    assert result.exit_code == 2, result.output
+    assert error_lines(result)[0].endswith(
+        "the run's test split has no rows in this file; pass the test data with --data"
+    )

@@ -147,6 +147,13 @@ def check_header(
                 where=file_location(path, line=1),
                 hint="name every column in the header line, or remove the extra delimiter",
             )
+        if not name.isprintable():
+            raise CnnCliError(
+                f"header column {index + 1}'s name {short_repr(name)} holds a line break or"
+                " control character",
+                where=file_location(path, line=1),
+                hint="name every column on the header line itself",
+            )
         if name in names[:index]:
             raise CnnCliError(
                 f"column '{name}' appears twice in the header (columns"

@@ -25,6 +25,7 @@ from cnncli.data.untrusted import (
     mapping,
     member,
     number,
+    one_line,
     one_of,
     optional,
     positive_count,
@@ -148,7 +149,7 @@ class Preprocessor:
 def _feature_from_json(value: Any, where: Field) -> FeatureTransform:
     """One entry of ``preprocess.json``'s ``features``, checked by the rules of its kind."""
     item = mapping(value, where)
-    name = member(item, "name", where, text)
+    name = member(item, "name", where, one_line)
     kind = member(item, "kind", where, one_of(*FEATURE_KINDS))
     return FEATURE_KINDS[kind](item, name, where)
 
@@ -201,7 +202,7 @@ def _label_from_json(value: Any, where: Field) -> LabelTransform:
         raise where.at("classes").refuse(f"no classes for a {kind} label", classes)
     return LabelTransform(
         kind=kind,
-        name=member(item, "name", where, text),
+        name=member(item, "name", where, one_line),
         classes=tuple(classes),
         center=member(item, "center", where, model_number),
         scale=member(item, "scale", where, model_scale),

@@ -251,7 +251,9 @@ def read_split(text: str, file: str = "split.json") -> dict[str, Any]:
         distinct(numbers, where)
         return numbers
 
-    member(data, "test_rows", top, row_numbers)
+    test_rows = member(data, "test_rows", top, row_numbers)
+    if method != "test_file" and not test_rows:
+        raise top.at("test_rows").refuse("at least one row for the test split", test_rows)
     member(data, "validation_rows", top, optional(row_numbers))
     return data
 

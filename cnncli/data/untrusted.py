@@ -90,6 +90,13 @@ def text(value: Any, where: Field) -> str:
     return value
 
 
+def one_line(value: Any, where: Field) -> str:
+    """A non-empty string without line breaks (a column name, shown in one-line messages)."""
+    if not text(value, where).isprintable():
+        raise where.refuse("a name without line breaks or control characters", value)
+    return value
+
+
 def flag(value: Any, where: Field) -> bool:
     """true or false."""
     return of_type(value, where, bool, "true or false")

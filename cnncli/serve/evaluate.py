@@ -102,6 +102,12 @@ def evaluation_data(
     elif split["method"] == "hash":  # a streaming run: keep only the test rows of each chunk
         verify_data(run, "data", config.data.path)
         features, labels, rows = _hashed_test_rows(config, columns, split, pre)
+        if not rows:
+            raise CnnCliError(
+                "the run's test split has no rows in this file",
+                where=Location(file=config.data.path),
+                hint="pass the test data with --data",
+            )
         return features, labels, f"{config.data.path} (test split, {rows} rows)"
     else:
         verify_data(run, "data", config.data.path)

@@ -117,15 +117,29 @@ def test_missing_file(tmp_path, write_config):
 # The header rule every reader shares, and paths that are not regular files (issue 11)
 
 
-def test_a_header_less_csv_is_refused_not_read_with_its_first_row_as_names(tmp_path, write_config):
-    """It used to train silently, with column names such as '5.1' and a row lost."""
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "5.1,3.5,1.4,0\n4.9,3.0,1.4,1\n",
+            "the first line ('5.1,3.5,1.4,0') holds numbers, not column names, but cnncli reads"
+            " the first line as the header; add a header line naming the columns, e.g. x1,x2,label",
+        ),
+        (
+            'x1,"x\n2",x3,label\n1,2,3,a\n4,5,6,b\n',
+            "header column 2's name 'x\\n2' holds a line break or control character; name every"
+            " column on the header line itself",
+        ),
+    ],
+    ids=["header-less", "name-with-a-line-break"],
+)
+def test_a_header_less_csv_is_refused_not_read_with_its_first_row_as_names(
+    tmp_path, write_config, text, problem
+):
+    """A header-less file used to train silently, with column names such as '5.1', a row lost."""
     with pytest.raises(CnnCliError) as caught:
-        load(tmp_path, write_config, "5.1,3.5,1.4,0\n4.9,3.0,1.4,1\n")
-    assert caught.value.one_line() == (
-        f"{tmp_path / 'data.csv'}:1: the first line ('5.1,3.5,1.4,0') holds numbers, not column"
-        " names, but cnncli reads the first line as the header; add a header line naming the"
-        " columns, e.g. x1,x2,label"
-    )
+        load(tmp_path, write_config, text)
+    assert caught.value.one_line() == f"{tmp_path / 'data.csv'}:1: {problem}"
 
 
 def test_names_that_merely_contain_digits_are_a_header(tmp_path, write_config):
