@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -71,8 +71,8 @@ def encoding_error(path: Path, exc: UnicodeDecodeError | None = None) -> CnnCliE
     )
 
 
-def read_header(path: str | Path, delimiter: str = ",") -> list[str]:
-    """Read only the header line: cheap enough for ``validate``.
+def read_header(path: str | Path, delimiter: str = ",", known: Collection[str] = ()) -> list[str]:
+    """Read only the header line: cheap enough for ``validate``; ``known`` as in ``check_header``.
 
     Raises:
         CnnCliError: the path is missing or not a regular file, or the header breaks a rule of
@@ -99,11 +99,16 @@ def read_header(path: str | Path, delimiter: str = ",") -> list[str]:
         ) from exc
     if header and "\x00" in "".join(header):
         raise encoding_error(path)
-    return check_header(header or [], path, delimiter)
+    return check_header(header or [], path, delimiter, known=known)
 
 
 def check_header(
-    cells: list[str], path: str | Path, delimiter: str, *, unnamed_ok: bool = False
+    cells: list[str],
+    path: str | Path,
+    delimiter: str,
+    *,
+    unnamed_ok: bool = False,
+    known: Collection[str] = (),
 ) -> list[str]:
     """The column names of a header line, or the one-line error of its first problem.
 
@@ -116,6 +121,8 @@ def check_header(
         path: the file, for the message.
         delimiter: ``data.delimiter``.
         unnamed_ok: allow empty names.
+        known: column names the caller expects (a run's features): a line holding all of them
+            is a header even if every name is a number.
 
     Raises:
         CnnCliError: the first problem, naming the file and line 1.
@@ -132,12 +139,13 @@ def check_header(
         for other, shown in _DELIMITERS.items():
             if other != delimiter and other in names[0]:
                 raise wrong_delimiter(path, delimiter, shown)
-    if all(_looks_like_a_number(name) for name in names):
+    numbers = all(_looks_like_a_number(name) for name in names)
+    if numbers and not (known and set(known) <= set(names)):
         raise CnnCliError(
             f"the first line ({short_repr(delimiter.join(names))}) holds numbers, not column"
             " names, but cnncli reads the first line as the header",
             where=file_location(path, line=1),
-            hint="add a header line naming the columns, e.g. x1,x2,label",
+            hint="add a header line naming the columns, e.g. x1,x2,label (not numbers only)",
         )
     for index, name in enumerate(names):
         if not name and not unnamed_ok:
@@ -246,7 +254,9 @@ def read_sample(path: str | Path, delimiter: str = ",", rows: int = SAMPLE_ROWS)
     return read_csv(path, delimiter, nrows=rows)
 
 
-def read_csv(path: str | Path, delimiter: str, nrows: int | None = None) -> pd.DataFrame:
+def read_csv(
+    path: str | Path, delimiter: str, nrows: int | None = None, known: Collection[str] = ()
+) -> pd.DataFrame:
     """The whole file (or its first ``nrows`` rows) as pandas reads it, column names stripped.
 
     Raises:
@@ -257,9 +267,8 @@ def read_csv(path: str | Path, delimiter: str, nrows: int | None = None) -> pd.D
 
     import pandas as pd
 
-    header = read_header(
-        path, delimiter
-    )  # clear messages for missing, empty and mis-delimited files
+    # clear messages for missing, empty and mis-delimited files
+    header = read_header(path, delimiter, known)
     try:
         with warnings.catch_warnings():
             # index_col=False: a long first row must not silently become the index (shifting

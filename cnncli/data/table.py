@@ -52,7 +52,7 @@ def load_dataset(
     """
     path = path or config.data.path
     delimiter = config.data.delimiter
-    frame = read_csv(path, delimiter)
+    frame = read_csv(path, delimiter, known=(*columns.features, columns.label) if columns else ())
     header = list(frame.columns)
     if columns is None:
         columns = choose_columns(config, header, frame)

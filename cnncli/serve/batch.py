@@ -248,8 +248,8 @@ def read_layout(handle: IO[bytes], path: Path, pre: Preprocessor, config: dict[s
             hint="re-save the CSV as UTF-8",
         ) from None
     cells = next(csv.reader([text], delimiter=delimiter), [])
-    header = tuple(check_header(cells, path, delimiter, unnamed_ok=True))
     names = pre.feature_names
+    header = tuple(check_header(cells, path, delimiter, unnamed_ok=True, known=names))
     missing = [name for name in names if name not in header]
     if missing:
         raise CnnCliError(

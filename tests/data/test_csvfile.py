@@ -123,7 +123,8 @@ def test_missing_file(tmp_path, write_config):
         (
             "5.1,3.5,1.4,0\n4.9,3.0,1.4,1\n",
             "the first line ('5.1,3.5,1.4,0') holds numbers, not column names, but cnncli reads"
-            " the first line as the header; add a header line naming the columns, e.g. x1,x2,label",
+            " the first line as the header; add a header line naming the columns, e.g. x1,x2,label"
+            " (not numbers only)",
         ),
         (
             'x1,"x\n2",x3,label\n1,2,3,a\n4,5,6,b\n',

@@ -279,3 +279,36 @@ def test_evaluate_data_that_is_a_device_or_a_pipe_is_refused_without_reading(
         result = runner.invoke(cli, ["evaluate", str(tiny_run), "--data", path])
         assert result.exit_code == 2
         assert error_lines(result)[0].startswith(f"error: {path}: data path is {what}")
+
+
+@pytest.mark.slow
+def test_a_run_with_numbers_as_feature_names_predicts_a_file_of_those_columns(
+    runner, tmp_path, write_config
+):
+    """A header of numbers only is data, unless it names the run's features."""
+    from tests.conftest import base_config
+
+    lines = seed_like_rows(30).splitlines()
+    csv = tmp_path / "numbered.csv"
+    csv.write_text("\n".join(["0,1,2,label", *lines[1:]]) + "\n")
+    trained = runner.invoke(
+        cli,
+        [
+            "train",
+            str(write_config(base_config(csv))),
+            "--json",
+            "--output",
+            str(tmp_path / "runs"),
+        ],
+    )
+    assert trained.exit_code == 0, trained.output
+    run = json.loads(trained.stdout)["run_dir"]
+    rows = tmp_path / "rows.csv"
+    rows.write_text("2,1,0\n5,55,3\n")  # the columns in another order: a header by its names
+    result = runner.invoke(cli, ["predict", run, "--input-file", str(rows)])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 2
+    rows.write_text("5,55,3\n7,80,6\n")  # numbers that are not the run's columns: no header
+    result = runner.invoke(cli, ["predict", run, "--input-file", str(rows)])
+    assert result.exit_code == 2
+    assert "holds numbers, not column names" in result.stderr
