@@ -368,7 +368,7 @@ def evaluate(run: Path | None, data: Path | None, backend: str, as_json: bool) -
 @click.option(
     "--input-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="CSV of rows to predict, streamed (label optional; other columns are kept as keys).",
+    help="CSV of rows to predict, streamed ('-': stdin; label optional; others kept as keys).",
 )
 @click.option(
     "--output",

@@ -46,6 +46,14 @@ class Location:
         return ": ".join(parts)
 
 
+#: Every character ``str.splitlines`` breaks at, escaped: a value quoted into a message (a class
+#: name from a CSV cell) must not split the one line a script greps.
+_LINE_BREAKS = {
+    ord(char): char.encode("unicode_escape").decode()
+    for char in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+}
+
+
 class CnnCliError(Exception):
     """A mistake the user can fix: bad config, bad data, bad arguments (exit code 2)."""
 
@@ -66,7 +74,7 @@ class CnnCliError(Exception):
             text = f"{self.where}: {text}"
         if self.hint:
             text = f"{text}; {self.hint.rstrip('.')}"
-        return text
+        return text.translate(_LINE_BREAKS)
 
     def __str__(self) -> str:
         return self.one_line()

@@ -9,20 +9,36 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from cnncli import RUN_FORMAT_VERSION, __version__
+from cnncli.data.csvfile import require_regular_file
 from cnncli.data.preprocess import Preprocessor
-from cnncli.errors import CnnCliError, Location
+from cnncli.data.split import read_split
+from cnncli.data.untrusted import (
+    Field,
+    count,
+    flag,
+    mapping,
+    member,
+    number,
+    one_of,
+    optional,
+    seed_number,
+    sha256,
+    text,
+)
+from cnncli.errors import CnnCliError, Location, short_repr
 
 CONFIG_FILENAME = "config.yaml"
 PREPROCESS_FILENAME = "preprocess.json"
@@ -37,6 +53,8 @@ STAGING_PREFIX = ".tmp-"
 #: Inside a staging folder only: per-epoch checkpoints of a run in progress (train/checkpoints/).
 CHECKPOINTS_DIRNAME = "checkpoints"
 CHECKPOINT_STATE_FILENAME = "state.json"  # written last: a checkpoint exists once it does
+#: Inside a staging folder only: held by the one process training or resuming it.
+LOCK_FILENAME = ".lock"
 #: Files every complete run lists in its manifest; a manifest without them is refused.
 REQUIRED_FILES = (CONFIG_FILENAME, PREPROCESS_FILENAME, MODEL_FILENAME)
 
@@ -104,6 +122,13 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def sha256_file(path: Path) -> str:
+    """The sha256 of a regular file; a device or pipe (``/dev/zero``) is refused, not read forever.
+
+    Raises:
+        CnnCliError: ``path`` is a folder, device, socket or pipe.
+        OSError: it cannot be read.
+    """
+    require_regular_file(path)
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
@@ -139,13 +164,18 @@ def start_run(output_dir: Path, name: str, now: dt.datetime | None = None) -> St
         output_dir.mkdir(parents=True, exist_ok=True)
         final = _free_name(output_dir / f"{name}-{stamp}")
         staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=f"{STAGING_PREFIX}{final.name}-"))
+        lock_staging(staging)  # so that no --resume joins in while it trains
     except OSError as exc:
-        raise CnnCliError(
-            f"cannot write the output folder: {exc.strerror or exc}",
-            where=Location(file=str(output_dir)),
-            hint="choose a writable folder with --output or output.dir",
-        ) from exc
+        hint = "choose a writable folder with --output or output.dir"
+        raise unwritable("the output folder", output_dir, exc, hint) from exc
     return StagedRun(staging=staging, final=final)
+
+
+def unwritable(what: str, folder: Path, exc: OSError, hint: str) -> CnnCliError:
+    """The one line for a folder cnncli cannot write: ``cannot write WHAT: <the OS's reason>``."""
+    return CnnCliError(
+        f"cannot write {what}: {exc.strerror or exc}", where=Location(file=str(folder)), hint=hint
+    )
 
 
 def has_checkpoint(staging: Path) -> bool:
@@ -157,10 +187,55 @@ def abandon_run(staged: StagedRun) -> None:
     """Clean up a staging folder after a failure, but never lose a checkpoint.
 
     A folder without a committed checkpoint is removed; one with a checkpoint stays where it is
-    (still hidden, never ``latest``) so ``cnncli train --resume`` can continue it.
+    (still hidden, never ``latest``) so ``cnncli train --resume`` can continue it. Either way
+    this process's lock on it is released.
     """
+    unlock_staging(staged.staging)
     if not has_checkpoint(staged.staging):
         shutil.rmtree(staged.staging, ignore_errors=True)
+
+
+#: Staging folders this process holds the lock of, and the lock file's descriptor.
+_LOCKED: dict[Path, int] = {}
+
+
+def lock_staging(staging: Path) -> None:
+    """Hold the staging folder for this process: one process trains or resumes a run at a time.
+
+    An ``flock`` on ``LOCK_FILENAME`` inside it: the kernel's, so it goes with its process,
+    however that ends. Taking it again in the process that holds it is a no-op (a resume
+    retried after a refusal).
+
+    Raises:
+        CnnCliError: another process holds it (its pid is named), or the folder is not writable.
+    """
+    key = staging.resolve()
+    if key in _LOCKED:
+        return
+    try:
+        fd = os.open(key / LOCK_FILENAME, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    except OSError as exc:
+        raise unwritable("the run folder", staging, exc, "fix its permissions") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise CnnCliError(
+            f"run {staging.name} is being resumed or trained by another process (pid {holder})",
+            where=Location(file=str(staging)),
+            hint="wait for that process to end, or stop it, then resume",
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _LOCKED[key] = fd
+
+
+def unlock_staging(staging: Path) -> None:
+    """Release this process's lock on a staging folder, if it holds one."""
+    fd = _LOCKED.pop(staging.resolve(), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def _is_temporary(path: Path) -> bool:
@@ -180,7 +255,7 @@ def finish_run(staged: StagedRun, manifest: dict[str, Any]) -> Path:
         path.relative_to(staged.staging).as_posix(): sha256_file(path)
         for path in sorted(staged.staging.rglob("*"))
         if path.is_file()
-        and path.name != MANIFEST_FILENAME
+        and path.name not in (MANIFEST_FILENAME, LOCK_FILENAME)
         and path.relative_to(staged.staging).parts[0] != CHECKPOINTS_DIRNAME
     }
     write_json(
@@ -198,6 +273,8 @@ def finish_run(staged: StagedRun, manifest: dict[str, Any]) -> Path:
     final = _free_name(staged.final)
     os.rename(staged.staging, final)
     shutil.rmtree(final / CHECKPOINTS_DIRNAME, ignore_errors=True)
+    (final / LOCK_FILENAME).unlink(missing_ok=True)
+    unlock_staging(staged.staging)  # the same key: the path it had when locked
     _fsync_dir(final.parent)
     point_latest(final)
     return final
@@ -254,6 +331,7 @@ class RunFolder:
     manifest: dict[str, Any]
     preprocessor: Preprocessor
     config: dict[str, Any]
+    split: dict[str, Any] | None = None  # split.json, checked; None in a run without one
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -305,14 +383,24 @@ def open_run(path: Path, verify: bool = True) -> RunFolder:
     manifest = _read_manifest(manifest_path)
     if verify:
         verify_files(path, manifest)
+    # Every file is untrusted input (a checksum can be fixed up): each reader checks its fields.
     try:
         preprocessor = Preprocessor.from_json(
-            (path / PREPROCESS_FILENAME).read_text(), str(path / PREPROCESS_FILENAME)
+            (path / PREPROCESS_FILENAME).read_text(encoding="utf-8"),
+            str(path / PREPROCESS_FILENAME),
         )
+        split = None
+        if SPLIT_FILENAME in manifest["files"]:
+            split = read_split(
+                (path / SPLIT_FILENAME).read_text(encoding="utf-8"), str(path / SPLIT_FILENAME)
+            )
         import yaml
 
-        config = yaml.safe_load((path / CONFIG_FILENAME).read_text())
-    except CnnCliError:  # a newer preprocess.json format: its own message
+        config = _run_config(
+            yaml.safe_load((path / CONFIG_FILENAME).read_text(encoding="utf-8")),
+            Field(str(path / CONFIG_FILENAME)),
+        )
+    except CnnCliError:  # a field out of shape, or a newer format: its own message
         raise
     except Exception as exc:  # checked files that still do not parse: a hand-made manifest
         raise CnnCliError(
@@ -320,11 +408,24 @@ def open_run(path: Path, verify: bool = True) -> RunFolder:
             where=Location(file=str(path)),
             hint="the folder was not written by cnncli train; retrain",
         ) from exc
-    return RunFolder(path=path, manifest=manifest, preprocessor=preprocessor, config=config)
+    return RunFolder(path, manifest, preprocessor, config, split)
+
+
+def _run_config(value: Any, where: Field) -> dict[str, Any]:
+    """The resolved config.yaml as far as ``predict`` reads it without pydantic: a mapping,
+    its ``data`` a mapping with a one-character delimiter (``evaluate`` validates the rest)."""
+    config = mapping(value, where)
+    data = mapping(config.get("data", {}), where.at("data"))
+    delimiter = data.get("delimiter", ",")
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise where.at("data").at("delimiter").refuse("one character", delimiter)
+    if "missing" in data:
+        text(data["missing"], where.at("data").at("missing"))
+    return config
 
 
 def _read_manifest(manifest_path: Path) -> dict[str, Any]:
-    """Parse manifest.json and check its shape and format version before trusting anything in it."""
+    """Parse manifest.json and check its format version and every field before trusting any."""
     where = Location(file=str(manifest_path))
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -340,16 +441,68 @@ def _read_manifest(manifest_path: Path) -> dict[str, Any]:
     version = manifest.get("format")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CnnCliError(
-            f"manifest.json has no valid run format (got {version!r})", where=where, hint="retrain"
+            f"manifest.json has no valid run format (got {short_repr(version)})",
+            where=where,
+            hint="retrain",
         )
     if version > RUN_FORMAT_VERSION:
+        writer = manifest.get("cnncli")
+        writer = writer if isinstance(writer, str) and len(writer) < 40 else short_repr(writer)
         raise CnnCliError(
-            f"run was written by cnncli {manifest.get('cnncli')} (run format {version}),"
-            f" newer than this cnncli {__version__} (format {RUN_FORMAT_VERSION})",
+            f"run was written by cnncli {writer} (run format"
+            f" {version}), newer than this cnncli {__version__} (format {RUN_FORMAT_VERSION})",
             where=Location(file=str(manifest_path.parent)),
             hint="upgrade cnncli to read it",
         )
+    top = Field(str(manifest_path))
+    for name, check in MANIFEST_FIELDS.items():
+        if name in manifest:
+            check(manifest[name], top.at(name))
+    for name, digest in files.items():
+        sha256(digest, top.at("files").at(name))
     return manifest
+
+
+def _fingerprint(value: Any, where: Field) -> dict[str, Any]:
+    """A data file's fingerprint (``fingerprint_file``): path, size and sha256."""
+    fingerprint = mapping(value, where)
+    member(fingerprint, "path", where, text)
+    member(fingerprint, "bytes", where, count)
+    member(fingerprint, "sha256", where, sha256)
+    return fingerprint
+
+
+def _onnx_entry(value: Any, where: Field) -> dict[str, Any]:
+    """The ONNX export's entry (``export_onnx_checked``): checked, and its numbers."""
+    entry = mapping(value, where)
+    member(entry, "checked", where, flag)
+    for name, check in (
+        ("max_abs_diff", number),
+        ("same_argmax", flag),
+        ("rows", count),
+        ("reason", text),
+    ):
+        if name in entry:
+            check(entry[name], where.at(name))
+    return entry
+
+
+#: Every field a manifest may hold besides ``format`` and ``files``, and its check; a field is
+#: optional (older runs lack some) but never of the wrong shape.
+MANIFEST_FIELDS: dict[str, Callable[[Any, Field], Any]] = {
+    "cnncli": text,
+    "created": text,
+    "keras": text,
+    "backend": text,
+    "tensorflow": optional(text),
+    "jax": optional(text),
+    "config_sha256": sha256,
+    "seed": seed_number,
+    "task": one_of("classification", "regression"),
+    "data": _fingerprint,
+    "test_data": optional(_fingerprint),
+    "onnx": _onnx_entry,
+}
 
 
 def verify_files(path: Path, manifest: dict[str, Any]) -> None:
@@ -382,6 +535,28 @@ def verify_files(path: Path, manifest: dict[str, Any]) -> None:
                 where=Location(file=str(file)),
                 hint="refusing to load it; retrain or restore the original file",
             )
+
+
+def verify_data(run: RunFolder, key: str, path: str) -> None:
+    """The data file the manifest recorded under ``key`` (``data``, ``test_data``) is unchanged.
+
+    Runs older than the fingerprint, and files that are gone, are left to the readers.
+
+    Raises:
+        CnnCliError: not a regular file, or its size or sha256 differs from the recorded ones.
+    """
+    recorded = run.manifest.get(key)
+    if not recorded or not os.path.lexists(path):
+        return
+    file = Path(path)
+    require_regular_file(file)  # before its size: a device's is 0
+    if file.stat().st_size != recorded["bytes"] or sha256_file(file) != recorded["sha256"]:
+        raise CnnCliError(
+            "the data file changed since training (its sha256 differs from manifest.json's),"
+            " so the run's stored test split no longer picks the rows it was tested on",
+            where=Location(file=str(path)),
+            hint=f"restore the file, or score every row of it as it is now with --data {path}",
+        )
 
 
 def load_keras_model(run: RunFolder) -> Any:

@@ -31,3 +31,11 @@ def test_an_error_is_one_line_with_where_what_and_hint():
         "c.yaml:14:17: model.layers[2].units: expected a positive integer, got 0;"
         " set units to the number of neurons"
     )
+
+
+def test_a_line_break_quoted_into_a_message_stays_one_line():
+    """A class name from a CSV cell ('a\\nb', or '\\x1e', which splitlines also breaks at) used
+    to split an error in two lines."""
+    error = CnnCliError("classes are: a\nb, \x1e", hint="see \u2028 here")
+    assert error.one_line() == "classes are: a\\nb, \\x1e; see \\u2028 here"
+    assert len(error.one_line().splitlines()) == 1

@@ -321,3 +321,171 @@ def test_a_latest_that_is_not_a_link_stops_train_before_it_starts(
     ]
     assert sorted(path.name for path in output.iterdir()) == ["latest"]  # nothing else written
     assert (latest / "mine.txt" if kind == "folder" else latest).read_text() == "keep\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs are untrusted input (issue 11.10): a field edited with its sha256 fixed up is one line
+
+
+def edit_json(run: Path, name: str, change) -> None:
+    """Edit one JSON file of a run, then fix up its sha256 in the manifest, as an attacker would."""
+    data = json.loads((run / name).read_text())
+    change(data)
+    (run / name).write_text(json.dumps(data))
+    rewrite_manifest(run)
+
+
+def drop_feature(pre: dict[str, Any]) -> None:
+    del pre["features"][1]
+    pre["input_shape"] = [2]  # consistent within the file: only the model disagrees
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "change", "field", "problem"),
+    [
+        (
+            "preprocess.json",
+            lambda pre: pre["features"][2].update(scale=0),
+            "features[2].scale",
+            "expected a positive finite number, got 0",
+        ),
+        (
+            "preprocess.json",
+            lambda pre: pre["features"][0].update(center=float("nan")),
+            "features[0].center",
+            "expected a finite number, got nan",
+        ),
+        (
+            "preprocess.json",
+            lambda pre: pre["label"].update(classes=["low"]),
+            "label.classes",
+            "expected at least 2 classes, got ['low']",
+        ),
+        (
+            "preprocess.json",
+            lambda pre: pre["features"][1].update(kind="date"),
+            "features[1].kind",
+            "expected one of numeric, categorical, got 'date'",
+        ),
+        (
+            "preprocess.json",
+            lambda pre: pre.update(input_shape=[4]),
+            "input_shape",
+            "expected a shape holding the 3 input values of the features, got [4]",
+        ),
+        (
+            "split.json",
+            lambda split: split["test_rows"].append(10_000),
+            f"test_rows[{6}]",
+            "expected a whole number from 0 to 29, got 10000",
+        ),
+        (
+            "split.json",
+            lambda split: split.update(method="magic"),
+            "method",
+            "expected one of shuffle, train_test_split, hash, test_file, got 'magic'",
+        ),
+    ],
+    ids=["scale-0", "center-nan", "one-class", "unknown-kind", "shape", "test-row", "method"],
+)
+def test_an_edited_run_file_is_one_line_naming_the_field(
+    runner, run_copy, name, change, field, problem
+):
+    edit_json(run_copy, name, change)
+    for args in (["predict", str(run_copy), "--input", "3,30,5"], ["evaluate", str(run_copy)]):
+        assert_damaged(runner, args, f"{run_copy / name}: {field}: {problem}")
+
+
+def assert_damaged(runner, args: list[str], problem: str) -> None:
+    """``args`` end in exit 2 and the one line ``error: PROBLEM; <the damaged-run hint>``."""
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert error_lines(result) == [
+        f"error: {problem}; the run's files were edited or damaged: retrain"
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("change", "field", "problem"),
+    [
+        ({"onnx": None}, "onnx", "expected an object, got None"),
+        ({"seed": -1}, "seed", "expected a whole number from 0 to 4294967295, got -1"),
+        ({"task": 3}, "task", "expected one of classification, regression, got 3"),
+        ({"data": {"path": "x.csv"}}, "data.bytes", "missing"),
+    ],
+    ids=["onnx-null", "seed", "task", "data-fingerprint"],
+)
+def test_a_manifest_field_of_the_wrong_shape_is_one_line(runner, run_copy, change, field, problem):
+    """``"onnx": null`` used to be exit 1 (a bug) in predict."""
+    rewrite_manifest(run_copy, **change)
+    args = ["predict", str(run_copy), "--input", "3,30,5"]
+    assert_damaged(runner, args, f"{run_copy / MANIFEST_FILENAME}: {field}: {problem}")
+
+
+@pytest.mark.slow
+def test_a_dropped_feature_is_caught_against_the_model(runner, run_copy):
+    edit_json(run_copy, "preprocess.json", drop_feature)
+    for backend in ("onnx", "keras"):
+        assert_damaged(
+            runner,
+            ["predict", str(run_copy), "--backend", backend, "--input", "3,30"],
+            f"{run_copy}: the model takes [3] and gives [3] value(s) per row, but"
+            " preprocess.json describes [2] and 3",
+        )
+
+
+@pytest.mark.slow
+def test_evaluate_refuses_a_data_file_changed_since_training(runner, run_copy):
+    """Issue 11.13: the stored split on changed data gave a silently different accuracy."""
+    manifest = json.loads((run_copy / MANIFEST_FILENAME).read_text())
+    data = manifest["data"]
+    rewrite_manifest(run_copy, data={**data, "sha256": "0" * 64})  # as if the file had changed
+    result = runner.invoke(cli, ["evaluate", str(run_copy)])
+    assert result.exit_code == 2
+    assert error_lines(result) == [
+        f"error: {data['path']}: the data file changed since training (its sha256 differs from"
+        " manifest.json's), so the run's stored test split no longer picks the rows it was tested"
+        f" on; restore the file, or score every row of it as it is now with --data {data['path']}"
+    ]
+    # --data is the user's explicit choice: every row of the file, no warning
+    result = runner.invoke(cli, ["evaluate", str(run_copy), "--data", data["path"], "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == 30
+    assert "warning" not in result.stderr
+
+
+def test_unchanged_data_passes_the_check_and_a_size_change_is_enough(tmp_path):
+    from cnncli.runs import RunFolder, verify_data
+
+    csv = tmp_path / "d.csv"
+    csv.write_text("a,b\n1,2\n")
+    run = RunFolder(tmp_path, {"data": fingerprint_file(csv)}, None, {})  # type: ignore[arg-type]
+    verify_data(run, "data", str(csv))
+    verify_data(run, "test_data", str(csv))  # nothing recorded: nothing to compare
+    csv.write_text("a,b\n1,2\n3,4\n")
+    with pytest.raises(CnnCliError, match="the data file changed since training"):
+        verify_data(run, "data", str(csv))
+
+
+def test_sha256_of_a_device_is_refused_not_read_forever():
+    """A resume or an evaluate whose data path is /dev/zero hashed it until memory ran out."""
+    with pytest.raises(CnnCliError, match="data path is a character device, not a CSV file"):
+        sha256_file(Path("/dev/zero"))
+
+
+@pytest.mark.slow
+def test_a_split_that_picks_no_test_rows_is_one_line(runner, run_copy):
+    """A hash rule edited down to a tiny test_size left nothing to score: a reshape crash."""
+    rule = {"method": "hash", "rows": 30, "test_size": 1e-9, "random_state": 0}
+    edit_json(
+        run_copy,
+        "split.json",
+        lambda split: split.update(rule, validation_split=0.0, validation_seed=0),
+    )
+    result = runner.invoke(cli, ["evaluate", str(run_copy)])
+    assert result.exit_code == 2, result.output
+    assert error_lines(result)[0].endswith(
+        "the run's test split has no rows in this file; pass the test data with --data"
+    )

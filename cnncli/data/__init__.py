@@ -2,6 +2,7 @@
 predict: the file's text (``csvfile``), one set of cell rules (``cells``), the column choice
 (``columns``), the whole-file reader (``table``), the chunked reader and one-pass fit
 (``chunks``), the read-ahead thread (``prefetch``), the split (``split``), and the preprocessing
-fitter and transforms (``preprocess``, NumPy only). Imports ``config`` and ``errors``; never
+fitter and transforms (``preprocess``, NumPy only), and the checks of a run's JSON read back as
+untrusted input (``untrusted``). Imports ``config`` and ``errors``; never
 Keras, and never ``model`` or ``train``.
 """

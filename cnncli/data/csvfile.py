@@ -8,11 +8,13 @@ header is line 1), so a user can open the file at the right place. The cell rule
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator, Sequence
+import os
+import stat
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
-from cnncli.errors import CnnCliError, Location
+from cnncli.errors import CnnCliError, Location, short_repr
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,12 +71,19 @@ def encoding_error(path: Path, exc: UnicodeDecodeError | None = None) -> CnnCliE
     )
 
 
-def read_header(path: str | Path, delimiter: str = ",") -> list[str]:
-    """Read only the header line: cheap enough for ``validate``."""
+def read_header(path: str | Path, delimiter: str = ",", known: Collection[str] = ()) -> list[str]:
+    """Read only the header line: cheap enough for ``validate``; ``known`` as in ``check_header``.
+
+    Raises:
+        CnnCliError: the path is missing or not a regular file, or the header breaks a rule of
+            ``check_header``.
+    """
     path = Path(path)
+    if path.exists():
+        require_regular_file(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle, delimiter=delimiter), None)
+            header = next(csv.reader(bounded_lines(handle, path), delimiter=delimiter), None)
     except FileNotFoundError as exc:
         raise CnnCliError(
             "data file not found",
@@ -90,26 +99,144 @@ def read_header(path: str | Path, delimiter: str = ",") -> list[str]:
         ) from exc
     if header and "\x00" in "".join(header):
         raise encoding_error(path)
-    if not header or all(not cell.strip() for cell in header):
+    return check_header(header or [], path, delimiter, known=known)
+
+
+def check_header(
+    cells: list[str],
+    path: str | Path,
+    delimiter: str,
+    *,
+    unnamed_ok: bool = False,
+    known: Collection[str] = (),
+) -> list[str]:
+    """The column names of a header line, or the one-line error of its first problem.
+
+    The one header rule of every reader (train, streaming, evaluate, predict): not empty, split
+    on the right delimiter, not a data row, every column named (unless ``unnamed_ok``: key
+    columns of a file to predict), no name twice (pandas would silently rename it ``x1.1``).
+
+    Args:
+        cells: the header line split into cells.
+        path: the file, for the message.
+        delimiter: ``data.delimiter``.
+        unnamed_ok: allow empty names.
+        known: column names the caller expects (a run's features): a line holding all of them
+            is a header even if every name is a number.
+
+    Raises:
+        CnnCliError: the first problem, naming the file and line 1.
+    """
+    path = Path(path)
+    if not cells or all(not cell.strip() for cell in cells):
         raise CnnCliError(
             "data file is empty",
             where=file_location(path),
             hint="a CSV needs a header line and rows",
         )
-    names = [cell.strip() for cell in header]
+    names = [cell.strip() for cell in cells]
     if len(names) == 1:
         for other, shown in _DELIMITERS.items():
             if other != delimiter and other in names[0]:
                 raise wrong_delimiter(path, delimiter, shown)
+    numbers = all(_looks_like_a_number(name) for name in names)
+    if numbers and not (known and set(known) <= set(names)):
+        raise CnnCliError(
+            f"the first line ({short_repr(delimiter.join(names))}) holds numbers, not column"
+            " names, but cnncli reads the first line as the header",
+            where=file_location(path, line=1),
+            hint="add a header line naming the columns, e.g. x1,x2,label (not numbers only)",
+        )
     for index, name in enumerate(names):
-        if not name:
+        if not name and not unnamed_ok:
             raise CnnCliError(
                 f"header column {index + 1} has no name"
                 + (" (a delimiter at the end of the line?)" if index == len(names) - 1 else ""),
                 where=file_location(path, line=1),
                 hint="name every column in the header line, or remove the extra delimiter",
             )
+        if not name.isprintable():
+            raise CnnCliError(
+                f"header column {index + 1}'s name {short_repr(name)} holds a line break or"
+                " control character",
+                where=file_location(path, line=1),
+                hint="name every column on the header line itself",
+            )
+        if name in names[:index]:
+            raise CnnCliError(
+                f"column '{name}' appears twice in the header (columns"
+                f" {names.index(name) + 1} and {index + 1})",
+                where=file_location(path, line=1),
+                hint="give every column a distinct name",
+            )
     return names
+
+
+def _looks_like_a_number(name: str) -> bool:
+    """A header cell that reads as a number by the cell rules (with a digit: not 'nan')."""
+    from cnncli.data.cells import NUMBER  # cells imports this module
+
+    return NUMBER.fullmatch(name) is not None and any(char.isdigit() for char in name)
+
+
+#: The longest line a reader takes: a line without end (``/dev/zero``, a stream of bytes with no
+#: line break) is refused at this length instead of filling memory.
+MAX_LINE_CHARS = 16 << 20
+
+
+def bounded_lines(handle: IO[str], path: str | Path, first_line: int = 1) -> Iterator[str]:
+    """The lines of a text stream, each at most ``MAX_LINE_CHARS`` long.
+
+    Raises:
+        CnnCliError: a longer line, named by its number.
+    """
+    number = first_line
+    while line := handle.readline(MAX_LINE_CHARS + 1):
+        if len(line) > MAX_LINE_CHARS:
+            raise line_too_long(path, number)
+        yield line
+        number += 1
+
+
+def line_too_long(path: str | Path, line: int) -> CnnCliError:
+    """The error for a line longer than ``MAX_LINE_CHARS`` (endless input, or not a CSV)."""
+    return CnnCliError(
+        f"line {line} is longer than {MAX_LINE_CHARS:,} characters without a line break",
+        where=file_location(path, line=line),
+        hint="pass a CSV file with one row per line",
+    )
+
+
+#: What a path that is not a regular file is, in words.
+_SPECIAL = (
+    (stat.S_ISDIR, "a folder", "pass the CSV file inside it"),
+    (stat.S_ISCHR, "a character device", "pass a CSV file"),
+    (stat.S_ISBLK, "a block device", "pass a CSV file"),
+    (stat.S_ISSOCK, "a socket", "save the data to a file first"),
+)
+
+
+def require_regular_file(path: str | Path, *, stream_ok: bool = False) -> None:
+    """A data path is a regular file (or, where ``stream_ok``, a pipe the command reads once).
+
+    Training and evaluation read a file more than once (header, sample, rows), which a pipe
+    cannot give; a device such as ``/dev/zero`` never ends.
+
+    Raises:
+        CnnCliError: a folder, device, socket, or a pipe where it cannot be streamed, named as
+            what it is (not "not found").
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or unreadable: the reader's open says which
+    if stat.S_ISREG(mode) or (stream_ok and stat.S_ISFIFO(mode)):
+        return
+    what, hint = "a pipe (FIFO)", "this command reads the data more than once: save it to a file"
+    for test, name, advice in _SPECIAL:
+        if test(mode):
+            what, hint = name, advice
+    raise CnnCliError(f"data path is {what}, not a CSV file", where=file_location(path), hint=hint)
 
 
 def wrong_delimiter(path: Path, delimiter: str, shown: str) -> CnnCliError:
@@ -128,7 +255,11 @@ def read_sample(path: str | Path, delimiter: str = ",", rows: int = SAMPLE_ROWS)
 
 
 def read_csv(
-    path: str | Path, delimiter: str, nrows: int | None = None, text: Sequence[str] = ()
+    path: str | Path,
+    delimiter: str,
+    nrows: int | None = None,
+    text: Sequence[str] = (),
+    known: Collection[str] = (),
 ) -> pd.DataFrame:
     """The whole file (or its first ``nrows`` rows) as pandas reads it, column names stripped;
     the ``text`` columns as their cells' text (``1``, not ``1.0``), as the chunked reader does.
@@ -141,9 +272,8 @@ def read_csv(
 
     import pandas as pd
 
-    header = read_header(
-        path, delimiter
-    )  # clear messages for missing, empty and mis-delimited files
+    # clear messages for missing, empty and mis-delimited files
+    header = read_header(path, delimiter, known)
     try:
         with warnings.catch_warnings():
             # index_col=False: a long first row must not silently become the index (shifting

@@ -9,6 +9,7 @@ keeps ``cnncli predict`` fast.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -16,6 +17,22 @@ from typing import Any
 
 import numpy as np
 
+from cnncli.data.cells import FLOAT32_MAX
+from cnncli.data.untrusted import (
+    Field,
+    distinct,
+    items,
+    mapping,
+    member,
+    number,
+    one_line,
+    one_of,
+    optional,
+    positive_count,
+    positive_number,
+    string,
+    text,
+)
 from cnncli.errors import CnnCliError, Location
 
 #: ``preprocess.json``'s newest layout; ``from_json`` refuses a newer one rather than misread it.
@@ -27,6 +44,8 @@ PLAIN_FORMAT = 1
 DATE_FORMAT = 2
 #: Integer labels with at most this many distinct values are taken as classes.
 MAX_INTEGER_CLASSES = 50
+#: A smaller scale would divide training-range values to infinity inside a float32 model.
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 
 
 #: The model inputs a date column becomes: the year, scaled like a number, then the sine and
@@ -114,14 +133,21 @@ class Preprocessor:
 
     @classmethod
     def from_json(cls, text: str, file: str = "preprocess.json") -> Preprocessor:
-        """Read ``preprocess.json``.
+        """Read ``preprocess.json`` as untrusted input: every field's shape and range first.
 
         Raises:
-            CnnCliError: a newer format than this cnncli reads (a run from a newer version).
+            CnnCliError: a newer format than this cnncli reads (a run from a newer version), or
+                a field that is missing, of the wrong type or out of range (one line naming it).
         """
-        data = json.loads(text)
+        top = Field(file)
+        try:
+            data = mapping(json.loads(text), top)
+        except ValueError as exc:
+            raise top.damaged(f"not valid JSON ({exc})") from exc
         version = data.get("format", PLAIN_FORMAT)
-        if not isinstance(version, int) or version > PREPROCESS_FORMAT:
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise top.at("format").refuse("a run format number", version)
+        if version > PREPROCESS_FORMAT:
             raise CnnCliError(
                 f"preprocess.json has format {version!r}; this cnncli reads format"
                 f" {PREPROCESS_FORMAT} and older",
@@ -129,13 +155,129 @@ class Preprocessor:
                 hint="predict with the cnncli version that trained the run, or retrain",
             )
         features = tuple(
-            FeatureTransform(**{**item, "categories": tuple(item["categories"])})
-            for item in data["features"]
+            member(data, "features", top, lambda v, at: items(v, at, _feature_from_json))
         )
-        label = LabelTransform(**{**data["label"], "classes": tuple(data["label"]["classes"])})
-        return cls(
-            features=features, label=label, input_shape=tuple(data["input_shape"]), format=version
-        )
+        if not features:
+            raise top.at("features").refuse("at least one feature", [])
+        names = [feature.name for feature in features]
+        distinct(names, top.at("features"))
+        label = member(data, "label", top, _label_from_json)
+        if label.name in names:
+            raise top.at("label.name").refuse("a column that is not also a feature", label.name)
+        shape = tuple(member(data, "input_shape", top, lambda v, at: items(v, at, positive_count)))
+        pre = cls(features=features, label=label, input_shape=shape, format=version)
+        if not shape or math.prod(shape) != pre.input_width:
+            raise top.at("input_shape").refuse(
+                f"a shape holding the {pre.input_width} input values of the features", list(shape)
+            )
+        return pre
+
+
+def _feature_from_json(value: Any, where: Field) -> FeatureTransform:
+    """One entry of ``preprocess.json``'s ``features``, checked by the rules of its kind."""
+    item = mapping(value, where)
+    name = member(item, "name", where, one_line)
+    kind = member(item, "kind", where, one_of(*FEATURE_KINDS))
+    return FEATURE_KINDS[kind](item, name, where)
+
+
+def _numeric_from_json(item: dict[str, Any], name: str, where: Field) -> FeatureTransform:
+    minimum = member(item, "minimum", where, optional(model_number))
+    maximum = member(item, "maximum", where, optional(model_number))
+    if minimum is not None and maximum is not None and minimum > maximum:
+        raise where.at("maximum").refuse(f"a number ≥ minimum ({minimum:g})", maximum)
+    return FeatureTransform(
+        name=name,
+        kind="numeric",
+        center=member(item, "center", where, model_number),
+        scale=member(item, "scale", where, model_scale),
+        fill=member(item, "fill", where, optional(model_number)),
+        minimum=minimum,
+        maximum=maximum,
+        categories=tuple(member(item, "categories", where, lambda v, at: items(v, at, text, 0))),
+    )
+
+
+def _categorical_from_json(item: dict[str, Any], name: str, where: Field) -> FeatureTransform:
+    categories = member(item, "categories", where, lambda v, at: items(v, at, string))
+    if not categories:
+        raise where.at("categories").refuse("at least one category", [])
+    distinct(categories, where.at("categories"))
+    return FeatureTransform(name=name, kind="categorical", categories=tuple(categories))
+
+
+def _date_from_json(item: dict[str, Any], name: str, where: Field) -> FeatureTransform:
+    """A date: ``center`` and ``scale`` scale its year; ``fill`` is a day number (1970 = 0)."""
+    for key in ("minimum", "maximum"):
+        if member(item, key, where, optional(model_number)) is not None:
+            raise where.at(key).refuse("null for a date", item[key])
+    if member(item, "categories", where, lambda v, at: items(v, at, text, 0)):
+        raise where.at("categories").refuse("no categories for a date", item["categories"])
+    return FeatureTransform(
+        name=name,
+        kind="date",
+        center=member(item, "center", where, model_number),
+        scale=member(item, "scale", where, model_scale),
+        fill=member(item, "fill", where, optional(model_number)),
+    )
+
+
+#: Each feature kind of ``preprocess.json`` and the reader that checks its fields.
+FEATURE_KINDS: dict[str, Callable[[dict[str, Any], str, Field], FeatureTransform]] = {
+    "numeric": _numeric_from_json,
+    "categorical": _categorical_from_json,
+    "date": _date_from_json,
+}
+#: Label kinds that classify, and how many classes each needs at least.
+_CLASSIFYING = {"onehot": 2, "sparse": 2, "binary": 2}
+
+
+def _label_from_json(value: Any, where: Field) -> LabelTransform:
+    """``preprocess.json``'s ``label``: its kind, classes and scaling, checked."""
+    item = mapping(value, where)
+    kind = member(item, "kind", where, one_of("onehot", "sparse", "binary", "none", "standard"))
+    classes = member(item, "classes", where, lambda v, at: items(v, at, class_value))
+    if kind in _CLASSIFYING:
+        wanted = "exactly 2 classes" if kind == "binary" else "at least 2 classes"
+        if len(classes) < 2 or (kind == "binary" and len(classes) != 2):
+            raise where.at("classes").refuse(wanted, classes)
+        distinct(classes, where.at("classes"))
+    elif classes:
+        raise where.at("classes").refuse(f"no classes for a {kind} label", classes)
+    return LabelTransform(
+        kind=kind,
+        name=member(item, "name", where, one_line),
+        classes=tuple(classes),
+        center=member(item, "center", where, model_number),
+        scale=member(item, "scale", where, model_scale),
+    )
+
+
+def model_number(value: Any, where: Field) -> float:
+    """A finite number within float32's range, the range a model's inputs can hold."""
+    result = number(value, where)
+    if abs(result) > FLOAT32_MAX:
+        raise where.refuse("a number within float32's range (±3.4e38)", value)
+    return result
+
+
+def model_scale(value: Any, where: Field) -> float:
+    """A divisor that keeps scaled values finite: positive, finite, not below float32's tiniest."""
+    result = positive_number(value, where)
+    if not FLOAT32_TINY <= result <= FLOAT32_MAX:
+        raise where.refuse("a positive number within float32's range", value)
+    return result
+
+
+def class_value(value: Any, where: Field) -> Any:
+    """A class: text or a finite number, as training stored it."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    raise where.refuse("a class name or a finite number", value)
 
 
 # ---------------------------------------------------------------------------------------------

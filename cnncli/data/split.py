@@ -16,14 +16,30 @@ Row numbers count data rows after cleaning (``missing: drop``), from 0.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnncli.config.models import Config
+from cnncli.data.untrusted import (
+    Field,
+    distinct,
+    fraction,
+    integer,
+    items,
+    mapping,
+    member,
+    one_of,
+    optional,
+    positive_count,
+    seed_number,
+)
 from cnncli.errors import CnnCliError
+
+if TYPE_CHECKING:
+    from cnncli.config.models import Config
 
 TRAIN, TEST, VALIDATION = 0, 1, 2
 #: Salt that makes the validation draw independent of the test draw.
@@ -201,6 +217,45 @@ def stored_test_rows(split: dict[str, Any], rows: int) -> np.ndarray:
         part = HashSplit.from_json(split).parts(np.arange(rows))
         return np.flatnonzero(part == TEST)
     return np.asarray(split["test_rows"], dtype=np.int64)
+
+
+def read_split(text: str, file: str = "split.json") -> dict[str, Any]:
+    """Read a run's ``split.json`` as untrusted input: method, row count, rows in range.
+
+    Returns:
+        The file's plain data, every field ``stored_test_rows`` and ``HashSplit`` use checked.
+
+    Raises:
+        CnnCliError: not JSON, or a field missing, of the wrong type or out of range.
+    """
+    top = Field(file)
+    try:
+        data = mapping(json.loads(text), top)
+    except ValueError as exc:
+        raise top.damaged(f"not valid JSON ({exc})") from exc
+    method = member(data, "method", top, one_of("shuffle", "train_test_split", "hash", "test_file"))
+    rows = member(data, "rows", top, positive_count)
+    if method == "hash" or (method == "test_file" and "test_size" in data):
+        check = fraction if method == "hash" else optional(fraction)
+        test_size = member(data, "test_size", top, check)
+        if method == "hash" and not test_size:
+            raise top.at("test_size").refuse("a fraction above 0", test_size)
+        # any integer: the hash rule takes the key modulo 2**64
+        member(data, "random_state", top, lambda v, at: integer(v, at, minimum=-(2**63)))
+        member(data, "validation_split", top, fraction)
+        member(data, "validation_seed", top, seed_number)
+        return data
+
+    def row_numbers(value: Any, where: Field) -> list[int]:
+        numbers = items(value, where, lambda v, at: integer(v, at, maximum=rows - 1))
+        distinct(numbers, where)
+        return numbers
+
+    test_rows = member(data, "test_rows", top, row_numbers)
+    if method != "test_file" and not test_rows:
+        raise top.at("test_rows").refuse("at least one row for the test split", test_rows)
+    member(data, "validation_rows", top, optional(row_numbers))
+    return data
 
 
 def _split(

@@ -62,7 +62,8 @@ def load_dataset(
         text = [name for name, kind in config.data.columns.items() if kind in TEXT_TYPES]
     else:
         text = [*columns.categorical, *columns.dates]
-    frame = read_csv(path, delimiter, text=text)
+    known = (*columns.features, columns.label) if columns else ()
+    frame = read_csv(path, delimiter, text=text, known=known)
     header = list(frame.columns)
     if columns is None:
         columns = choose_columns(config, header, frame)

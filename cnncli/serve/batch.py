@@ -17,6 +17,7 @@ import contextlib
 import csv
 import io
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from cnncli.data import csvfile
 from cnncli.data.cells import (
     NA_STRINGS,
     cell_problem,
@@ -33,6 +35,7 @@ from cnncli.data.cells import (
     parse_dates,
     usable_numbers,
 )
+from cnncli.data.csvfile import check_header, line_too_long, require_regular_file
 from cnncli.data.prefetch import Prefetch
 from cnncli.data.preprocess import (
     Preprocessor,
@@ -50,6 +53,8 @@ from cnncli.serve.predictor import Predictor, Surprises, model_inputs
 
 #: Bytes of input per chunk: about 200,000 rows of the seed data, a few MB of memory per stage.
 CHUNK_BYTES = 4 << 20
+#: ``--input-file -`` reads standard input.
+STDIN = "-"
 #: Bad rows listed one by one in the summary; the count covers the rest.
 MAX_LISTED = 20
 
@@ -174,7 +179,7 @@ def predict_file(
             writer.start()
             surprises = Surprises(pre)
             with _in_background(writer.write) as write:  # formats chunk n while n+1 is inferred
-                with Prefetch(parse_blocks(handle, layout)) as chunks:
+                with Prefetch(parse_blocks(handle, layout, str(input_file))) as chunks:
                     for chunk in chunks:
                         _record_bad_rows(chunk.bad, summary, skip_bad_rows, on_bad_row)
                         if len(chunk):
@@ -215,6 +220,11 @@ def _record_bad_rows(
 
 @contextlib.contextmanager
 def _open_input(path: Path) -> Iterator[IO[bytes]]:
+    """The file to predict: a regular file, a pipe, or standard input for ``-``."""
+    if str(path) == STDIN:
+        yield sys.stdin.buffer
+        return
+    require_regular_file(path, stream_ok=True)  # read once, so a pipe streams
     try:
         handle = path.open("rb")
     except FileNotFoundError:
@@ -235,7 +245,7 @@ def read_layout(handle: IO[bytes], path: Path, pre: Preprocessor, config: dict[s
     """
     data = config.get("data") or {}
     delimiter = str(data.get("delimiter") or ",")
-    line = _read_record(handle)
+    line = _read_record(handle, source=str(path))
     try:
         text = line.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -244,25 +254,15 @@ def read_layout(handle: IO[bytes], path: Path, pre: Preprocessor, config: dict[s
             where=Location(file=str(path), line=1),
             hint="re-save the CSV as UTF-8",
         ) from None
-    header = tuple(cell.strip() for cell in next(csv.reader([text], delimiter=delimiter), []))
-    if not header or header == ("",):
-        raise CnnCliError(
-            "input file is empty", where=Location(file=str(path)), hint="a CSV needs a header line"
-        )
+    cells = next(csv.reader([text], delimiter=delimiter), [])
     names = pre.feature_names
+    header = tuple(check_header(cells, path, delimiter, unnamed_ok=True, known=names))
     missing = [name for name in names if name not in header]
     if missing:
         raise CnnCliError(
             f"missing feature column(s) {', '.join(missing)}",
             where=Location(file=str(path), line=1),
             hint=f"the model expects {len(names)} feature(s): {', '.join(names)}",
-        )
-    duplicated = sorted({name for name in header if header.count(name) > 1})
-    if duplicated:
-        raise CnnCliError(
-            f"column(s) {', '.join(duplicated)} appear more than once in the header",
-            where=Location(file=str(path), line=1),
-            hint="give every column a distinct name",
         )
     keys = tuple(name for name in header if name not in names and name != pre.label.name)
     outputs = {LABEL_COLUMN, ROW_COLUMN} | {PROBABILITY_PREFIX + str(c) for c in pre.label.classes}
@@ -284,12 +284,20 @@ def read_layout(handle: IO[bytes], path: Path, pre: Preprocessor, config: dict[s
     )
 
 
-def _read_record(handle: IO[bytes], start: bytes = b"") -> bytes:
-    """``start`` completed to the end of its line, and on while a quoted field is open."""
-    record = start + handle.readline()
+def _read_record(handle: IO[bytes], start: bytes = b"", *, source: str, line: int = 1) -> bytes:
+    """``start`` completed to the end of its line, and on while a quoted field is open.
+
+    Raises:
+        CnnCliError: the record grows past ``csvfile.MAX_LINE_CHARS`` bytes (``/dev/zero`` through a
+            pipe, a file without line breaks); ``line`` is where it started, for the message.
+    """
+    limit = csvfile.MAX_LINE_CHARS
+    record = start + handle.readline(limit + 1)
     quotes = record.count(b'"')
-    while quotes % 2:
-        more = handle.readline()
+    while quotes % 2 or not record.endswith(b"\n"):
+        if len(record) - len(start) > limit:
+            raise line_too_long(source, line + start.count(b"\n"))
+        more = handle.readline(limit + 1)
         if not more:
             break
         record += more
@@ -297,22 +305,22 @@ def _read_record(handle: IO[bytes], start: bytes = b"") -> bytes:
     return record
 
 
-def _blocks(handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+def _blocks(handle: IO[bytes], source: str) -> Iterator[tuple[int, bytes]]:
     """(first line number, bytes) of whole-line blocks; line 1 is the header."""
     line = 2
     while True:
         block = handle.read(CHUNK_BYTES)
         if not block:
             return
-        block = _read_record(handle, block)
+        block = _read_record(handle, block, source=source, line=line)
         yield line, block
         line += block.count(b"\n")
 
 
-def parse_blocks(handle: IO[bytes], layout: Layout) -> Iterator[Chunk]:
-    """Parse the rest of the file block by block into ``Chunk``s."""
+def parse_blocks(handle: IO[bytes], layout: Layout, source: str = "input") -> Iterator[Chunk]:
+    """Parse the rest of the file block by block into ``Chunk``s (``source`` names it)."""
     first_row = 0
-    for line, block in _blocks(handle):
+    for line, block in _blocks(handle, source):
         chunk = _parse_fast(block, layout, first_row)
         if chunk is None:
             chunk = _parse_carefully(block, layout, line, first_row)

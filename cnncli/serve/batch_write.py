@@ -61,28 +61,29 @@ def open_output(output: Path | IO[bytes], input_file: Path) -> Iterator[IO[bytes
         try:
             special = output.open("wb")
         except OSError as exc:
-            raise _cannot_write(output, exc) from None
+            raise cannot_write(output, exc) from None
         try:
             with special:
                 yield special
                 special.flush()
         except OSError as exc:  # a full disk or device while writing: the user's to fix
-            raise _cannot_write(output, exc) from None
+            raise cannot_write(output, exc) from None
         return
     atomic = open_atomic(output, buffering=1 << 20)
     try:
         stream = atomic.__enter__()
     except OSError as exc:
-        raise _cannot_write(output, exc) from None
+        raise cannot_write(output, exc) from None
     try:
         with contextlib.ExitStack() as stack:  # entered above, so creation errors get a message
             stack.push(atomic)
             yield stream
     except OSError as exc:  # a full disk while writing or at fsync; open_atomic removed the rest
-        raise _cannot_write(output, exc) from None
+        raise cannot_write(output, exc) from None
 
 
-def _cannot_write(output: Path, exc: OSError) -> CnnCliError:
+def cannot_write(output: Path, exc: OSError) -> CnnCliError:
+    """The one line for a write error at ``output`` (read-only folder, full disk, a device)."""
     problem = f"cannot write there: {exc.strerror}"
     return CnnCliError(problem, where=Location(file=str(output)), hint="choose another --output")
 

@@ -17,7 +17,7 @@ import numpy as np
 from cnncli.data.preprocess import Preprocessor, class_indices, encode_labels, transform_features
 from cnncli.errors import CnnCliError, Location
 from cnncli.model.targets import default_loss, loss_type
-from cnncli.runs import METRICS_FILENAME, RunFolder
+from cnncli.runs import METRICS_FILENAME, RunFolder, verify_data
 from cnncli.serve.losses import LossUnavailable, configured_loss
 from cnncli.serve.predictor import Predictor, decode
 from cnncli.serve.scores import (
@@ -90,8 +90,6 @@ def evaluation_data(
     Raises:
         CnnCliError: the file cannot be read, or no longer has the rows the run was trained on.
     """
-    import json
-
     from cnncli.config.models import config_from_dict
     from cnncli.data.columns import columns_of, label_values
     from cnncli.data.table import load_dataset
@@ -99,19 +97,34 @@ def evaluation_data(
     config = config_from_dict(run.config, run.path, file=str(run.path / "config.yaml"))
     pre = run.preprocessor
     columns = columns_of(pre)
-    split = json.loads(run.file("split.json").read_text())
+    split = run.split
+    if data is None and split is None:
+        raise CnnCliError(
+            "this run has no split.json, so its test rows are unknown",
+            where=Location(file=str(run.path)),
+            hint="pass the test data with --data",
+        )
     if data is not None:
         dataset = load_dataset(config, str(data), columns)
         rows = np.arange(dataset.rows)
         source = str(data)
     elif split["method"] == "test_file":
+        verify_data(run, "test_data", str(config.data.test_path))
         dataset = load_dataset(config, config.data.test_path, columns)
         rows = np.arange(dataset.rows)
         source = str(config.data.test_path)
     elif split["method"] == "hash":  # a streaming run: keep only the test rows of each chunk
+        verify_data(run, "data", config.data.path)
         features, labels, rows = _hashed_test_rows(config, columns, split, pre)
+        if not rows:
+            raise CnnCliError(
+                "the run's test split has no rows in this file",
+                where=Location(file=config.data.path),
+                hint="pass the test data with --data",
+            )
         return features, labels, f"{config.data.path} (test split, {rows} rows)"
     else:
+        verify_data(run, "data", config.data.path)
         dataset = load_dataset(config, config.data.path, columns)
         if dataset.rows != split["rows"]:
             raise CnnCliError(

@@ -12,6 +12,8 @@ import contextlib
 import io
 import json
 import logging
+import os
+import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +29,9 @@ from cnncli.runs import (
     RunFolder,
     load_keras_model,
     open_atomic,
+    write_atomic,
 )
+from cnncli.serve.batch_write import cannot_write
 
 #: ONNX and Keras outputs on the test split must agree this closely for predict to use ONNX.
 ONNX_TOLERANCE = 1e-5
@@ -194,19 +198,53 @@ def export_run(run: RunFolder, fmt: str, output: Path | None = None) -> list[Pat
             hint="create it or choose another --output",
         )
     if fmt == "onnx":
-        write_onnx_with_metadata(run, path)
+        try:
+            write_onnx_with_metadata(run, path)
+        except OSError as exc:  # open_atomic left nothing behind
+            raise cannot_write(path, exc) from None
         return [path]
     _select_tensorflow()  # before TensorFlow is imported: it imports Keras
     if fmt == "litert":
         _require_litert_converter()
     model = load_keras_model(run)
-    if fmt == "saved_model":
-        with _quiet("tensorflow"):
-            model.export(str(path), format="tf_saved_model", verbose=False)
-    else:
-        export_litert(model, path)
-    sidecar.write_text(run.preprocessor.to_json() + "\n")
+    preprocess = run.preprocessor.to_json() + "\n"
+    with _whole_or_nothing(path) as temp:
+        if fmt == "saved_model":
+            with _quiet("tensorflow"):
+                model.export(str(temp), format="tf_saved_model", verbose=False)
+            write_atomic(temp / PREPROCESS_FILENAME, preprocess)
+        else:
+            export_litert(model, temp, shown=path)
+            write_atomic(sidecar, preprocess)
     return [path, sidecar]
+
+
+@contextlib.contextmanager
+def _whole_or_nothing(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write to, renamed to ``path`` when the block ends.
+
+    On any failure the temporary file or folder is removed, and so is a LiteRT sidecar written
+    for it: an export is complete or absent. A write error (read-only folder, full disk) is one
+    line.
+
+    Raises:
+        CnnCliError: an ``OSError`` while writing or renaming.
+    """
+    temp = path.with_name(f".{path.stem}.part-{os.getpid()}{path.suffix}")
+    sidecar = path.with_name(path.name + ".preprocess.json")
+    try:
+        yield temp
+        os.rename(temp, path)
+    except BaseException as exc:
+        if temp.is_dir():
+            shutil.rmtree(temp, ignore_errors=True)
+        else:
+            temp.unlink(missing_ok=True)
+        if path.suffix == ".tflite":
+            sidecar.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise cannot_write(path, exc) from None
+        raise
 
 
 def _select_tensorflow() -> None:
@@ -263,17 +301,24 @@ def _require_litert_converter() -> None:
         ) from exc
 
 
-def export_litert(model: Any, path: Path) -> None:
-    """Convert to LiteRT through TensorFlow's converter (Keras' ``format="litert"``)."""
+def export_litert(model: Any, path: Path, shown: Path | None = None) -> None:
+    """Convert to LiteRT through TensorFlow's converter (Keras' ``format="litert"``).
+
+    ``shown`` is the name a message gives (``path`` may be a temporary name); a write error
+    (``OSError``) is the caller's to report.
+    """
     _require_litert_converter()
     try:
         with _quiet("tensorflow"):
             model.export(str(path), format="litert", verbose=False)
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
     except Exception as exc:  # the converter raises many types for ops it cannot handle
         path.unlink(missing_ok=True)
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CnnCliError(
             f"LiteRT conversion failed: {detail}",
-            where=Location(file=str(path)),
+            where=Location(file=str(shown or path)),
             hint="export --format onnx or saved_model instead",
         ) from exc

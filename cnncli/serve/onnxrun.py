@@ -34,6 +34,12 @@ class OnnxModel:
         )
         self.input_name = self.session.get_inputs()[0].name
 
+    def shapes(self) -> tuple[list[int | str | None], list[int | str | None]]:
+        """The input's and the first output's shapes without the batch axis (names if symbolic)."""
+        inputs = self.session.get_inputs()[0].shape
+        outputs = self.session.get_outputs()[0].shape
+        return list(inputs[1:]), list(outputs[1:])
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[
             0

@@ -19,6 +19,7 @@ from cnncli.data.preprocess import (
     UnknownCategoryWarning,
     transform_features,
 )
+from cnncli.data.untrusted import DAMAGED_HINT
 from cnncli.errors import CnnCliError, Location
 from cnncli.runs import ONNX_FILENAME, RunFolder, load_keras_model
 
@@ -51,20 +52,56 @@ class Predictor:
             from cnncli.serve.onnxrun import OnnxModel
 
             self._onnx = OnnxModel(run.file(ONNX_FILENAME), threads=threads)
+            inputs, outputs = self._onnx.shapes()
         else:
             self._keras = load_keras_model(run)
+            inputs, outputs = self._keras.input_shape[1:], self._keras.output_shape[1:]
+        self._check_shapes(tuple(inputs), tuple(outputs))
+
+    def _check_shapes(self, inputs: tuple[Any, ...], outputs: tuple[Any, ...]) -> None:
+        """The model takes ``preprocess.json``'s input shape and gives one output per class.
+
+        Raises:
+            CnnCliError: they disagree: preprocess.json was edited (a feature or class dropped).
+        """
+        pre = self.preprocessor
+        fixed = [dim if isinstance(dim, int) else None for dim in inputs]
+        takes = len(fixed) == len(pre.input_shape) and all(
+            dim is None or dim == want for dim, want in zip(fixed, pre.input_shape, strict=True)
+        )
+        gives = bool(outputs) and outputs[-1] in (None, pre.label.width)
+        if not (takes and gives):
+            model = f"takes {list(inputs)} and gives {list(outputs)} value(s) per row"
+            wants = f"preprocess.json describes {list(pre.input_shape)} and {pre.label.width}"
+            raise CnnCliError(
+                f"the model {model}, but {wants}",
+                where=Location(file=str(self.run.path)),
+                hint=DAMAGED_HINT,
+            )
 
     def outputs(self, features: np.ndarray) -> np.ndarray:
         """Model outputs for rows of preprocessed features, in batches of ``BATCH_ROWS``."""
         x = features.reshape((-1, *self.preprocessor.input_shape))
         if self.backend != "onnx":
-            return np.asarray(self._keras.predict(x, batch_size=4096, verbose=0))
-        if len(x) <= BATCH_ROWS:
-            return self._onnx.predict(x)
-        # ONNX Runtime keeps its largest intermediate tensors allocated: a few thousand rows at
-        # a time hold peak memory down (a conv layer's output is rows x filters x steps).
-        parts = [self._onnx.predict(x[i : i + BATCH_ROWS]) for i in range(0, len(x), BATCH_ROWS)]
-        return np.concatenate(parts)
+            outputs = np.asarray(self._keras.predict(x, batch_size=4096, verbose=0))
+        elif len(x) <= BATCH_ROWS:
+            outputs = self._onnx.predict(x)
+        else:
+            # ONNX Runtime keeps its largest intermediate tensors allocated: a few thousand rows
+            # at a time hold peak memory down (a conv layer's output is rows x filters x steps).
+            parts = [
+                self._onnx.predict(x[i : i + BATCH_ROWS]) for i in range(0, len(x), BATCH_ROWS)
+            ]
+            outputs = np.concatenate(parts)
+        finite = np.isfinite(outputs.reshape(len(outputs), -1)).all(axis=1)
+        if not finite.all():  # never print NaN as a prediction (nor as invalid JSON)
+            raise CnnCliError(
+                f"the model's output is not a finite number for {int((~finite).sum())} of"
+                f" {len(outputs)} row(s)",
+                where=Location(file=str(self.run.path)),
+                hint="check those rows for extreme values; if they look usual, " + DAMAGED_HINT,
+            )
+        return outputs
 
 
 def decode(label: LabelTransform, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

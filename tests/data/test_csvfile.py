@@ -6,6 +6,8 @@ end through ``cnncli train`` with exit code 2.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from cnncli.data.csvfile import line_numbers
@@ -109,3 +111,100 @@ def test_missing_file(tmp_path, write_config):
     csv.unlink()
     with pytest.raises(CnnCliError, match="data file not found"):
         load_dataset(config)
+
+
+# ---------------------------------------------------------------------------------------------
+# The header rule every reader shares, and paths that are not regular files (issue 11)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "5.1,3.5,1.4,0\n4.9,3.0,1.4,1\n",
+            "the first line ('5.1,3.5,1.4,0') holds numbers, not column names, but cnncli reads"
+            " the first line as the header; add a header line naming the columns, e.g. x1,x2,label"
+            " (not numbers only)",
+        ),
+        (
+            'x1,"x\n2",x3,label\n1,2,3,a\n4,5,6,b\n',
+            "header column 2's name 'x\\n2' holds a line break or control character; name every"
+            " column on the header line itself",
+        ),
+    ],
+    ids=["header-less", "name-with-a-line-break"],
+)
+def test_a_header_less_csv_is_refused_not_read_with_its_first_row_as_names(
+    tmp_path, write_config, text, problem
+):
+    """A header-less file used to train silently, with column names such as '5.1', a row lost."""
+    with pytest.raises(CnnCliError) as caught:
+        load(tmp_path, write_config, text)
+    assert caught.value.one_line() == f"{tmp_path / 'data.csv'}:1: {problem}"
+
+
+def test_names_that_merely_contain_digits_are_a_header(tmp_path, write_config):
+    assert load(tmp_path, write_config, "x1,2b,nan,label\n1,2,3,a\n4,5,6,b\n").rows == 2
+
+
+def test_a_duplicated_header_name_is_named_by_every_reader(
+    tmp_path, write_config, runner, tiny_run
+):
+    """train renamed the second x1 to x1.1 (and predict then refused the run's own file)."""
+    from cnncli.cli import cli
+
+    text = "x1,x1,x3,label\n1,2,3,a\n4,5,6,b\n"
+    expected = "column 'x1' appears twice in the header (columns 1 and 2)"
+    with pytest.raises(CnnCliError, match=re.escape(expected)):
+        load(tmp_path, write_config, text)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("x1,x2,x3,x1\n1,2,3,4\n")
+    result = runner.invoke(cli, ["predict", str(tiny_run), "--input-file", str(rows)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"error: {rows}:1: column 'x1' appears twice in the header (columns 1 and 4);"
+        " give every column a distinct name"
+    )
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "device"])
+def test_a_data_path_that_is_not_a_file_is_named_as_what_it_is(
+    tmp_path, write_config, runner, kind
+):
+    import os
+
+    from cnncli.cli import cli
+    from tests.conftest import base_config
+
+    path = {"folder": tmp_path / "data", "fifo": tmp_path / "pipe", "device": "/dev/zero"}[kind]
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    result = runner.invoke(cli, ["validate", str(write_config(base_config(path)))])
+    assert result.exit_code == 2
+    what, hint = {
+        "folder": ("a folder", "pass the CSV file inside it"),
+        "fifo": (
+            "a pipe (FIFO)",
+            "this command reads the data more than once: save it to a file",
+        ),
+        "device": ("a character device", "pass a CSV file"),
+    }[kind]
+    assert result.stderr.splitlines() == [
+        f"error: {path}: data path is {what}, not a CSV file; {hint}"
+    ]
+
+
+def test_a_line_without_end_is_refused_at_the_bound(tmp_path, monkeypatch):
+    from cnncli.data import csvfile
+
+    monkeypatch.setattr(csvfile, "MAX_LINE_CHARS", 1000)
+    csv = tmp_path / "endless.csv"
+    csv.write_text("x" * 5000)
+    with pytest.raises(CnnCliError) as caught:
+        csvfile.read_header(csv)
+    assert caught.value.one_line() == (
+        f"{csv}:1: line 1 is longer than 1,000 characters without a line break;"
+        " pass a CSV file with one row per line"
+    )

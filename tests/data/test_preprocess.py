@@ -106,7 +106,9 @@ def test_a_newer_preprocess_format_is_refused_with_one_line():
     from cnncli.data.preprocess import PREPROCESS_FORMAT
     from cnncli.errors import CnnCliError
 
-    pre = Preprocessor(fitted().features, fit_label(np.array([0, 1]), "binary", name="y"), (3,))
+    features = fitted().features
+    width = sum(feature.width for feature in features)
+    pre = Preprocessor(features, fit_label(np.array([0, 1]), "binary", name="y"), (width,))
     assert Preprocessor.from_json(pre.to_json()) == pre
     newer = json.loads(pre.to_json())
     newer["format"] = PREPROCESS_FORMAT + 1

@@ -152,3 +152,23 @@ def test_in_memory_shuffle_split_is_stored_as_rows(tiny_csv, write_config):
 def test_a_split_stored_before_shuffle_had_its_name_still_gives_its_test_rows():
     old = {"method": "train_test_split", "rows": 6, "test_rows": [1, 4], "validation_rows": None}
     np.testing.assert_array_equal(stored_test_rows(old, 6), [1, 4])
+
+
+def test_a_stored_split_is_checked_as_untrusted_input():
+    import json
+
+    from cnncli.data.split import read_split
+    from cnncli.errors import CnnCliError
+
+    good = {"method": "shuffle", "rows": 10, "test_rows": [1, 5], "validation_rows": None}
+    assert read_split(json.dumps(good)) == good
+    for change, line in (
+        ({"test_rows": []}, "test_rows: expected at least one row for the test split, got []"),
+        ({"test_rows": [1, 1]}, "test_rows[1]: expected a value not already in the list, got 1"),
+        ({"rows": True}, "rows: expected a positive whole number, got True"),
+        ({"validation_rows": [10]}, "validation_rows[0]: expected a whole number from 0 to 9"),
+        ({"method": "hash", "test_size": 0}, "test_size: expected a fraction above 0, got 0"),
+    ):
+        with pytest.raises(CnnCliError) as caught:
+            read_split(json.dumps({**good, **change}), "runs/x/split.json")
+        assert caught.value.one_line().startswith(f"runs/x/split.json: {line}")

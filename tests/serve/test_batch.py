@@ -19,7 +19,7 @@ from cnncli.serve import batch
 from cnncli.serve.batch import predict_file
 from cnncli.serve.predictor import Predictor
 from cnncli.serve.rows import predict_rows
-from tests.conftest import seed_like_rows
+from tests.conftest import error_lines, seed_like_rows
 
 # ---------------------------------------------------------------------------------------------
 # predict_file on a trained seed run
@@ -234,3 +234,81 @@ def test_a_closed_pipe_ends_predict_quietly(seed_run, tmp_path):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 141, stderr.decode()
     assert b"Traceback" not in stderr and b"bug" not in stderr and b"Exception" not in stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Endless and special inputs (issue 11.14)
+
+
+def test_dev_zero_as_input_file_is_refused_at_once(runner, tiny_run):
+    result = runner.invoke(cli, ["predict", str(tiny_run), "--input-file", "/dev/zero"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "error: /dev/zero: data path is a character device, not a CSV file; pass a CSV file"
+    ]
+
+
+def test_standard_input_streams_and_an_endless_line_stops_at_the_bound(
+    runner, tiny_run, monkeypatch
+):
+    from cnncli.data import csvfile
+
+    rows = "x1,x2,x3\n3,30,5\n7,80,6\n"
+    result = runner.invoke(cli, ["predict", str(tiny_run), "--input-file", "-"], input=rows)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 3  # header and two rows
+    monkeypatch.setattr(csvfile, "MAX_LINE_CHARS", 10_000)
+    monkeypatch.setattr(batch, "CHUNK_BYTES", 1000)  # a block ends mid-line, as in a long stream
+    for endless, line in ((b"\0" * 50_000, 1), (b"x1,x2,x3\n3,30,5\n" + b"\0" * 50_000, 3)):
+        result = runner.invoke(cli, ["predict", str(tiny_run), "--input-file", "-"], input=endless)
+        assert result.exit_code == 2
+        assert result.stderr.splitlines()[-1] == (
+            f"error: -:{line}: line {line} is longer than 10,000 characters without a line break;"
+            " pass a CSV file with one row per line"
+        )
+
+
+def test_evaluate_data_that_is_a_device_or_a_pipe_is_refused_without_reading(
+    runner, tiny_run, tmp_path
+):
+    import os
+
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)  # opening it would block forever: it must be refused before
+    for path, what in (("/dev/zero", "a character device"), (str(fifo), "a pipe (FIFO)")):
+        result = runner.invoke(cli, ["evaluate", str(tiny_run), "--data", path])
+        assert result.exit_code == 2
+        assert error_lines(result)[0].startswith(f"error: {path}: data path is {what}")
+
+
+@pytest.mark.slow
+def test_a_run_with_numbers_as_feature_names_predicts_a_file_of_those_columns(
+    runner, tmp_path, write_config
+):
+    """A header of numbers only is data, unless it names the run's features."""
+    from tests.conftest import base_config
+
+    lines = seed_like_rows(30).splitlines()
+    csv = tmp_path / "numbered.csv"
+    csv.write_text("\n".join(["0,1,2,label", *lines[1:]]) + "\n")
+    trained = runner.invoke(
+        cli,
+        [
+            "train",
+            str(write_config(base_config(csv))),
+            "--json",
+            "--output",
+            str(tmp_path / "runs"),
+        ],
+    )
+    assert trained.exit_code == 0, trained.output
+    run = json.loads(trained.stdout)["run_dir"]
+    rows = tmp_path / "rows.csv"
+    rows.write_text("2,1,0\n5,55,3\n")  # the columns in another order: a header by its names
+    result = runner.invoke(cli, ["predict", run, "--input-file", str(rows)])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 2
+    rows.write_text("5,55,3\n7,80,6\n")  # numbers that are not the run's columns: no header
+    result = runner.invoke(cli, ["predict", run, "--input-file", str(rows)])
+    assert result.exit_code == 2
+    assert "holds numbers, not column names" in result.stderr

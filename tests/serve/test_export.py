@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -134,3 +136,70 @@ def test_export_litert_without_a_converter_says_what_to_install(
         " install it: pip install 'tensorflow-cpu>=2.18' (or 'cnncli[cpu]')\n"
     )
     assert not (tmp_path / "m.tflite").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Write errors (issue 11.9): one line, exit 2, nothing half-written
+
+
+def no_space(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def read_only(*_args, **_kwargs):
+    raise PermissionError(errno.EROFS, "Read-only file system")
+
+
+@pytest.mark.parametrize(
+    ("patch", "problem"),
+    [("fsync", "No space left on device"), ("mkstemp", "Read-only file system")],
+    ids=["full-disk", "read-only"],
+)
+def test_export_onnx_write_error_is_one_line_and_leaves_nothing(
+    runner, tiny_run, tmp_path, monkeypatch, patch, problem
+):
+    import os
+    import tempfile
+
+    target = tmp_path / "out" / "m.onnx"
+    target.parent.mkdir()
+    if patch == "fsync":
+        monkeypatch.setattr(os, "fsync", no_space)
+    else:
+        monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    result = runner.invoke(cli, ["export", str(tiny_run), "--output", str(target)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {target}: cannot write there: {problem}; choose another --output\n"
+    )
+    assert list(target.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["saved_model", "litert"])
+def test_export_saved_model_or_litert_on_a_full_disk_leaves_nothing(
+    runner, tiny_run, tmp_path, monkeypatch, fmt
+):
+    """The exporter writes part of its files, then the disk is full (no TensorFlow needed)."""
+    from cnncli.serve import export
+
+    class HalfWritten:
+        def export(self, path, **_kwargs):
+            path = Path(path)
+            if fmt == "saved_model":
+                path.mkdir()
+                (path / "saved_model.pb").write_bytes(b"part")
+            else:
+                path.write_bytes(b"part")
+            no_space()
+
+    monkeypatch.setattr(export, "_select_tensorflow", lambda: None)
+    monkeypatch.setattr(export, "_require_litert_converter", lambda: None)
+    monkeypatch.setattr(export, "load_keras_model", lambda _run: HalfWritten())
+    target = tmp_path / "out" / ("m.saved_model" if fmt == "saved_model" else "m.tflite")
+    target.parent.mkdir()
+    result = runner.invoke(cli, ["export", str(tiny_run), "--format", fmt, "--output", str(target)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"error: {target}: cannot write there: No space left on device; choose another --output\n"
+    )
+    assert list(target.parent.iterdir()) == []

@@ -197,3 +197,53 @@ def test_learning_rate_schedule_trains_checkpoints_and_resumes_bit_identically(
     clean = train_run(load_config(config_path), tmp_path / "clean").run_dir
     resumed = interrupt_then_resume(runner, monkeypatch, config_path, tmp_path / "runs", epoch=2)
     assert_same_run(resumed, clean, "schedule resume")
+
+
+#: Another process that holds a staging folder's lock, as a running resume does, until stdin ends.
+HOLD_LOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.pwrite(fd, f"{os.getpid()}\\n".encode(), 0)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.slow
+def test_a_second_resume_of_one_run_is_refused_while_the_first_holds_it(
+    runner, tmp_path, tiny_csv, write_config, monkeypatch
+):
+    """Two concurrent --resume of one run used to write one checkpoint and race to publish."""
+    from cnncli.runs import LOCK_FILENAME
+    from tests.train.conftest import interrupt_after
+
+    config = write_config(resume_config(tiny_csv, epochs=3))
+    output = tmp_path / "runs"
+    interrupt_after(monkeypatch, epoch=1)
+    result = runner.invoke(cli, ["train", str(config), "--output", str(output)])
+    assert result.exit_code == 130, result.output
+    monkeypatch.undo()
+    (staging,) = staging_folders(output)
+    args = ["train", str(config), "--output", str(output), "--resume", str(staging)]
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(staging / LOCK_FILENAME)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdout.readline() == "locked\n"
+        result = runner.invoke(cli, args)
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert result.exit_code == 2
+    assert error_lines(result) == [
+        f"error: {staging}: run {staging.name} is being resumed or trained by another process"
+        f" (pid {holder.pid}); wait for that process to end, or stop it, then resume"
+    ]
+    assert staging_folders(output) == [staging]  # untouched, still resumable
+    result = runner.invoke(cli, [*args, "--json"])  # the holder is gone: the resume goes on
+    assert result.exit_code == 0, result.output
+    run = Path(json.loads(result.stdout)["run_dir"])
+    assert not (run / LOCK_FILENAME).exists()
+    assert LOCK_FILENAME not in json.loads((run / MANIFEST_FILENAME).read_text())["files"]

@@ -11,7 +11,7 @@ import numpy as np
 
 from cnncli.config.models import Config
 from cnncli.errors import CnnCliError, Location
-from cnncli.runs import STAGING_PREFIX, has_checkpoint, sha256_file
+from cnncli.runs import STAGING_PREFIX, has_checkpoint, lock_staging, sha256_file
 from cnncli.train.checkpoints.store import Checkpoint, load_checkpoint, state_path
 
 #: Config keys that may change between an interrupted run and its resume.
@@ -66,6 +66,7 @@ def resume_point(config: Config, output_dir: Path, resume: str | Path | None) ->
         checkpoint = load_checkpoint(candidates[0])
     else:
         checkpoint = load_checkpoint(Path(resume))
+    lock_staging(checkpoint.run)  # one process per run: a second --resume stops here
     _check_same_config(config, checkpoint)
     _check_same_data(config, checkpoint)
     return checkpoint
