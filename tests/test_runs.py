@@ -364,9 +364,9 @@ def drop_feature(pre: dict[str, Any]) -> None:
         ),
         (
             "preprocess.json",
-            lambda pre: pre["features"][1].update(kind="date"),
+            lambda pre: pre["features"][1].update(kind="text"),
             "features[1].kind",
-            "expected one of numeric, categorical, got 'date'",
+            "expected one of numeric, categorical, date, got 'text'",
         ),
         (
             "preprocess.json",

@@ -3,6 +3,7 @@ validate, summary and train say each column becomes (issue 10: column types for 
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -98,7 +99,7 @@ def test_an_empty_date_under_missing_mean_is_the_mean_day():
 
 
 def test_a_date_transform_survives_preprocess_json():
-    pre = fitted([0.0, 400.0], fill_missing=True)
+    pre = dataclasses.replace(fitted([0.0, 400.0], fill_missing=True), input_shape=(7,))
     again = Preprocessor.from_json(pre.to_json())
     assert again == pre and again.format == 2  # a cnncli without dates refuses it in one line
     days = np.asarray([3.0, 1000.0])
