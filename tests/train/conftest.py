@@ -63,10 +63,12 @@ def interrupt_after(
 ) -> None:
     """Send ``signum`` to this process right after the snapshot of ``epoch`` is taken."""
     take_snapshot = keeper.CheckpointKeeper.take_snapshot
+    sent = []
 
     def take_then_signal(self, model, done_epoch, history, **kwargs):
         take_snapshot(self, model, done_epoch, history, **kwargs)
-        if done_epoch == epoch and not kwargs.get("done"):
+        if done_epoch == epoch and not sent:  # the epoch's end, not the fit's end after it
+            sent.append(signum)
             os.kill(os.getpid(), signum)
 
     monkeypatch.setattr(keeper.CheckpointKeeper, "take_snapshot", take_then_signal)

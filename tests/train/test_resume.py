@@ -172,6 +172,11 @@ def test_resume_keeps_early_stopping_state(runner, tmp_path, monkeypatch, resume
     assert metrics["stopped_epoch"] == clean_epochs and metrics["best_epoch"] < clean_epochs
     resumed = interrupt_then_resume(runner, monkeypatch, config_path, tmp_path / "runs", epoch=8)
     assert_same_run(resumed, clean, "EarlyStopping resume")
+    # interrupted at the very epoch EarlyStopping stopped: the resume trained on to fit.epochs
+    stopped = interrupt_then_resume(
+        runner, monkeypatch, config_path, tmp_path / "stopped", epoch=clean_epochs
+    )
+    assert_same_run(stopped, clean, "EarlyStopping resume at its stopping epoch")
 
 
 def test_comparable_config_leaves_out_only_what_a_resume_may_change(write_config, tiny_csv):

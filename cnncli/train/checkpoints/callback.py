@@ -50,7 +50,10 @@ def make_callback(keras: Any, keeper: CheckpointKeeper) -> Any:
                 raise LossNotFinite(epoch + 1, loss)
             for name, value in (logs or {}).items():
                 self.history.setdefault(name, []).append(float(value))
-            keeper.take_snapshot(self.model, epoch + 1, self.history)
+            # A callback that stopped the fit (EarlyStopping) ran before us: the checkpoint says
+            # the fit is over, so a signal now is resumed as a finished fit, not trained on.
+            stopped = bool(getattr(self.model, "stop_training", False))
+            keeper.take_snapshot(self.model, epoch + 1, self.history, done=stopped)
             keeper.check_signal()
 
         def on_train_end(self, logs: dict[str, Any] | None = None) -> None:

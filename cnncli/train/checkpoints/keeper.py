@@ -22,6 +22,7 @@ from cnncli.train.checkpoints.callback import (
 )
 from cnncli.train.checkpoints.resume import (
     comparable_config,
+    end_restored_fit,
     restore_callbacks,
     restore_rng,
     restore_variables,
@@ -119,7 +120,9 @@ class CheckpointKeeper:
             if self.resumed.done or initial_epoch >= epochs:
                 # nothing left to train; the callbacks still report how the fit ended
                 # (EarlyStopping's stopped and best epochs, for metrics.json)
-                restore_callbacks(kwargs.get("callbacks") or [], self.resumed, self._resumed_best)
+                callbacks = kwargs.get("callbacks") or []
+                restore_callbacks(callbacks, self.resumed, self._resumed_best)
+                end_restored_fit(model, callbacks)
                 return _History(previous)
         self._callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks = [*self._callbacks, make_callback(keras, self)]

@@ -195,6 +195,19 @@ def restore_callbacks(
             callback.best_weights = weights
 
 
+def end_restored_fit(model: Any, callbacks: list[Any]) -> None:
+    """Finish a resumed fit that had nothing left to train as its ``on_train_end`` would have.
+
+    EarlyStopping(restore_best_weights) puts its best epoch's weights back when the fit ends;
+    a checkpoint taken at the end of the last or the stopping epoch holds the weights before
+    that. (Only the weights: other callbacks' end hooks close files that never opened here.)
+    """
+    for callback in callbacks:
+        best = getattr(callback, "best_weights", None)
+        if getattr(callback, "restore_best_weights", False) and best is not None:
+            model.set_weights(best)
+
+
 def restore_rng(checkpoint: Checkpoint) -> None:
     """Put Python's and NumPy's global RNG back as they were after the saved epoch."""
     rng = checkpoint.state["rng"]
