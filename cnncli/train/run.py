@@ -152,6 +152,8 @@ def _train(
     check_model(config, facts_from_preprocessor(prepared.task, prepared.preprocessor))
     for note in prepared.notes:
         say(note)
+    if on_epoch_end is not None and prepared.preprocessor.label.kind == "standard":
+        on_epoch_end = _on_the_scaled_label(on_epoch_end)
     # Seeded after the checks, whose throwaway layers draw from the global RNGs, and before the
     # model is built: weights, Dropout and shuffling follow the seed alone. Reading and
     # splitting the data use their own generators.
@@ -291,6 +293,16 @@ def stopping_epochs(callbacks: list[Any], keras: Any) -> dict[str, int]:
         if callback.restore_best_weights and callback.best_weights is not None:
             epochs["best_epoch"] = int(callback.best_epoch) + 1
     return epochs
+
+
+def _on_the_scaled_label(report: EpochCallback) -> EpochCallback:
+    """Keras' per-epoch values of a model that learned a standardised label are on that scale,
+    not the label's units that the final scores use: the progress line says so per value."""
+
+    def scaled(epoch: int, epochs: int, logs: dict[str, float]) -> None:
+        report(epoch, epochs, {f"{name} (scaled)": value for name, value in logs.items()})
+
+    return scaled
 
 
 class _EpochReporter:

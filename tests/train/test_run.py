@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 import cnncli
+from cnncli.cli import cli
 from cnncli.config.models import load_config
 from cnncli.data.split import train_test_split
 from cnncli.runs import MANIFEST_FILENAME, sha256_file
@@ -280,3 +281,20 @@ def test_metrics_json_has_validation_and_early_stopping_epochs(runner, tmp_path,
     assert set(metrics["baseline"]) == {"method", "predicts", "test", "validation", "beaten"}
     assert "EarlyStopping: stopped early after epoch 2; weights of epoch 1" in result.stderr
     assert "│ validation " in result.stderr and "│ baseline (validation) " in result.stderr
+
+
+def test_the_progress_line_says_its_values_are_on_the_standardised_label(
+    runner, tmp_path, tiny_csv, write_config
+):
+    """Issue 10: the progress line showed `mae 0.49` while the table said `mae 46`."""
+    config = base_config(tiny_csv, task="regression")
+    config["data"]["label"] = "x3"
+    config["model"]["layers"][-1] = {"type": "Dense", "units": 1}
+    config["compile"] = {"loss": "mse", "metrics": ["mae"]}
+    config["fit"].update(epochs=2, verbose=True)
+    path = write_config(config)
+    result = runner.invoke(cli, ["train", str(path), "--output", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    [line] = [text for text in result.stderr.splitlines() if text.startswith("epoch 2/2")]
+    assert "loss (scaled) " in line and "mae (scaled) " in line
+    assert "mae (scaled)" not in result.stdout  # the table's MAE is in the label's units
