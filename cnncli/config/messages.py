@@ -184,7 +184,8 @@ def _explain(error: dict[str, Any], source: SourceMap, root: type[BaseModel]) ->
         )
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         ctx = error.get("ctx", {})
-        if "gt" in ctx and ctx["gt"] == 0 and isinstance(received, int):
+        # an integer field's bound is an int (gt=0); a number field's is a float (gt=0.0)
+        if ctx.get("gt") == 0 and type(ctx["gt"]) is int and isinstance(received, int):
             return CnnCliError(
                 f"expected a positive integer, got {received}",
                 where=source.locate(path),
@@ -205,6 +206,12 @@ def _explain(error: dict[str, Any], source: SourceMap, root: type[BaseModel]) ->
             f"expected {_EXPECTED[kind]}, got {describe_value(received)}",
             where=source.locate(path),
             hint=type_hint(received, path) if kind not in ("bool_type", "bool_parsing") else None,
+        )
+    if kind == "finite_number":
+        return CnnCliError(
+            f"expected a finite number, got {describe_value(received)}",
+            where=source.locate(path),
+            hint="write an ordinary number (not .nan or .inf)",
         )
     if kind == "too_short":
         return CnnCliError("must not be empty", where=source.locate(path), hint=_hint_for(key))

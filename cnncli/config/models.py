@@ -128,7 +128,7 @@ class CompileSpec(_Strict):
     metrics: list[NamedObject] | None = None
 
 
-ClassWeight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+ClassWeight = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
 #: ``balanced`` or ``{class: weight}``; the discriminator picks one branch, so an error names
 #: only what the user meant (the tags are left out of the error's key by config.messages).
 ClassWeights = Annotated[

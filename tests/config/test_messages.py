@@ -182,3 +182,17 @@ def test_a_nul_character_in_a_path_is_one_line(write_config, tiny_csv, key):
     assert (
         problem.one_line() == f"--set {override}: {key}: a path cannot hold a NUL character (\\0)"
     )
+
+
+@pytest.mark.parametrize(
+    ("weight", "expected"),
+    [
+        (".nan", "expected a finite number, got nan; write an ordinary number (not .nan or .inf)"),
+        ("0", "expected a value > 0.0, got 0"),  # a number, not "a positive integer"
+    ],
+)
+def test_a_class_weight_is_described_as_the_number_it_is(write_config, tiny_csv, weight, expected):
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(base_config(tiny_csv)), [f"fit.class_weight={{low: {weight}}}"])
+    [problem] = problems_of(caught)
+    assert problem.one_line().endswith(f"fit.class_weight.low: {expected}")
