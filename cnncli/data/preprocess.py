@@ -189,9 +189,7 @@ def _numeric_from_json(item: dict[str, Any], name: str, where: Field) -> Feature
     return FeatureTransform(
         name=name,
         kind="numeric",
-        center=member(item, "center", where, model_number),
-        scale=member(item, "scale", where, model_scale),
-        fill=member(item, "fill", where, optional(model_number)),
+        **_scaling_from_json(item, where),
         minimum=minimum,
         maximum=maximum,
         categories=tuple(member(item, "categories", where, lambda v, at: items(v, at, text, 0))),
@@ -213,13 +211,16 @@ def _date_from_json(item: dict[str, Any], name: str, where: Field) -> FeatureTra
             raise where.at(key).refuse("null for a date", item[key])
     if member(item, "categories", where, lambda v, at: items(v, at, text, 0)):
         raise where.at("categories").refuse("no categories for a date", item["categories"])
-    return FeatureTransform(
-        name=name,
-        kind="date",
-        center=member(item, "center", where, model_number),
-        scale=member(item, "scale", where, model_scale),
-        fill=member(item, "fill", where, optional(model_number)),
-    )
+    return FeatureTransform(name=name, kind="date", **_scaling_from_json(item, where))
+
+
+def _scaling_from_json(item: dict[str, Any], where: Field) -> dict[str, Any]:
+    """A number's (or a date's year's) ``center`` and ``scale``, and the ``fill`` of its gaps."""
+    return {
+        "center": member(item, "center", where, model_number),
+        "scale": member(item, "scale", where, model_scale),
+        "fill": member(item, "fill", where, optional(model_number)),
+    }
 
 
 #: Each feature kind of ``preprocess.json`` and the reader that checks its fields.
