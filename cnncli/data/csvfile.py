@@ -139,10 +139,14 @@ def check_header(
         for other, shown in _DELIMITERS.items():
             if other != delimiter and other in names[0]:
                 raise wrong_delimiter(path, delimiter, shown)
-    numbers = all(_looks_like_a_number(name) for name in names)
-    if numbers and not (known and set(known) <= set(names)):
+    # All numbers, or a number with a fraction or an exponent (`91.71`, which names no column):
+    # a data row read as the header would lose that row and name the columns after its values.
+    numbers = [name for name in names if _looks_like_a_number(name)]
+    fractions = [name for name in numbers if not name.lstrip("+-").isdigit()]
+    if (len(numbers) == len(names) or fractions) and not (known and set(known) <= set(names)):
+        what = "numbers" if len(numbers) == len(names) else f"the number {fractions[0]!r}"
         raise CnnCliError(
-            f"the first line ({short_repr(delimiter.join(names))}) holds numbers, not column"
+            f"the first line ({short_repr(delimiter.join(names))}) holds {what}, not column"
             " names, but cnncli reads the first line as the header",
             where=file_location(path, line=1),
             hint="add a header line naming the columns, e.g. x1,x2,label (not numbers only)",

@@ -126,13 +126,19 @@ def test_missing_file(tmp_path, write_config):
             " the first line as the header; add a header line naming the columns, e.g. x1,x2,label"
             " (not numbers only)",
         ),
+        (  # a text label and a category: only the fraction gives the data row away
+            "91.71,0.532,C,day,ok\n88.2,0.4,A,night,fault\n",
+            "the first line ('91.71,0.532,C,day,ok') holds the number '91.71', not column names,"
+            " but cnncli reads the first line as the header; add a header line naming the"
+            " columns, e.g. x1,x2,label (not numbers only)",
+        ),
         (
             'x1,"x\n2",x3,label\n1,2,3,a\n4,5,6,b\n',
             "header column 2's name 'x\\n2' holds a line break or control character; name every"
             " column on the header line itself",
         ),
     ],
-    ids=["header-less", "name-with-a-line-break"],
+    ids=["header-less", "header-less-with-text", "name-with-a-line-break"],
 )
 def test_a_header_less_csv_is_refused_not_read_with_its_first_row_as_names(
     tmp_path, write_config, text, problem
