@@ -381,11 +381,14 @@ _CONFIG_LABEL = {"binary": "sparse"}
 def resolved_config(
     config: Config, prepared: PreparedData | StreamedData, seed: int
 ) -> dict[str, Any]:
-    """The config as trained, every default resolved: seed, task, label encoding, loss, metrics
-    and input shape, so a run's ``config.yaml`` holds no null that training decided."""
+    """The config as trained, every default resolved: seed, task, features and label, label
+    encoding, loss, metrics and input shape, so a run's ``config.yaml`` holds no null that
+    training decided."""
     resolved = config.to_yaml_dict()
     resolved["seed"] = seed
     resolved["task"] = prepared.task
+    resolved["data"]["features"] = list(prepared.preprocessor.feature_names)
+    resolved["data"]["label"] = prepared.preprocessor.label.name
     kind = prepared.preprocessor.label.kind
     resolved["preprocess"]["label"] = _CONFIG_LABEL.get(kind, kind)
     compile_ = resolved["compile"]

@@ -237,6 +237,8 @@ def test_resolved_config_holds_every_value_training_decided(minimal_regression_r
         ) == expected
         config = config_from_dict(resolved, run)
         assert config.task == expected[0] and config.preprocess.label == expected[2]
+    tiny = yaml.safe_load((tiny_run / "config.yaml").read_text())["data"]
+    assert (tiny["features"], tiny["label"]) == (["x1", "x2", "x3"], "label")
 
 
 def test_a_binary_label_resolves_to_the_configs_words(tmp_path, write_config):
