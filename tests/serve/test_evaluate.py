@@ -131,7 +131,8 @@ def test_classification_scores_match_a_hand_count():
     outputs = np.eye(3)[[0, 1, 1, 2, 0]]
     truth = np.array([0, 1, 2, 2, 1])
     metrics, per_class, confusion = classification_scores(pre, outputs, truth)
-    assert metrics == {"accuracy": pytest.approx(0.6)}
+    # recall 1/1, 1/2 and 1/2 of the three classes
+    assert metrics == {"accuracy": pytest.approx(0.6), "balanced_accuracy": pytest.approx(2 / 3)}
     assert confusion == [[1, 0, 0], [1, 1, 0], [0, 1, 1]]
     keys = ("class", "precision", "recall", "f1", "support")
     assert [tuple(row[key] for key in keys) for row in per_class] == [

@@ -69,7 +69,10 @@ def test_baseline_is_the_majority_class_or_the_training_mean():
     classes = LabelTransform("onehot", "y", ("a", "b", "c"))
     assert baseline_prediction(classes, np.array([0, 2, 2, 1])) == "c"
     scores = baseline_scores(classes, "c", np.array([2, 2, 0, 1]))
-    assert scores == {"accuracy": 0.5}
+    assert scores == {"accuracy": 0.5, "balanced_accuracy": pytest.approx(1 / 3)}
+    # a model weighted towards rare classes: less accurate, better balanced, so it beats it
+    assert beats_baseline(classes, {"accuracy": 0.25, "balanced_accuracy": 0.5}, scores)
+    assert not beats_baseline(classes, {"accuracy": 0.5, "balanced_accuracy": 1 / 3}, scores)
     assert baseline_prediction(STANDARD, np.array([1.0, 2.0, 6.0])) == 3.0
     scores = baseline_scores(STANDARD, 3.0, np.array([1.0, 5.0]))
     assert scores["mae"] == 2.0 and scores["rmse"] == 2.0 and scores["r2"] == pytest.approx(0.0)

@@ -279,7 +279,7 @@ def test_metrics_json_has_validation_and_early_stopping_epochs(runner, tmp_path,
     assert result.exit_code == 0, result.stderr
     metrics = json.loads((Path(result.stdout.split()[-1]) / "metrics.json").read_text())
     assert (metrics["stopped_epoch"], metrics["best_epoch"]) == (2, 1)
-    assert set(metrics["validation"]) == {"loss", "accuracy"}
+    assert set(metrics["validation"]) == {"loss", "accuracy", "balanced_accuracy"}
     assert set(metrics["baseline"]) == {"method", "predicts", "test", "validation", "beaten"}
     assert "EarlyStopping: stopped early after epoch 2; weights of epoch 1" in result.stderr
     assert "│ validation " in result.stderr and "│ baseline (validation) " in result.stderr
