@@ -222,20 +222,26 @@ def _add_baseline(run: RunFolder, result: Evaluation, truth: np.ndarray) -> None
     """The run's baseline (``metrics.json``) scored on the same rows; a note if it is not beaten."""
     import json
 
+    from cnncli.data.untrusted import Field
+
     label = run.preprocessor.label
     file = str(run.path / METRICS_FILENAME)
-    predicts = baseline_from_metrics(
-        label, json.loads(run.file(METRICS_FILENAME).read_text()), file
-    )
+    try:
+        stored = json.loads(run.file(METRICS_FILENAME).read_text())
+    except ValueError as exc:
+        raise Field(file).damaged(f"not valid JSON ({exc})") from exc
+    predicts = baseline_from_metrics(label, stored, file)
     if predicts is None:
         return
     scores = baseline_scores(label, predicts, truth)
+    beaten = beats_baseline(label, result.metrics, scores)
     result.baseline = {
         "method": BASELINE_METHODS[label.is_classification],
         "predicts": predicts,
         "metrics": scores,
+        "beaten": beaten,
     }
-    if not beats_baseline(label, result.metrics, scores):
+    if not beaten:
         result.notes.append(baseline_warning(label, result.scored))
 
 

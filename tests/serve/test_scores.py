@@ -171,4 +171,5 @@ def test_a_classifier_has_the_majority_class_beside_it(iris_run, runner):
     assert "scale" not in stored  # a classifier's loss has no label units to differ from
     shown = json.loads(runner.invoke(cli, ["evaluate", str(iris_run), "--json"]).stdout)
     assert shown["baseline"]["metrics"] == stored["baseline"]["test"]
+    assert shown["baseline"]["beaten"] == stored["baseline"]["beaten"]
     assert shown["metrics"]["accuracy"] == pytest.approx(stored["test"]["accuracy"])
