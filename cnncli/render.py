@@ -133,6 +133,9 @@ class EpochProgress:
         self._last = 0.0
         self._progress: Any = None
         self._task: Any = None
+        #: The newest epoch not shown yet: shown by ``close`` when the fit ends before its last
+        #: epoch (EarlyStopping), so the epoch it stopped at is never missing.
+        self._unshown: tuple[int, int, dict[str, float]] | None = None
 
     def __call__(self, epoch: int, epochs: int, logs: dict[str, float]) -> None:
         if not self.console.is_terminal:
@@ -159,23 +162,38 @@ class EpochProgress:
             self._progress.start()
             self._task = self._progress.add_task("train", total=epochs, logs="")
         now = time.monotonic()
+        self._unshown = (epoch, epochs, logs)
         if epoch == epochs or now - self._last >= self.min_interval:
-            text = "  ".join(f"{name} {_format(value)}" for name, value in logs.items())
-            self._progress.update(self._task, completed=epoch, logs=text)
+            self._bar_update(epoch, logs)
             self._last = now
         if epoch == epochs:
             self.close()
 
-    def _plain_line(self, epoch: int, epochs: int, logs: dict[str, float]) -> None:
+    def _bar_update(self, epoch: int, logs: dict[str, float]) -> None:
+        text = "  ".join(f"{name} {_format(value)}" for name, value in logs.items())
+        self._progress.update(self._task, completed=epoch, logs=text)
+        self._unshown = None
+
+    def _plain_line(
+        self, epoch: int, epochs: int, logs: dict[str, float], *, last: bool = False
+    ) -> None:
         """In a log file a redrawn bar is noise: one plain line per tenth of the run instead."""
-        if epoch in (1, epochs) or epoch % max(1, epochs // 10) == 0:
+        self._unshown = (epoch, epochs, logs)
+        if last or epoch in (1, epochs) or epoch % max(1, epochs // 10) == 0:
             text = "  ".join(f"{name} {_format(value)}" for name, value in logs.items())
             self.console.print(f"epoch {epoch}/{epochs}  {text}", highlight=False, markup=False)
+            self._unshown = None
 
     def close(self) -> None:
+        """End the display, first showing the newest epoch if it was not shown yet."""
+        unshown, self._unshown = self._unshown, None
         if self._progress is not None:
+            if unshown is not None:
+                self._bar_update(unshown[0], unshown[2])
             self._progress.stop()
             self._progress = None
+        elif unshown is not None:
+            self._plain_line(*unshown, last=True)
 
 
 #: The parts of ``metrics.json`` that are rows of scores, in the order a table shows them.
