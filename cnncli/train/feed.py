@@ -11,6 +11,7 @@ and ``evaluate_inputs`` give ``model.fit`` and ``model.evaluate`` arrays, or a K
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -26,6 +27,7 @@ from cnncli.data.prefetch import Prefetch
 from cnncli.data.preprocess import (
     PreprocessingFit,
     Preprocessor,
+    UnknownCategoryWarning,
     encode_labels,
     transform_features,
 )
@@ -113,11 +115,15 @@ def prepare_data(config: Config, seed: int) -> PreparedData:
     pre = finish_fit(config, fit, task, dataset.columns.label)
 
     def arrays(
-        source: Dataset, source_labels: np.ndarray, rows: np.ndarray
+        source: Dataset, source_labels: np.ndarray, rows: np.ndarray, part: str
     ) -> tuple[np.ndarray, np.ndarray]:
-        x = transform_features(
-            pre, {name: values[rows] for name, values in source.features.items()}
-        )
+        with warnings.catch_warnings(record=True) as unseen:
+            warnings.simplefilter("always", UnknownCategoryWarning)
+            x = transform_features(
+                pre, {name: values[rows] for name, values in source.features.items()}
+            )
+        # categories only the validation or test rows hold: said once, naming those rows
+        notes.extend(f"{warning.message} (in the {part} rows)" for warning in unseen)
 
         def locate(position: int) -> Location:
             line = source.lines([int(rows[position])])[0]
@@ -127,15 +133,15 @@ def prepare_data(config: Config, seed: int) -> PreparedData:
             pre.label, source_labels[rows], locate
         )
 
-    x_train, y_train = arrays(dataset, labels, train_rows)
+    x_train, y_train = arrays(dataset, labels, train_rows, "training")
     x_val = y_val = None
     if split.validation_rows is not None:
-        x_val, y_val = arrays(dataset, labels, split.validation_rows)
+        x_val, y_val = arrays(dataset, labels, split.validation_rows, "validation")
     if test_dataset is not None:
         test_labels = label_values(test_dataset.labels)
-        x_test, y_test = arrays(test_dataset, test_labels, np.arange(test_dataset.rows))
+        x_test, y_test = arrays(test_dataset, test_labels, np.arange(test_dataset.rows), "test")
     else:
-        x_test, y_test = arrays(dataset, labels, split.test_rows)
+        x_test, y_test = arrays(dataset, labels, split.test_rows, "test")
     return PreparedData(task, pre, split, x_train, y_train, x_test, y_test, x_val, y_val, notes)
 
 

@@ -300,3 +300,22 @@ def test_the_progress_line_says_its_values_are_on_the_standardised_label(
     [line] = [text for text in result.stderr.splitlines() if text.startswith("epoch 2/2")]
     assert "loss (scaled) " in line and "mae (scaled) " in line
     assert "mae (scaled)" not in result.stdout  # the table's MAE is in the label's units
+
+
+def test_a_category_only_the_test_rows_hold_is_one_note_naming_those_rows(tmp_path, write_config):
+    """Review of issue 10: train printed 'value(s) not seen in training' without saying that
+    these were test rows (and in Python's warning format before that)."""
+    from cnncli.train.run import train_run
+
+    rows = [f"{i % 7},{'red' if i % 2 else 'blue'},{'ab'[i % 2]}" for i in range(40)]
+    (tmp_path / "train.csv").write_text("x,colour,y\n" + "\n".join(rows) + "\n")
+    (tmp_path / "test.csv").write_text("x,colour,y\n1,pink,a\n2,red,b\n3,pink,a\n")
+    config = base_config(tmp_path / "train.csv")
+    config["data"].update(test_path=str(tmp_path / "test.csv"), label="y")
+    config["fit"]["epochs"] = 1
+    said: list[str] = []
+    train_run(load_config(write_config(config)), tmp_path / "runs", on_message=said.append)
+    assert (
+        "column 'colour': 2 value(s) not seen in training (e.g. 'pink') encoded as all zeros"
+        " (in the test rows)"
+    ) in said
