@@ -9,6 +9,7 @@ one-hot encoding it makes one input per distinct value.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,10 +221,19 @@ class ColumnReport:
     warnings: tuple[str, ...]
 
 
-def looks_like_dates(values: set[str]) -> bool:
-    """Whether most of a text column's distinct values are ISO dates."""
+#: Dates written another way (02/11/2017, 2.11.17, 2017/11/02): their day and month order is a
+#: guess, so cnncli reads only ISO dates but still recognises these for its advice.
+OTHER_DATE = re.compile(r"(\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{4}[/.]\d{1,2}[/.]\d{1,2})([ T].*)?")
+
+
+def looks_like_dates(values: set[str], *, iso: bool = True) -> bool:
+    """Whether most of a text column's distinct values are ISO dates (or, with ``iso=False``,
+    dates written another way)."""
     probes = sorted(values)[:DATE_PROBES]
-    dated = sum(parse_date(value) is not None for value in probes)
+    if iso:
+        dated = sum(parse_date(value) is not None for value in probes)
+    else:
+        dated = sum(OTHER_DATE.fullmatch(value.strip()) is not None for value in probes)
     return bool(probes) and dated >= DATE_SHARE * len(probes)
 
 
@@ -235,13 +245,22 @@ class TextAdvice:
     distinct: int
     rows: int
     dates: bool
+    #: Dates, but not written YYYY-MM-DD (02/11/2017): they must be rewritten to be read.
+    other_dates: bool = False
 
     @property
     def looks_like(self) -> str:
+        if self.other_dates:
+            return "dates not written YYYY-MM-DD"
         return "dates" if self.dates else "an ID or free text"
 
     @property
     def fix(self) -> str:
+        if self.other_dates:
+            return (
+                f"rewrite them as YYYY-MM-DD (e.g. 2017-11-02), then set data.columns:"
+                f" {{{self.name}: date}} ({len(DATE_INPUTS)} inputs: {DATE_PARTS})"
+            )
         if self.dates:
             return (
                 f"set data.columns: {{{self.name}: date}} ({len(DATE_INPUTS)} inputs: {DATE_PARTS})"
@@ -268,6 +287,8 @@ def text_advice(name: str, values: set[str], rows: int) -> TextAdvice | None:
     distinct = len(values)
     if looks_like_dates(values):
         return TextAdvice(name, distinct, rows, dates=True)
+    if looks_like_dates(values, iso=False):
+        return TextAdvice(name, distinct, rows, dates=True, other_dates=True)
     if distinct > ID_MIN_DISTINCT and distinct >= ID_SHARE * rows:
         return TextAdvice(name, distinct, rows, dates=False)
     return None

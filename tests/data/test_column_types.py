@@ -297,3 +297,18 @@ def test_a_number_column_typed_categorical_keeps_each_cell_s_text_on_every_path(
     )
     assert pre.features[0].categories == ("2", "3", "4")
     assert parse_input(pre, "doors=3,x=1", "mean")["doors"] == "3"
+
+
+def test_dates_written_day_first_are_dates_to_rewrite_not_free_text_to_drop():
+    """Review of issue 10: 02/11/2017 was called an ID or free text, with `drop` as the fix."""
+    values = {f"{day:02d}/{month:02d}/2017" for day in range(1, 29) for month in range(1, 13)}
+    advice = text_advice("sale_date", values, 400)
+    assert advice is not None and advice.other_dates
+    assert advice.warning() == (
+        f"column 'sale_date' looks like dates not written YYYY-MM-DD ({len(values)} distinct"
+        f" value(s) in 400 row(s)): one-hot encoding makes {len(values)} input(s); rewrite them"
+        " as YYYY-MM-DD (e.g. 2017-11-02), then set data.columns: {sale_date: date}"
+        " (7 inputs: year, month, day of week, day of year)"
+    )
+    names = {f"street {n}" for n in range(400)}
+    assert not text_advice("street", names, 400).dates  # free text stays free text
