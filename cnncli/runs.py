@@ -213,7 +213,7 @@ def lock_staging(staging: Path) -> None:
     if key in _LOCKED:
         return
     try:
-        fd = os.open(key / LOCK_FILENAME, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        fd = os.open(key / LOCK_FILENAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
     except OSError as exc:
         raise unwritable("the run folder", staging, exc, "fix its permissions") from exc
     try:
@@ -229,6 +229,27 @@ def lock_staging(staging: Path) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _LOCKED[key] = fd
+
+
+def refuse_links_inside(staging: Path) -> None:
+    """Refuse a staging folder holding a symbolic link: a resume writes and deletes inside it.
+
+    A link (``checkpoints -> /elsewhere``, ``.lock -> ~/.bashrc``) would carry those writes out
+    of the run, so a folder edited that way is refused before anything in it is opened.
+
+    Raises:
+        CnnCliError: naming the first link found.
+    """
+    for folder, dirnames, filenames in os.walk(staging):
+        for name in sorted(dirnames + filenames):
+            path = Path(folder) / name
+            if path.is_symlink():
+                raise CnnCliError(
+                    f"{path.relative_to(staging)} is a symbolic link; an interrupted run holds"
+                    " only its own files, so resuming would write outside the run",
+                    where=Location(file=str(staging)),
+                    hint="remove the link, or train again without --resume",
+                )
 
 
 def unlock_staging(staging: Path) -> None:

@@ -252,3 +252,37 @@ def test_a_second_resume_of_one_run_is_refused_while_the_first_holds_it(
     run = Path(json.loads(result.stdout)["run_dir"])
     assert not (run / LOCK_FILENAME).exists()
     assert LOCK_FILENAME not in json.loads((run / MANIFEST_FILENAME).read_text())["files"]
+
+
+@pytest.mark.parametrize("link", ["checkpoints", ".lock"])
+def test_a_link_inside_an_interrupted_run_is_refused_before_anything_is_written(
+    runner, tmp_path, tiny_csv, write_config, monkeypatch, link
+):
+    """A hand-made link in a staging folder carried the resume's writes and deletes outside it."""
+    from tests.train.conftest import interrupt_after
+
+    config = write_config(resume_config(tiny_csv, epochs=3))
+    output = tmp_path / "runs"
+    interrupt_after(monkeypatch, epoch=1)
+    assert runner.invoke(cli, ["train", str(config), "--output", str(output)]).exit_code == 130
+    monkeypatch.undo()
+    (staging,) = staging_folders(output)
+    outside = tmp_path / "outside"
+    if link == "checkpoints":
+        (staging / "checkpoints").rename(outside)
+    else:
+        (staging / link).unlink(missing_ok=True)
+        outside.write_text("keep me\n")
+    (staging / link).symlink_to(outside)
+    before = sorted(p.name for p in outside.iterdir()) if outside.is_dir() else outside.read_text()
+
+    result = runner.invoke(cli, ["train", str(config), "--output", str(output), "--resume"])
+
+    assert result.exit_code == 2
+    assert error_lines(result) == [
+        f"error: {staging}: {link} is a symbolic link; an interrupted run holds only its own"
+        " files, so resuming would write outside the run; remove the link, or train again"
+        " without --resume"
+    ]
+    after = sorted(p.name for p in outside.iterdir()) if outside.is_dir() else outside.read_text()
+    assert after == before

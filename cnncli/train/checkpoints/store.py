@@ -24,6 +24,7 @@ from cnncli.runs import (
     CHECKPOINTS_DIRNAME,
     MANIFEST_FILENAME,
     has_checkpoint,
+    refuse_links_inside,
     sha256_file,
     write_atomic,
     write_json,
@@ -112,6 +113,7 @@ def load_checkpoint(run: Path) -> Checkpoint:
             where=where,
             hint="pass the folder named in the 'interrupted' message, or train without --resume",
         )
+    refuse_links_inside(run)
     try:
         state = json.loads(state_path(run).read_text(encoding="utf-8"))
         version = state["format"]
