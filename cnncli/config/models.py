@@ -35,6 +35,11 @@ from cnncli.config.source import SourceMap, decode_config_bytes, key_to_path, pa
 from cnncli.errors import CnnCliError, ConfigErrors, Location
 
 SCHEMA_URL = "https://cnncli.dev/schema/config-v1.json"
+#: NumPy's and scikit-learn's seeds are 0..2**32-1; outside that, seeding fails after the data
+#: is read.
+SEED_MAX = 2**32 - 1
+#: Counts TensorFlow holds as int32 (batch size, steps, epochs, shape dimensions).
+INT32_MAX = 2**31 - 1
 
 
 def _usable_path(value: str) -> str:
@@ -87,7 +92,7 @@ class DataSpec(_Strict):
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     #: Train from a chunked reader so memory stays flat; auto: when the file exceeds 256 MB.
     streaming: Literal["auto"] | bool = "auto"
-    chunk_rows: int = Field(default=65_536, gt=0)
+    chunk_rows: int = Field(default=65_536, gt=0, le=INT32_MAX)
     #: A column's type where inference would get it wrong: date expands into year, month, day
     #: of week and day of year; drop leaves a column (an ID, free text) out.
     columns: dict[str, Literal["numeric", "categorical", "date", "drop"]] = Field(
@@ -103,7 +108,7 @@ class PreprocessSpec(_Strict):
 
 class SplitSpec(_Strict):
     test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
-    random_state: int = 0
+    random_state: int = Field(default=0, ge=0, le=SEED_MAX)
     stratify: bool = True
     #: shuffle: scikit-learn's train_test_split (the seed's split); hash: each row's number and
     #: random_state decide, so a file read in chunks splits the same way; auto: hash when streaming.
@@ -117,8 +122,10 @@ class ModelSpec(_Strict):
     @field_validator("input_shape")
     @classmethod
     def _positive_dims(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and any(dim <= 0 for dim in value):
-            raise ValueError(f"every dimension must be a positive integer, got {value}")
+        if value is not None and any(not 0 < dim <= INT32_MAX for dim in value):
+            raise ValueError(
+                f"every dimension must be a positive integer up to {INT32_MAX}, got {value}"
+            )
         return value
 
 
@@ -128,7 +135,8 @@ class CompileSpec(_Strict):
     metrics: list[NamedObject] | None = None
 
 
-ClassWeight = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+#: Past a million, a weighted loss overflows float32 long before it teaches anything.
+ClassWeight = Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False)]
 #: ``balanced`` or ``{class: weight}``; the discriminator picks one branch, so an error names
 #: only what the user meant (the tags are left out of the error's key by config.messages).
 ClassWeights = Annotated[
@@ -138,8 +146,8 @@ ClassWeights = Annotated[
 
 
 class FitSpec(_Strict):
-    epochs: int = Field(default=50, gt=0)
-    batch_size: int = Field(default=32, gt=0)
+    epochs: int = Field(default=50, gt=0, le=INT32_MAX)
+    batch_size: int = Field(default=32, gt=0, le=INT32_MAX)
     shuffle: bool = True
     validation_split: float = Field(default=0.0, ge=0.0, lt=1.0)
     callbacks: list[CallbackSpec] = Field(default_factory=list)
@@ -158,8 +166,8 @@ class FitSpec(_Strict):
     @field_validator("steps_per_execution")
     @classmethod
     def _positive_steps(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value <= 0:
-            raise ValueError("must be a positive integer or 'auto'")
+        if isinstance(value, int) and not 0 < value <= INT32_MAX:
+            raise ValueError(f"must be a positive integer up to {INT32_MAX}, or 'auto'")
         return value
 
 
@@ -171,8 +179,7 @@ class Config(_Strict):
     """A whole validated config. Data paths are absolute once loaded."""
 
     name: str = Field(default="run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
-    #: NumPy's seeds are 0..2**32-1; outside that, seeding fails after the data is read.
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
     task: Literal["classification", "regression"] | None = None
     #: Keras backend: tensorflow, or jax (XLA-compiled steps; faster for small stacks).
     backend: Literal["tensorflow", "jax"] = "tensorflow"

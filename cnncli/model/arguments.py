@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from cnncli.config.messages import describe_value, is_number, type_hint
+from cnncli.config.models import INT32_MAX
 from cnncli.errors import CnnCliError, Location, did_you_mean
 
 #: Keras 2 argument names that Keras 3 renamed or dropped, with what to write instead.
@@ -75,6 +76,7 @@ def check_arguments(
                 where=where.child(name),
                 hint=type_hint(value, (name,)),
             )
+    _check_seeds(args, where)
     for name in _SIZE_ARGUMENTS:
         value = args.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > MAX_LAYER_SIZE:
@@ -111,6 +113,23 @@ def _numeric_arguments(cls: type, extra_bases: tuple[type, ...]) -> set[str]:
             if isinstance(default, (int, float)) and not isinstance(default, bool):
                 names.add(param.name)
     return names
+
+
+def _check_seeds(args: dict[str, Any], where: Location) -> None:
+    """A ``seed`` anywhere in the arguments (an initializer's too) must fit Keras' int32 seed.
+
+    Outside 0..2**31-1 the layer fails while it is built, blaming its input shape.
+    """
+    for name, value in args.items():
+        if isinstance(value, dict):
+            _check_seeds(value, where.child(name))
+        elif name == "seed" and value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT32_MAX:
+                raise CnnCliError(
+                    f"expected a seed from 0 to {INT32_MAX}, got {describe_value(value)}",
+                    where=where.child(name),
+                    hint="pick a seed in that range",
+                )
 
 
 def _accepted_arguments(cls: type, extra_bases: tuple[type, ...]) -> set[str]:

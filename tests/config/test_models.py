@@ -65,3 +65,30 @@ def test_seed_outside_numpy_range_is_a_config_error(write_config, tiny_csv, seed
         load_config(write_config(base_config(tiny_csv, seed=seed)))
     (problem,) = problems_of(caught)
     assert "seed" in problem.one_line()
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "fit.steps_per_execution=99999999999999999999",
+            "must be a positive integer up to 2147483647",
+        ),
+        ("fit.batch_size=2147483648", "expected a value <= 2147483647, got 2147483648"),
+        ("fit.epochs=99999999999999999999", "expected a value <= 2147483647"),
+        ("split.random_state=-1", "expected a value >= 0, got -1"),
+        ("split.random_state=4294967296", "expected a value <= 4294967295"),
+        ("data.chunk_rows=2147483648", "expected a value <= 2147483647"),
+        ("model.input_shape=[2147483648]", "positive integer up to 2147483647"),
+        ("fit.class_weight={a: 1.0e+39}", "expected a value <= 1000000.0, got 1e+39"),
+    ],
+)
+def test_counts_and_seeds_beyond_what_the_backends_hold_are_config_errors(
+    write_config, tiny_csv, override, expected
+):
+    """These reached NumPy, scikit-learn or TensorFlow and exited 1 (OverflowError, ValueError)."""
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(base_config(tiny_csv)), [override])
+    (problem,) = problems_of(caught)
+    assert expected in problem.one_line()
+    assert problem.one_line().startswith(f"--set {override}: ")

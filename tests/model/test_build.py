@@ -71,6 +71,29 @@ def test_absurd_sizes_are_refused_before_keras_allocates(keras):
     assert layer({"type": "Dense", "units": 16}, keras).units == 16
 
 
+@pytest.mark.parametrize(
+    ("spec", "key"),
+    [
+        ({"type": "Dropout", "rate": 0.1, "seed": 2**31}, "model.layers[0].seed"),
+        (
+            {
+                "type": "Dense",
+                "units": 2,
+                "kernel_initializer": {"type": "GlorotUniform", "seed": -1},
+            },
+            "model.layers[0].kernel_initializer.seed",
+        ),
+    ],
+)
+def test_a_seed_keras_cannot_hold_is_refused_at_its_key(keras, spec, key):
+    """A seed past int32 failed while the layer was built, blamed on the layer's input shape."""
+    with pytest.raises(CnnCliError) as caught:
+        layer(spec, keras)
+    assert caught.value.message.startswith("expected a seed from 0 to 2147483647, got ")
+    assert caught.value.where.key == key
+    assert layer({"type": "Dropout", "rate": 0.1, "seed": 2**31 - 1}, keras).seed == 2**31 - 1
+
+
 def test_keras_constructor_error_points_at_the_argument(keras):
     with pytest.raises(CnnCliError) as caught:
         layer({"type": "Conv1D", "filters": 4, "kernel_size": 2, "padding": "full"}, keras)
