@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import cnncli
 from cnncli import RUN_FORMAT_VERSION
@@ -23,6 +24,7 @@ from cnncli.errors import CnnCliError
 from cnncli.runs import (
     CHECKPOINT_STATE_FILENAME,
     CHECKPOINTS_DIRNAME,
+    CONFIG_FILENAME,
     LATEST_LINK,
     MANIFEST_FILENAME,
     MODEL_FILENAME,
@@ -395,6 +397,32 @@ def test_an_edited_run_file_is_one_line_naming_the_field(
     edit_json(run_copy, name, change)
     for args in (["predict", str(run_copy), "--input", "3,30,5"], ["evaluate", str(run_copy)]):
         assert_damaged(runner, args, f"{run_copy / name}: {field}: {problem}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("loss", "problem"),
+    [
+        ("nosuchloss", "expected a loss cnncli allows (see keras.io/api/losses), got 'nosuchloss'"),
+        (
+            {"type": "CategoricalCrossentropy", "nosuch": 1},
+            "Keras refuses the loss: CategoricalCrossentropy.__init__() got an unexpected"
+            " keyword argument 'nosuch'",
+        ),
+    ],
+    ids=["unknown", "argument"],
+)
+def test_an_edited_loss_in_the_run_config_is_one_line(runner, run_copy, loss, problem):
+    """evaluate computes the run's loss from its config.yaml: an edited name exited 1."""
+    config = yaml.safe_load((run_copy / CONFIG_FILENAME).read_text())
+    config["compile"]["loss"] = loss
+    (run_copy / CONFIG_FILENAME).write_text(yaml.safe_dump(config))
+    rewrite_manifest(run_copy)
+    assert_damaged(
+        runner,
+        ["evaluate", str(run_copy)],
+        f"{run_copy / CONFIG_FILENAME}: compile.loss: {problem}",
+    )
 
 
 def assert_damaged(runner, args: list[str], problem: str) -> None:

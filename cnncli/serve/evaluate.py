@@ -17,7 +17,7 @@ import numpy as np
 from cnncli.data.preprocess import Preprocessor, class_indices, encode_labels, transform_features
 from cnncli.errors import CnnCliError, Location
 from cnncli.model.targets import default_loss, loss_type
-from cnncli.runs import METRICS_FILENAME, RunFolder, verify_data
+from cnncli.runs import CONFIG_FILENAME, METRICS_FILENAME, RunFolder, verify_data
 from cnncli.serve.losses import LossUnavailable, configured_loss
 from cnncli.serve.predictor import Predictor, decode
 from cnncli.serve.scores import (
@@ -251,10 +251,21 @@ def run_loss(run: RunFolder, targets: np.ndarray, outputs: np.ndarray, backend: 
     Raises:
         LossUnavailable: see ``losses.configured_loss``.
     """
-    spec = (run.config.get("compile") or {}).get("loss")
+    from cnncli.data.untrusted import Field
+    from cnncli.model.arguments import keras_message
+    from cnncli.model.registry import LOSSES
+
+    where = Field(str(run.path / CONFIG_FILENAME)).at("compile").at("loss")
+    compile_spec = run.config.get("compile") or {}
+    spec = compile_spec.get("loss") if isinstance(compile_spec, dict) else None
     name = loss_type(spec) or default_loss(run.preprocessor.label.kind)
+    if not isinstance(name, str) or name not in LOSSES.usable():
+        raise where.refuse("a loss cnncli allows (see keras.io/api/losses)", name)
     args = {k: v for k, v in spec.items() if k != "type"} if isinstance(spec, dict) else {}
-    return configured_loss(name, args, targets, outputs, use_keras=backend == "keras")
+    try:
+        return configured_loss(name, args, targets, outputs, use_keras=backend == "keras")
+    except (TypeError, ValueError) as exc:  # arguments the loss does not take
+        raise where.damaged(f"Keras refuses the loss: {keras_message(exc)}") from exc
 
 
 def classification_scores(
