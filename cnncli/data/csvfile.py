@@ -145,12 +145,7 @@ def check_header(
     fractions = [name for name in numbers if not name.lstrip("+-").isdigit()]
     if (len(numbers) == len(names) or fractions) and not (known and set(known) <= set(names)):
         what = "numbers" if len(numbers) == len(names) else f"the number {fractions[0]!r}"
-        raise CnnCliError(
-            f"the first line ({short_repr(delimiter.join(names))}) holds {what}, not column"
-            " names, but cnncli reads the first line as the header",
-            where=file_location(path, line=1),
-            hint="add a header line naming the columns, e.g. x1,x2,label (not numbers only)",
-        )
+        raise _data_row_as_header(path, delimiter, names, what)
     for index, name in enumerate(names):
         if not name and not unnamed_ok:
             raise CnnCliError(
@@ -174,6 +169,34 @@ def check_header(
                 hint="give every column a distinct name",
             )
     return names
+
+
+def _data_row_as_header(path: Path, delimiter: str, names: list[str], what: str) -> CnnCliError:
+    return CnnCliError(
+        f"the first line ({short_repr(delimiter.join(names))}) holds {what}, not column"
+        " names, but cnncli reads the first line as the header",
+        where=file_location(path, line=1),
+        hint="add a header line naming the columns, e.g. x1,x2,label (not numbers only)",
+    )
+
+
+def _refuse_a_data_row_read_as_header(frame: pd.DataFrame, path: Path, delimiter: str) -> None:
+    """A header of whole numbers and words that are also cells of their own columns
+    (``3,30,5,low`` above rows whose label is low/medium/high) is the first data row.
+
+    Whole-number names alone are fine (``region,2019,2020``): only a name that recurs among
+    its own column's values gives the row away.
+    """
+    from pandas.api.types import is_numeric_dtype
+
+    names = [str(name) for name in frame.columns]
+    words = [name for name in names if not _looks_like_a_number(name)]
+    if len(words) == len(names) or not all(
+        not is_numeric_dtype(frame[name]) and (frame[name].astype(str).str.strip() == name).any()
+        for name in words
+    ):
+        return
+    raise _data_row_as_header(path, delimiter, names, "numbers and values of its columns")
 
 
 def _looks_like_a_number(name: str) -> bool:
@@ -299,6 +322,8 @@ def read_csv(
     except UnicodeDecodeError as exc:
         raise encoding_error(Path(path), exc) from exc
     frame.columns = [str(name).strip() for name in frame.columns]
+    if not known:
+        _refuse_a_data_row_read_as_header(frame, Path(path), delimiter)
     if frame.empty:
         raise CnnCliError(
             "data file has a header but no rows",

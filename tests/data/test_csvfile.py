@@ -132,13 +132,19 @@ def test_missing_file(tmp_path, write_config):
             " but cnncli reads the first line as the header; add a header line naming the"
             " columns, e.g. x1,x2,label (not numbers only)",
         ),
+        (  # whole numbers, and a label that recurs among the label column's values
+            "3,30,5,low\n8,92,5,high\n4,51,3,low\n",
+            "the first line ('3,30,5,low') holds numbers and values of its columns, not column"
+            " names, but cnncli reads the first line as the header; add a header line naming the"
+            " columns, e.g. x1,x2,label (not numbers only)",
+        ),
         (
             'x1,"x\n2",x3,label\n1,2,3,a\n4,5,6,b\n',
             "header column 2's name 'x\\n2' holds a line break or control character; name every"
             " column on the header line itself",
         ),
     ],
-    ids=["header-less", "header-less-with-text", "name-with-a-line-break"],
+    ids=["header-less", "header-less-with-text", "header-less-integers", "name-with-a-line-break"],
 )
 def test_a_header_less_csv_is_refused_not_read_with_its_first_row_as_names(
     tmp_path, write_config, text, problem
@@ -151,6 +157,11 @@ def test_a_header_less_csv_is_refused_not_read_with_its_first_row_as_names(
 
 def test_names_that_merely_contain_digits_are_a_header(tmp_path, write_config):
     assert load(tmp_path, write_config, "x1,2b,nan,label\n1,2,3,a\n4,5,6,b\n").rows == 2
+
+
+def test_whole_numbers_as_names_are_a_header_when_no_word_recurs_below(tmp_path, write_config):
+    """Years as column names are common; only a name repeated among its values is a data row."""
+    assert load(tmp_path, write_config, "2019,2020,2021,label\n1,2,3,a\n4,5,6,b\n").rows == 2
 
 
 def test_a_duplicated_header_name_is_named_by_every_reader(
