@@ -457,3 +457,20 @@ def test_a_signal_ends_any_command_with_128_plus_its_number(
     assert result.exit_code == code, result.output
     assert result.stderr.splitlines()[-1] == f"error: interrupted by {name}"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_every_test_the_readme_names_exists():
+    """A promise is only as good as the test behind it: a renamed test must not leave a dead name."""
+    import re
+
+    root = CONFIGS.parent
+    config_keys = {"test_size", "test_path", "test_rows"}  # split.test_size, data.test_path, …
+    named = set(re.findall(r"`(test_[A-Za-z0-9_]+)", (root / "README.md").read_text()))
+    named -= config_keys
+    defined = {
+        match
+        for path in (root / "tests").rglob("test_*.py")
+        for match in re.findall(r"^(?:async )?def (test_\w+)", path.read_text(), re.M)
+    }
+    assert named, "the README names no test"
+    assert sorted(named - defined) == []
