@@ -173,9 +173,7 @@ def test_an_interrupt_in_a_finalizer_is_quiet_and_still_stops(monkeypatch, debug
     assert len(printed) == (2 if debug else 0)
 
 
-def test_keep_home_untouched_sends_keras_nowhere_and_turns_ort_telemetry_off(
-    monkeypatch, tmp_path
-):
+def test_keep_home_untouched_sends_keras_nowhere_and_turns_ort_telemetry_off(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     for name in ("KERAS_HOME", "ORT_DISABLE_TELEMETRY"):
         monkeypatch.delenv(name, raising=False)
