@@ -1,6 +1,6 @@
 """Lets `python -m cnncli` run the command-line interface."""
 
-from cnncli.cli import cli
+from cnncli.cli import main
 
 if __name__ == "__main__":
-    cli()
+    main()

@@ -31,6 +31,8 @@ EXIT_BUG = 1
 EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, as a shell reports `yes | head -1`'s yes
 #: A write that failed for want of room (a full disk, quota or device): the user's to fix.
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+#: ``ctx.meta`` key: the signals noted while the command runs (``_signals_noted``).
+_SIGNALS_RECEIVED = "cnncli.signals_received"
 
 
 def load_config(path: Path, overrides: tuple[str, ...] | list[str] = ()) -> Any:
@@ -107,6 +109,9 @@ def usage_error(exc: click.UsageError, subcommand: str | None = None) -> UserErr
 class CnnCliGroup(click.Group):
     """Turns every error into its exit code in one place."""
 
+    #: Set by ``main`` (the program): after a command succeeds, SIGINT and SIGTERM are ignored.
+    exits_quietly = False
+
     def make_context(
         self,
         info_name: str | None,
@@ -123,7 +128,14 @@ class CnnCliGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         with _signals_noted() as received:
+            ctx.meta[_SIGNALS_RECEIVED] = received
             result = self._invoke(ctx, received)
+            if self.exits_quietly and not received:
+                # The command's work is complete (a run published, a file renamed into place);
+                # only the interpreter's exit is left (TensorFlow's takes about 0.5 s), where a
+                # signal killed the process with no line. Ignored: the command succeeded.
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(sig, signal.SIG_IGN)
         if received:  # a library swallowed the interrupt and the command went on to the end
             _interrupted(received[0])
         return result
@@ -181,7 +193,29 @@ def _signals_noted() -> Iterator[list[int]]:
         yield received
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            if signal.getsignal(sig) is note:  # not once the command ignores signals to exit
+                signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _interrupts_name_the_run(run_dir: Path) -> Iterator[None]:
+    """A signal while a published run is shown: one line naming the run, which is complete,
+    and 128 + its number (a silent 130 left the user guessing whether the run was saved)."""
+    from cnncli.train.checkpoints.signals import interrupted_after_saving
+
+    received: list[int] = click.get_current_context().meta.get(_SIGNALS_RECEIVED, [])
+    before = len(received)
+    try:
+        yield
+    except KeyboardInterrupt:
+        pass
+    else:
+        if len(received) == before:
+            return
+    signum = received[before] if received[before:] else signal.SIGINT
+    error = interrupted_after_saving(run_dir, signum)
+    render.error(error.one_line())
+    sys.exit(error.exit_code)
 
 
 def _interrupted(signum: int) -> NoReturn:
@@ -317,13 +351,14 @@ def train(config: Any, output: Path | None, as_json: bool, resume: str | None) -
     finally:
         if progress is not None:
             progress.close()
-    if as_json:
-        render.print_json(
-            {"run_dir": str(result.run_dir), "metrics": result.metrics, "seed": result.seed}
-        )
-        return
-    render.metrics_table(result.metrics)
-    click.echo(str(result.run_dir))
+    with _interrupts_name_the_run(result.run_dir):
+        if as_json:
+            render.print_json(
+                {"run_dir": str(result.run_dir), "metrics": result.metrics, "seed": result.seed}
+            )
+            return
+        render.metrics_table(result.metrics)
+        click.echo(str(result.run_dir))
 
 
 @cli.command()
@@ -555,3 +590,13 @@ def schema() -> None:
     from cnncli.config.schema import config_json_schema
 
     render.print_json(config_json_schema())
+
+
+def main() -> None:
+    """The ``cnncli`` program (console script and ``python -m cnncli``): ``cli``, where a signal
+    after a command succeeded no longer kills the exiting process without a line.
+
+    ``cli`` alone, as tests invoke it, leaves the process's signal handlers as they were.
+    """
+    CnnCliGroup.exits_quietly = True
+    cli()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from cnncli import RUN_FORMAT_VERSION, __version__
-from cnncli.data.csvfile import require_regular_file
+from cnncli.data.csvfile import kind_of, require_regular_file
 from cnncli.data.preprocess import Preprocessor
 from cnncli.data.split import read_split
 from cnncli.data.untrusted import (
@@ -100,6 +100,25 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     """Write a file so that readers see either the old content or the whole new one."""
     with open_atomic(path) as stream:
         stream.write(data.encode() if isinstance(data, str) else data)
+
+
+def output_target(path: Path) -> Path:
+    """Where a user's ``--output`` is written: the file a symbolic link points at, so the link
+    stays (a temporary file renamed over the link would replace it with a regular file).
+
+    Raises:
+        CnnCliError: a dangling link (its target does not exist), named with where it points.
+    """
+    if not path.is_symlink():
+        return path
+    target = Path(os.path.realpath(path))
+    if not target.exists():
+        raise CnnCliError(
+            f"is a symbolic link to {os.readlink(path)}, which does not exist",
+            where=Location(file=str(path)),
+            hint="point the link at an existing file, or choose another --output",
+        )
+    return target
 
 
 def save_keras_atomic(model: Any, path: Path) -> None:
@@ -319,9 +338,9 @@ def check_latest_link(output_dir: Path) -> None:
     link = output_dir / LATEST_LINK
     if link.is_symlink() or not link.exists():
         return
-    what = "a folder" if link.is_dir() else "a file"
     raise CnnCliError(
-        f"{LATEST_LINK} is {what}, not the link cnncli keeps to the newest run",
+        f"{LATEST_LINK} is {kind_of(link.lstat().st_mode)}, not the link cnncli keeps to the"
+        " newest run",
         where=Location(file=str(link)),
         hint=f"move or rename {link}, then train again",
     )
@@ -368,6 +387,14 @@ class RunFolder:
 def resolve_run_dir(run: Path | None, default_output: Path = Path("runs")) -> Path:
     """RUN as given, or ``runs/latest``; a clear message when there is none."""
     path = run if run is not None else default_output / LATEST_LINK
+    if run is None and path.is_symlink() and not path.exists():
+        raise CnnCliError(
+            f"{LATEST_LINK} points to {os.readlink(path)}, a run that is gone",
+            where=Location(file=str(path)),
+            hint="train again, or pass a run folder as RUN",
+        )
+    if run is None and not path.is_dir():
+        check_latest_link(default_output)  # a file or FIFO named latest: say what it is
     if not path.exists():
         if run is None:
             raise CnnCliError(

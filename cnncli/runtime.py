@@ -47,8 +47,28 @@ def set_debug(enabled: bool) -> None:
     """
     global _debug
     _debug = enabled
+    keep_home_untouched()
     if not enabled:
         quiet_backend_logs()
+
+
+def keep_home_untouched() -> None:
+    """Keep Keras and ONNX Runtime from writing into the user's home folder.
+
+    cnncli writes only the run and the user's ``--output``. Importing Keras creates
+    ``~/.keras/keras.json`` (or ``/tmp/.keras``) when it is missing, and importing ONNX Runtime
+    creates a device id and a telemetry database under ``~/.cache/Microsoft``. Both read their
+    environment once, at import, so this runs before either is imported. A ``keras.json`` the
+    user keeps, and a ``KERAS_HOME`` or ``ORT_DISABLE_TELEMETRY`` the user set, are kept.
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    if "KERAS_HOME" in os.environ:
+        return
+    home = os.path.expanduser("~")
+    default = os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")  # as Keras
+    if not os.path.exists(os.path.join(default, "keras.json")):
+        # a folder nothing can be created in: Keras skips its config file and writes nothing
+        os.environ["KERAS_HOME"] = os.path.join(os.devnull, "keras")
 
 
 def quiet_backend_logs() -> None:
@@ -123,6 +143,7 @@ def loaded_backend() -> str | None:
 def import_keras() -> Any:
     """Import Keras on the selected backend with the backends' log noise silenced."""
     os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
+    keep_home_untouched()
     if not _debug:
         quiet_backend_logs()
     try:

@@ -298,11 +298,12 @@ def test_run_from_a_newer_cnncli_is_refused(runner, run_copy):
     ]
 
 
-@pytest.mark.parametrize("kind", ["folder", "file"])
+@pytest.mark.parametrize("kind", ["folder", "file", "pipe (FIFO)"])
 def test_a_latest_that_is_not_a_link_stops_train_before_it_starts(
     runner, tmp_path, tiny_csv, write_config, kind
 ):
-    """runs/latest as a real folder: the run used to finish, then fail and leave a stray link."""
+    """runs/latest as a real folder: the run used to finish, then fail and leave a stray link.
+    A FIFO was called "a file"."""
     from cnncli.cli import cli
 
     output = tmp_path / "runs"
@@ -311,8 +312,10 @@ def test_a_latest_that_is_not_a_link_stops_train_before_it_starts(
     if kind == "folder":
         latest.mkdir()
         (latest / "mine.txt").write_text("keep\n")
-    else:
+    elif kind == "file":
         latest.write_text("keep\n")
+    else:
+        os.mkfifo(latest)
     result = runner.invoke(
         cli, ["train", str(write_config(base_config(tiny_csv))), "--output", str(output)]
     )
@@ -322,7 +325,41 @@ def test_a_latest_that_is_not_a_link_stops_train_before_it_starts(
         f" move or rename {latest}, then train again"
     ]
     assert sorted(path.name for path in output.iterdir()) == ["latest"]  # nothing else written
-    assert (latest / "mine.txt" if kind == "folder" else latest).read_text() == "keep\n"
+    if kind == "pipe (FIFO)":
+        assert latest.is_fifo()
+    else:
+        assert (latest / "mine.txt" if kind == "folder" else latest).read_text() == "keep\n"
+
+
+@pytest.mark.parametrize("command", [["predict", "--input", "3,30,5"], ["evaluate"], ["export"]])
+def test_a_dangling_or_fifo_latest_says_what_it_is_when_no_run_is_named(
+    runner, tmp_path, monkeypatch, command
+):
+    """A dangling runs/latest said "no trained run"; the run it pointed to is gone."""
+    from cnncli.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    Path("runs").mkdir()
+    Path("runs/latest").symlink_to("t-20250101-000000")
+    result = runner.invoke(cli, command)
+    assert (result.exit_code, error_lines(result)) == (
+        2,
+        [
+            "error: runs/latest: latest points to t-20250101-000000, a run that is gone;"
+            " train again, or pass a run folder as RUN"
+        ],
+    )
+    Path("runs/latest").unlink()
+    os.mkfifo("runs/latest")
+    result = runner.invoke(cli, command)
+    assert (result.exit_code, error_lines(result)) == (
+        2,
+        [
+            "error: runs/latest: latest is a pipe (FIFO), not the link cnncli keeps to the newest"
+            " run; move or rename runs/latest, then train again"
+        ],
+    )
+    assert Path("runs/latest").is_fifo()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -171,3 +171,48 @@ def test_an_interrupt_in_a_finalizer_is_quiet_and_still_stops(monkeypatch, debug
     with runtime.interrupts_kept_quiet(reraise=False):
         _InterruptedFinalizer()
     assert len(printed) == (2 if debug else 0)
+
+
+def test_keep_home_untouched_sends_keras_nowhere_and_turns_ort_telemetry_off(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("KERAS_HOME", "ORT_DISABLE_TELEMETRY"):
+        monkeypatch.delenv(name, raising=False)
+    runtime.keep_home_untouched()
+    assert os.environ["ORT_DISABLE_TELEMETRY"] == "1"
+    assert os.environ["KERAS_HOME"] == os.path.join(os.devnull, "keras")
+    # a keras.json the user keeps is still read by Keras; a KERAS_HOME the user set is kept
+    monkeypatch.delenv("KERAS_HOME")
+    (tmp_path / ".keras").mkdir()
+    (tmp_path / ".keras" / "keras.json").write_text("{}")
+    runtime.keep_home_untouched()
+    assert "KERAS_HOME" not in os.environ
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "mine"))
+    runtime.keep_home_untouched()
+    assert os.environ["KERAS_HOME"] == str(tmp_path / "mine")
+
+
+@pytest.mark.slow
+def test_train_predict_and_export_write_nothing_into_home(tmp_path, tiny_csv, write_config):
+    """ONNX Runtime wrote ~/.cache/Microsoft/... (telemetry) and Keras ~/.keras/keras.json."""
+    import subprocess
+
+    from tests.conftest import base_config
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for name in ("KERAS_HOME", "ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME"):
+        env.pop(name, None)
+    env["CNNCLI_CACHE_DIR"] = ""  # JAX's compilation cache is documented, and off here
+    output = tmp_path / "runs"
+
+    def cnncli(*args: str) -> None:
+        command = [sys.executable, "-m", "cnncli", *args]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+
+    cnncli("train", str(write_config(base_config(tiny_csv))), "--output", str(output))
+    run = str(output / "latest")
+    cnncli("predict", run, "--input", "3,30,5")
+    cnncli("export", run, "--output", str(tmp_path / "model.onnx"))
+    assert list(home.iterdir()) == []

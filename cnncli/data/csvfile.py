@@ -240,7 +240,19 @@ _SPECIAL = (
     (stat.S_ISCHR, "a character device", "pass a CSV file"),
     (stat.S_ISBLK, "a block device", "pass a CSV file"),
     (stat.S_ISSOCK, "a socket", "save the data to a file first"),
+    (
+        stat.S_ISFIFO,
+        "a pipe (FIFO)",
+        "this command reads the data more than once: save it to a file",
+    ),
 )
+
+
+def kind_of(mode: int) -> str:
+    """What a file of this ``st_mode`` is, in words: ``a file``, ``a folder``, ``a pipe (FIFO)``."""
+    if stat.S_ISREG(mode):
+        return "a file"
+    return next((name for test, name, _ in _SPECIAL if test(mode)), "a special file")
 
 
 def require_regular_file(path: str | Path, *, stream_ok: bool = False) -> None:
@@ -259,10 +271,8 @@ def require_regular_file(path: str | Path, *, stream_ok: bool = False) -> None:
         return  # missing or unreadable: the reader's open says which
     if stat.S_ISREG(mode) or (stream_ok and stat.S_ISFIFO(mode)):
         return
-    what, hint = "a pipe (FIFO)", "this command reads the data more than once: save it to a file"
-    for test, name, advice in _SPECIAL:
-        if test(mode):
-            what, hint = name, advice
+    what = kind_of(mode)
+    hint = next((advice for _, name, advice in _SPECIAL if name == what), "pass a CSV file")
     raise CnnCliError(f"data path is {what}, not a CSV file", where=file_location(path), hint=hint)
 
 

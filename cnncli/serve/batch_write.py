@@ -16,7 +16,7 @@ import numpy as np
 
 from cnncli.data.preprocess import LabelTransform
 from cnncli.errors import CnnCliError, Location
-from cnncli.runs import open_atomic
+from cnncli.runs import open_atomic, output_target
 from cnncli.serve.csvformat import (
     Cells,
     TextTable,
@@ -42,15 +42,16 @@ def open_output(output: Path | IO[bytes], input_file: Path) -> Iterator[IO[bytes
     """A stream as is, or a temporary file beside ``output`` renamed over it on success.
 
     An existing special file (a device, a FIFO) is written to directly: renaming over it would
-    replace it with a regular file.
+    replace it with a regular file. A symbolic link is followed (``runs.output_target``).
 
     Raises:
-        CnnCliError: ``output`` is the input file, or cannot be created.
+        CnnCliError: ``output`` is the input file, a dangling link, or cannot be created.
     """
     if not isinstance(output, Path):
         yield output
         output.flush()
         return
+    output = output_target(output)
     if output.resolve() == input_file.resolve():
         raise CnnCliError(
             "--output is the input file",

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from cnncli import __version__
+from cnncli.data.csvfile import kind_of
 from cnncli.errors import CnnCliError, Location
 from cnncli.runs import (
     ONNX_FILENAME,
@@ -29,6 +30,7 @@ from cnncli.runs import (
     RunFolder,
     load_keras_model,
     open_atomic,
+    output_target,
     write_atomic,
 )
 from cnncli.serve.batch_write import cannot_write
@@ -172,7 +174,7 @@ def export_run(run: RunFolder, fmt: str, output: Path | None = None) -> list[Pat
         raise CnnCliError(
             f"unknown export format {fmt!r}", hint=f"use one of: {', '.join(EXPORT_FORMATS)}"
         )
-    path = output or default_export_path(run, fmt)
+    path = output_target(output or default_export_path(run, fmt))
     if fmt == "litert" and path.suffix != ".tflite":
         raise CnnCliError(
             "a LiteRT model file must end in .tflite",
@@ -185,12 +187,21 @@ def export_run(run: RunFolder, fmt: str, output: Path | None = None) -> list[Pat
         else path / PREPROCESS_FILENAME
     )
     for target in [path] + ([sidecar] if fmt == "litert" else []):
-        if target.exists():
+        if not target.exists():
+            continue
+        kind = kind_of(target.stat().st_mode)
+        if kind not in ("a file", "a folder"):  # /dev/null, a FIFO: export writes a new file
             raise CnnCliError(
-                "already exists",
+                f"is {kind}, and export only writes a new file or folder",
                 where=Location(file=str(target)),
-                hint="remove it or choose another --output",
+                hint="pick a regular file path that does not exist yet,"
+                f" e.g. --output {default_export_path(run, fmt)}",
             )
+        raise CnnCliError(
+            "already exists",
+            where=Location(file=str(target)),
+            hint="remove it or choose another --output",
+        )
     if not path.parent.is_dir():
         raise CnnCliError(
             "folder does not exist",

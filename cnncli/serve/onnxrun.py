@@ -18,8 +18,12 @@ class OnnxModel:
     """
 
     def __init__(self, path: Path | str, threads: int = 0) -> None:
+        from cnncli.runtime import keep_home_untouched
+
+        keep_home_untouched()  # before the import: it wrote telemetry files into ~/.cache
         import onnxruntime as ort
 
+        ort.disable_telemetry_events()
         # errors only, from the process-wide logger too: its warnings are colour-coded lines
         # with C++ source paths (telemetry, device discovery), not cnncli's one-line warnings
         ort.set_default_logger_severity(3)

@@ -162,10 +162,17 @@ def _train(
     signals.phase = "building the model"
     steps_per_epoch = max(1, int(np.ceil(prepared.n_train / config.fit.batch_size)))
     steps_per_execution = (
-        min(AUTO_STEPS_PER_EXECUTION, steps_per_epoch)
+        AUTO_STEPS_PER_EXECUTION
         if config.fit.steps_per_execution == "auto"
         else config.fit.steps_per_execution
     )
+    if config.fit.steps_per_execution != "auto" and steps_per_execution > steps_per_epoch:
+        # in memory and streamed alike: a call never spans more than one epoch's batches
+        say(
+            f"fit.steps_per_execution: {steps_per_execution} is more than the"
+            f" {steps_per_epoch} step(s) of an epoch; {steps_per_epoch} are run per call"
+        )
+    steps_per_execution = min(steps_per_execution, steps_per_epoch)
     model = build_model(
         config,
         prepared.preprocessor.input_shape,

@@ -107,3 +107,32 @@ def test_a_full_device_while_writing_is_one_line():
             stream.write(b"x" * (1 << 16))
     assert caught.value.message == "cannot write there: No space left on device"
     assert full.is_char_device()
+
+
+def test_open_output_through_a_link_writes_its_target_and_keeps_the_link(tmp_path: Path):
+    """--output out.csv, a link to a file elsewhere: the rename replaced the link with a file."""
+    import os
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "real.csv").write_text("old\n")
+    link = tmp_path / "out.csv"
+    link.symlink_to(Path("elsewhere") / "real.csv")
+    with open_output(link, tmp_path / "in.csv") as stream:
+        stream.write(b"row,predicted\n")
+    assert link.is_symlink() and os.readlink(link) == str(Path("elsewhere") / "real.csv")
+    assert (elsewhere / "real.csv").read_text() == "row,predicted\n"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["real.csv"]  # no temporary file left
+
+
+def test_open_output_on_a_dangling_link_is_one_line_naming_it(tmp_path: Path):
+    link = tmp_path / "out.csv"
+    link.symlink_to("gone.csv")
+    with pytest.raises(CnnCliError) as caught:
+        with open_output(link, tmp_path / "in.csv") as stream:
+            stream.write(b"x")
+    assert caught.value.one_line() == (
+        f"{link}: is a symbolic link to gone.csv, which does not exist;"
+        " point the link at an existing file, or choose another --output"
+    )
+    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]

@@ -203,3 +203,47 @@ def test_export_saved_model_or_litert_on_a_full_disk_leaves_nothing(
         f"error: {target}: cannot write there: No space left on device; choose another --output\n"
     )
     assert list(target.parent.iterdir()) == []
+
+
+def test_export_onto_a_device_says_what_it_is_and_to_pick_a_file(runner, tiny_run):
+    """--output /dev/null said "already exists; remove it": wrong advice for a device."""
+    result = runner.invoke(cli, ["export", str(tiny_run), "--output", "/dev/null"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: /dev/null: is a character device, and export only writes a new file or folder;"
+        f" pick a regular file path that does not exist yet, e.g. --output {tiny_run.name}.onnx\n"
+    )
+    assert Path("/dev/null").is_char_device()
+
+
+def test_export_onto_a_fifo_or_links_is_one_line_and_leaves_them(runner, tiny_run, tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)
+    dangling = tmp_path / "dangling.onnx"
+    dangling.symlink_to("gone.onnx")
+    (tmp_path / "mine.onnx").write_text("mine")
+    link = tmp_path / "link.onnx"
+    link.symlink_to("mine.onnx")
+    lines = {
+        path.name: runner.invoke(cli, ["export", str(tiny_run), "--output", str(path)]).stderr
+        for path in (fifo, dangling, link)
+    }
+    assert lines == {
+        "pipe.onnx": f"error: {fifo}: is a pipe (FIFO), and export only writes a new file or"
+        f" folder; pick a regular file path that does not exist yet, e.g. --output"
+        f" {tiny_run.name}.onnx\n",
+        "dangling.onnx": f"error: {dangling}: is a symbolic link to gone.onnx, which does not"
+        " exist; point the link at an existing file, or choose another --output\n",
+        "link.onnx": f"error: {tmp_path / 'mine.onnx'}: already exists; remove it or choose"
+        " another --output\n",
+    }
+    assert fifo.is_fifo() and dangling.is_symlink() and link.is_symlink()
+    assert (tmp_path / "mine.onnx").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "dangling.onnx",
+        "link.onnx",
+        "mine.onnx",
+        "pipe.onnx",
+    ]

@@ -200,3 +200,36 @@ def test_balanced_class_weight_raises_the_minority_class_recall(tmp_path, write_
         assert (resolved is None) == (weighting is None)
     assert resolved["rare"] > 9 * resolved["common"]  # `balanced` resolved into numbers
     assert recall[None] < 0.6 and recall["balanced"] > 0.9, recall
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("streaming", [False, True], ids=["in-memory", "streamed"])
+def test_steps_per_execution_beyond_an_epoch_trains_every_step_and_says_so(
+    tmp_path, write_config, tiny_csv, streaming
+):
+    """Hostile review of issue 11: steps_per_execution 1000 on a 4-step epoch was reported to
+    train nothing when streamed. Both paths run an epoch's steps per call, and say so."""
+    from cnncli.config.models import load_config
+    from cnncli.train.run import train_run
+    from tests.conftest import base_config
+
+    config = base_config(tiny_csv)
+    config["data"]["streaming"] = streaming
+    config["fit"].update(epochs=3, batch_size=4)
+    histories, notes = {}, {}
+    for steps in (1, 1000):
+        said: list[str] = []
+        loaded = load_config(write_config(config), [f"fit.steps_per_execution={steps}"])
+        result = train_run(loaded, tmp_path / f"runs-{steps}", on_message=said.append)
+        histories[steps] = result.history
+        notes[steps] = [line for line in said if "steps_per_execution" in line]
+    assert notes == {
+        1: [],
+        1000: [
+            "fit.steps_per_execution: 1000 is more than the 4 step(s) of an epoch;"
+            " 4 are run per call"
+        ],
+    }
+    assert len(histories[1000]["loss"]) == 3
+    assert histories[1000]["loss"][0] != histories[1000]["loss"][-1]  # the weights moved
+    assert histories[1000]["loss"] == pytest.approx(histories[1]["loss"])

@@ -264,3 +264,59 @@ def test_signals_at_random_moments_end_in_success_or_a_resumable_stop(tmp_path, 
         if staging:
             assert errors[0].endswith(f" --resume {staging[0]}"), context
         assert not (output / LATEST_LINK).exists() or staging == [], context
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
+def test_a_signal_while_the_saved_run_is_shown_names_the_complete_run(
+    runner, tmp_path, monkeypatch, tiny_csv, write_config, signum, code
+):
+    """Hostile review of issue 11: a signal after the run was published (while its table was
+    printed) exited 130 without saying the run was saved."""
+    from cnncli import render
+
+    metrics_table = render.metrics_table
+
+    def interrupted_table(*args, **kwargs):
+        kill_self(signum)
+        return metrics_table(*args, **kwargs)
+
+    monkeypatch.setattr(render, "metrics_table", interrupted_table)
+    output = tmp_path / "runs"
+    config_path = write_config(base_config(tiny_csv))
+    result = runner.invoke(cli, ["train", str(config_path), "--output", str(output)])
+    assert result.exit_code == code, result.output
+    run = output / os.readlink(output / LATEST_LINK)
+    assert error_lines(result) == [
+        f"error: {run}: interrupted by {signal.Signals(signum).name} after the run was saved;"
+        f" it is complete; see its results with: cnncli evaluate {run}"
+    ]
+    assert staging_folders(output) == [] and (run / "manifest.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_signal_as_the_program_exits_after_a_saved_run_changes_nothing(tmp_path, tiny_csv):
+    """A signal in the half second the interpreter takes to exit after `train` printed its
+    results killed it silently (a shell showed 130): the run is complete, so it exits 0."""
+    import subprocess
+    import sys
+
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(base_config(tiny_csv)))
+    code = (
+        "import os, signal, time\n"
+        "from cnncli.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"  # after the command returned: the interpreter's exit is all that is left
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(0.3)\n"
+    )
+    output = tmp_path / "runs"
+    command = [sys.executable, "-c", code, "train", str(config_path), "--output", str(output)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "error:" not in result.stderr
+    assert result.stdout.strip() == str(output / os.readlink(output / LATEST_LINK))

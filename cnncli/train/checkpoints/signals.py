@@ -136,6 +136,17 @@ def interrupted(
     )
 
 
+def interrupted_after_saving(run_dir: Path, signum: int) -> TrainingInterrupted:
+    """The error for a signal that came after the run was published (while it was shown): the
+    run is complete, so the line names it instead of a resume command."""
+    return TrainingInterrupted(
+        f"interrupted by {signal.Signals(signum).name} after the run was saved; it is complete",
+        signum=signum,
+        where=Location(file=str(run_dir)),
+        hint=f"see its results with: cnncli evaluate {shlex.quote(str(run_dir))}",
+    )
+
+
 def resume_command(config: Config, staging: Path) -> str:
     """The command that continues this run, with the ``--set`` options it was started with."""
     parts = ["cnncli", "train", config.source.file]
