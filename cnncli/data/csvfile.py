@@ -45,7 +45,8 @@ _DELIMITERS = {",": ",", ";": ";", "\t": "\\t", "|": "|"}
 
 
 def encoding_error(path: Path, exc: UnicodeDecodeError | None = None) -> CnnCliError:
-    """Say what the file is (UTF-16, a zip, gzip) or where its first non-UTF-8 byte is."""
+    """Say what the file is (UTF-16, a zip, gzip), where its first NUL byte is, or where its first
+    non-UTF-8 byte is."""
     try:
         with path.open("rb") as handle:
             head = handle.read(4)
@@ -59,9 +60,18 @@ def encoding_error(path: Path, exc: UnicodeDecodeError | None = None) -> CnnCliE
             )
     try:
         raw.decode("utf-8")
-        position = exc.start if exc is not None else 0
+        position = exc.start if exc is not None else len(raw)
     except UnicodeDecodeError as error:
         position = error.start
+    nul = raw.find(b"\x00", 0, position)
+    if nul >= 0:  # valid UTF-8, but no text file holds one: a binary file, or UTF-16 without a BOM
+        line = raw[:nul].count(b"\n") + 1
+        return CnnCliError(
+            f"data file holds a NUL byte (line {line}): it is probably binary, or text in another"
+            " encoding (UTF-16 without a byte-order mark?)",
+            where=file_location(path, line=line),
+            hint="give a CSV file saved as UTF-8 text",
+        )
     line = raw[:position].count(b"\n") + 1
     shown = f" (byte 0x{raw[position]:02x} on line {line})" if position < len(raw) else ""
     return CnnCliError(

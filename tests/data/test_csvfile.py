@@ -225,3 +225,27 @@ def test_a_line_without_end_is_refused_at_the_bound(tmp_path, monkeypatch):
         f"{csv}:1: line 1 is longer than 1,000 characters without a line break;"
         " pass a CSV file with one row per line"
     )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"x1,x\x00,x3,label\n1,2,3,a\n4,5,6,b\n", "x1,x2,x3,label\n1,2,3,a\n".encode("utf-16-le")],
+    ids=["nul-in-header", "utf-16-without-bom"],
+)
+def test_a_nul_byte_is_named_not_called_not_utf8(tmp_path, write_config, runner, raw):
+    """Hostile review: a NUL in the header line was "not UTF-8 text (byte 0x78 on line 1)",
+    naming the header's first byte; the file is valid UTF-8, and the NUL is what is wrong."""
+    from cnncli.cli import cli
+    from tests.conftest import base_config
+
+    expected = (
+        f"{tmp_path / 'data.csv'}:1: data file holds a NUL byte (line 1): it is probably binary,"
+        " or text in another encoding (UTF-16 without a byte-order mark?);"
+        " give a CSV file saved as UTF-8 text"
+    )
+    with pytest.raises(CnnCliError) as caught:
+        load(tmp_path, write_config, raw)
+    assert caught.value.one_line() == expected
+    result = runner.invoke(cli, ["validate", str(write_config(base_config(tmp_path / "data.csv")))])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"error: {expected}"]
