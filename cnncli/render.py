@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 #: The width of a console that is not a terminal (a file, a pipe, a CI log): no table is ever cut
 #: to fit, whatever ``COLUMNS`` says (issue 11: ``COLUMNS=20`` cut every cell written to a file).
 UNBOUNDED_WIDTH = 100_000
+#: The narrowest a terminal is taken to be: at ``COLUMNS=5`` rich drew every table with empty
+#: cells; wider than the screen, the terminal wraps the lines, and every value is still there.
+MIN_TERMINAL_WIDTH = 40
 
 
 class _LazyConsole:
@@ -39,6 +42,8 @@ class _LazyConsole:
             console = Console(**self._options)
             if not console.is_terminal:
                 console.width = UNBOUNDED_WIDTH
+            elif console.width < MIN_TERMINAL_WIDTH:
+                console.width = MIN_TERMINAL_WIDTH
             self._console = console
         return self._console
 
