@@ -158,15 +158,9 @@ class SourceMap:
         """The most precise location known for ``path`` (or its nearest ancestor)."""
         key = path_to_key(path)
         resolver = self._locate_key
-        # An override replaces everything below its key, so it wins over any file position there.
-        for depth in range(len(path), -1, -1):
-            if path[:depth] in self.overrides:
-                return Location(
-                    file=f"--set {self.overrides[path[:depth]]}",
-                    key=key,
-                    label=label,
-                    resolver=resolver,
-                )
+        override = self.override_of(path)
+        if override is not None:
+            return Location(file=f"--set {override}", key=key, label=label, resolver=resolver)
         for depth in range(len(path), -1, -1):
             prefix = path[:depth]
             table = self.key_positions if on_key and depth == len(path) else self.positions
@@ -181,6 +175,14 @@ class SourceMap:
                     resolver=resolver,
                 )
         return Location(file=self.file, key=key, label=label, resolver=resolver)
+
+    def override_of(self, path: Path_) -> str | None:
+        """The ``--set`` that gave ``path``'s value, if one did. An override replaces everything
+        below its key, so it wins over any file position there."""
+        for depth in range(len(path), -1, -1):
+            if path[:depth] in self.overrides:
+                return self.overrides[path[:depth]]
+        return None
 
     def _locate_key(self, key: str) -> Location:
         return self.locate(key_to_path(key) or (), on_key=True)

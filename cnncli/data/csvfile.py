@@ -19,6 +19,8 @@ from cnncli.errors import CnnCliError, Location, short_repr
 if TYPE_CHECKING:
     import pandas as pd
 
+    from cnncli.config.models import Config
+
 #: Rows read to tell numeric from text columns.
 SAMPLE_ROWS = 200
 
@@ -253,11 +255,42 @@ _SPECIAL = (
 )
 
 
-def require_regular_file(path: str | Path, *, stream_ok: bool = False) -> None:
+def require_data_files(config: Config) -> None:
+    """``data.path`` and ``data.test_path`` exist and are regular files: the one check that
+    ``validate``, ``summary`` and ``train`` make before reading either.
+
+    A path that came from ``--set`` is blamed on that override, as every problem a ``--set``
+    value causes is; one from the config file is named itself (a missing one at its key).
+
+    Raises:
+        CnnCliError: a missing path, a folder, device, socket or pipe.
+    """
+    for name in ("path", "test_path"):
+        path, where = getattr(config.data, name), config.locate(f"data.{name}")
+        if path is None:
+            continue
+        if not Path(path).exists():
+            raise CnnCliError(
+                f"data file {path} not found",
+                where=where,
+                hint="relative paths resolve against the config file's folder",
+            )
+        overridden = config.source.override_of(("data", name)) is not None
+        require_regular_file(path, where=where if overridden else None)
+
+
+def require_regular_file(
+    path: str | Path, *, stream_ok: bool = False, where: Location | None = None
+) -> None:
     """A data path is a regular file (or, where ``stream_ok``, a pipe the command reads once).
 
     Training and evaluation read a file more than once (header, sample, rows), which a pipe
     cannot give; a device such as ``/dev/zero`` never ends.
+
+    Args:
+        path: the data path.
+        stream_ok: whether the command reads the file once, so that a pipe can stream.
+        where: what to blame instead of the path itself (the ``--set`` that gave it).
 
     Raises:
         CnnCliError: a folder, device, socket, or a pipe where it cannot be streamed, named as
@@ -273,7 +306,9 @@ def require_regular_file(path: str | Path, *, stream_ok: bool = False) -> None:
     for test, name, advice in _SPECIAL:
         if test(mode):
             what, hint = name, advice
-    raise CnnCliError(f"data path is {what}, not a CSV file", where=file_location(path), hint=hint)
+    raise CnnCliError(
+        f"data path is {what}, not a CSV file", where=where or file_location(path), hint=hint
+    )
 
 
 def wrong_delimiter(path: Path, delimiter: str, shown: str) -> CnnCliError:

@@ -249,3 +249,42 @@ def test_a_nul_byte_is_named_not_called_not_utf8(tmp_path, write_config, runner,
     result = runner.invoke(cli, ["validate", str(write_config(base_config(tmp_path / "data.csv")))])
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [f"error: {expected}"]
+
+
+@pytest.mark.parametrize("command", ["validate", "train"])
+@pytest.mark.parametrize("kind", ["folder", "fifo", "device", "missing"])
+def test_a_data_path_from_set_is_refused_at_the_override(
+    tmp_path, write_config, runner, command, kind
+):
+    """Hostile review: ``--set data.path=/dev/zero`` was blamed on /dev/zero itself, while every
+    other problem a ``--set`` value causes is located at the override."""
+    import os
+
+    from cnncli.cli import cli
+    from tests.conftest import base_config
+
+    path = {
+        "folder": tmp_path / "data",
+        "fifo": tmp_path / "pipe",
+        "device": "/dev/zero",
+        "missing": tmp_path / "gone.csv",
+    }[kind]
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    problem = {
+        "folder": "data path is a folder, not a CSV file; pass the CSV file inside it",
+        "fifo": "data path is a pipe (FIFO), not a CSV file;"
+        " this command reads the data more than once: save it to a file",
+        "device": "data path is a character device, not a CSV file; pass a CSV file",
+        "missing": f"data file {path} not found;"
+        " relative paths resolve against the config file's folder",
+    }[kind]
+    config = write_config(base_config(tmp_path / "unused.csv"))
+    args = [command, str(config), "--set", f"data.path={path}"]
+    result = runner.invoke(
+        cli, [*args, *(["--output", str(tmp_path)] if command == "train" else [])]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"error: --set data.path={path}: data.path: {problem}"]
