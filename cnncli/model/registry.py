@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from cnncli.errors import CnnCliError, Location, did_you_mean
+from cnncli.errors import CnnCliError, Location, did_you_mean, short_repr
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,8 @@ LAYERS = Namespace(
     ),
 )
 
+#: The longest file or folder name (in bytes) that Linux, macOS and Windows file systems hold.
+NAME_MAX = 255
 _IN_THE_RUN = "give a path relative to the run folder, e.g. logs/history.csv"
 
 CALLBACKS = Namespace(
@@ -441,6 +443,14 @@ def confine_path(value: Any, where: Location, run_dir: Path | None) -> Any:
     if not parts or any(part.startswith(".") for part in parts):
         raise CnnCliError(
             f"'{value}' names the run folder itself or a hidden file in it", where=where, hint=hint
+        )
+    longest = max(len(part.encode("utf-8", "surrogatepass")) for part in parts)
+    if longest > NAME_MAX:  # the OS refuses it only when the callback writes, after epoch 1
+        raise CnnCliError(
+            f"{short_repr(value)} holds a name of {longest} bytes, but a file or folder name"
+            f" holds at most {NAME_MAX}",
+            where=where,
+            hint="choose a shorter name",
         )
     reserved = {
         getattr(runs, name)
