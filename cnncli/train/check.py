@@ -94,7 +94,7 @@ def inspect_data(config: Config) -> DataFacts:
         )
         survey_columns(config, config.data.test_path, columns, label_text)
     width = input_width(columns, survey.categories)
-    report = describe_columns(config, header, columns, survey.categories, survey.rows)
+    report = describe_columns(config, header, columns, survey.categories, survey.rows, survey.ids)
     labels = label_values(survey.labels)
     task = config.task or infer_task(labels)
     classes = tuple(np.unique(labels).tolist()) if task == "classification" else ()
