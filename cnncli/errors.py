@@ -130,5 +130,9 @@ def did_you_mean(name: str, options: Iterable[str], fallback: str = "") -> str:
 def short_repr(value: object, limit: int = 60) -> str:
     """``repr(value)``, cut to ``limit`` characters: an error line must stay one readable line
     even when a config holds a 100 KB value."""
-    text = repr(value)
+    return shorten(repr(value), limit)
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """``text``, cut to ``limit`` characters with how long it was (``aaa… (2000 characters)``)."""
     return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text)} characters)"

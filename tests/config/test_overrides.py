@@ -97,3 +97,17 @@ def test_a_control_character_in_set_is_escaped_in_the_error(
     lines = error_lines(result)
     assert len(lines) == 1
     assert lines[0].startswith("error: --set " + override.replace("\x1b", "\\x1b") + ":")
+
+
+def test_a_huge_set_value_is_cut_in_the_place_an_error_names(write_config, tiny_csv, runner):
+    """Issue 11 cut a 100 KB config value in the message; the ``--set`` place still repeated
+    the whole override, so the one line was 100 KB long."""
+    from cnncli.cli import cli
+
+    override = "fit.epochs=" + "a" * 100_000
+    path = str(write_config(base_config(tiny_csv)))
+    result = runner.invoke(cli, ["validate", path, "--set", override])
+    assert result.exit_code == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: --set fit.epochs={'a' * 68}… (100011 characters): fit.epochs:")
+    assert len(line) < 300
