@@ -431,3 +431,7 @@ def test_a_name_longer_than_the_file_system_holds_is_refused_by_validate(
     ), line
     with pytest.raises(CnnCliError, match="holds a name of 259 bytes"):
         confine_path(longest, where, None)  # bytes, not characters: é is two
+    for value in ("/" + "a" * 100_000, ["a"] * 100_000):  # any refusal: the value is cut
+        with pytest.raises(CnnCliError) as caught:
+            confine_path(value, where, None)
+        assert len(caught.value.message) < 200
