@@ -4,7 +4,8 @@ what kind of label it is, and what each column will become (``describe_columns``
 A column's type is ``data.columns``' when the config gives one; otherwise a column of numbers
 is numeric and a column of text categorical. Text with nearly as many distinct values as rows
 (an ID, free text) or that reads as dates is still categorical, but ``describe_columns`` warns:
-one-hot encoding it makes one input per distinct value.
+one-hot encoding it makes one input per distinct value. A numeric column that numbers the rows
+(``RowIds``) gets the same advice: drop it.
 """
 
 from __future__ import annotations
@@ -324,9 +325,10 @@ class RowIds:
     """
 
     def __init__(self, names: Iterable[str]) -> None:
-        self._facts = {name: _RowNumbers(bool(ID_NAME.fullmatch(name))) for name in names}
-        for facts in self._facts.values():
-            facts.kept = [] if facts.named else None  # an ID's name: keep values to compare
+        self._facts: dict[str, _RowNumbers] = {}
+        for name in names:
+            named = bool(ID_NAME.fullmatch(name))  # its values are kept, to find one twice
+            self._facts[name] = _RowNumbers(named, kept=[] if named else None)
 
     def update(self, features: Mapping[str, np.ndarray]) -> None:
         """One chunk's raw numeric columns (float64, NaN for an empty cell), in file order."""
