@@ -126,7 +126,7 @@ _KEY_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(-?\d+)\]")
 
 
 #: The most of a ``--set key=value`` an error line repeats as its place.
-OVERRIDE_SHOWN = 80
+OVERRIDE_SHOWN = 300
 
 
 def override_place(text: str) -> str:
