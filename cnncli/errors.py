@@ -46,12 +46,27 @@ class Location:
         return ": ".join(parts)
 
 
-#: Every character ``str.splitlines`` breaks at, escaped: a value quoted into a message (a class
-#: name from a CSV cell) must not split the one line a script greps.
-_LINE_BREAKS = {
+#: Every control character (C0, DEL, C1), every character ``str.splitlines`` breaks at and the
+#: bidirectional overrides, each as its escape: a value quoted into a message (a class name from a
+#: CSV cell, an ESC in ``--set``) must neither split the one line a script greps nor be obeyed by
+#: the terminal that shows it (``\x1b[31m`` recolours it, U+202E reverses it).
+_CONTROLS = {
     ord(char): char.encode("unicode_escape").decode()
-    for char in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+    for char in (
+        *map(chr, range(0x20)),
+        *map(chr, range(0x7F, 0xA0)),
+        *"\u2028\u2029",
+        *map(chr, range(0x202A, 0x202F)),
+        *map(chr, range(0x2066, 0x206A)),
+    )
 }
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as its escape (``\\x1b``, ``\\n``), so that
+    whatever a user typed is shown, never obeyed, and stays on one line. Every line cnncli prints
+    about a user's value goes through here."""
+    return text.translate(_CONTROLS)
 
 
 class CnnCliError(Exception):
@@ -74,7 +89,7 @@ class CnnCliError(Exception):
             text = f"{self.where}: {text}"
         if self.hint:
             text = f"{text}; {self.hint.rstrip('.')}"
-        return text.translate(_LINE_BREAKS)
+        return escape_controls(text)
 
     def __str__(self) -> str:
         return self.one_line()
@@ -115,5 +130,9 @@ def did_you_mean(name: str, options: Iterable[str], fallback: str = "") -> str:
 def short_repr(value: object, limit: int = 60) -> str:
     """``repr(value)``, cut to ``limit`` characters: an error line must stay one readable line
     even when a config holds a 100 KB value."""
-    text = repr(value)
+    return shorten(repr(value), limit)
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """``text``, cut to ``limit`` characters with how long it was (``aaa… (2000 characters)``)."""
     return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text)} characters)"

@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from cnncli.errors import escape_controls
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -19,6 +21,9 @@ if TYPE_CHECKING:
 #: The width of a console that is not a terminal (a file, a pipe, a CI log): no table is ever cut
 #: to fit, whatever ``COLUMNS`` says (issue 11: ``COLUMNS=20`` cut every cell written to a file).
 UNBOUNDED_WIDTH = 100_000
+#: The narrowest a terminal is taken to be: at ``COLUMNS=5`` rich drew every table with empty
+#: cells; wider than the screen, the terminal wraps the lines, and every value is still there.
+MIN_TERMINAL_WIDTH = 40
 
 
 class _LazyConsole:
@@ -37,6 +42,8 @@ class _LazyConsole:
             console = Console(**self._options)
             if not console.is_terminal:
                 console.width = UNBOUNDED_WIDTH
+            elif console.width < MIN_TERMINAL_WIDTH:
+                console.width = MIN_TERMINAL_WIDTH
             self._console = console
         return self._console
 
@@ -60,10 +67,11 @@ stderr = _LazyConsole(stderr=True, soft_wrap=True)
 
 
 def escape(text: str) -> str:
-    """rich's markup escape, imported with rich."""
+    """``text`` shown as written: control characters as escapes (``errors.escape_controls``), then
+    rich's markup escape, imported with rich."""
     from rich.markup import escape as escape_markup
 
-    return escape_markup(text)
+    return escape_markup(escape_controls(text))
 
 
 def print_json(data: Any) -> None:
@@ -280,7 +288,8 @@ def run_in_use(path: Any, config_name: str) -> None:
     """
     import click
 
-    click.echo(click.style(f"run {path} (config '{config_name}')", dim=True), err=True)
+    text = escape_controls(f"run {path} (config '{config_name}')")
+    click.echo(click.style(text, dim=True), err=True)
 
 
 def predictions(result: Any) -> None:
@@ -292,10 +301,12 @@ def predictions(result: Any) -> None:
     import click
 
     for index, label in enumerate(result.labels):
-        line = f"{result.inputs[index]} → {click.style(str(label), bold=True)}"
+        shown = escape_controls(str(label))
+        line = f"{escape_controls(result.inputs[index])} → {click.style(shown, bold=True)}"
         if result.probabilities is not None:
             pairs = zip(result.classes, result.probabilities[index], strict=True)
-            line += "  (" + "  ".join(f"{name}: {prob:.3f}" for name, prob in pairs) + ")"
+            scores = "  ".join(f"{name}: {prob:.3f}" for name, prob in pairs)
+            line += escape_controls(f"  ({scores})")
         click.echo(line)
 
 

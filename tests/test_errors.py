@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnncli.errors import CnnCliError, Location, did_you_mean
+from cnncli.errors import CnnCliError, Location, did_you_mean, escape_controls
 
 
 def test_a_case_slip_says_names_are_case_sensitive():
@@ -39,3 +39,18 @@ def test_a_line_break_quoted_into_a_message_stays_one_line():
     error = CnnCliError("classes are: a\nb, \x1e", hint="see \u2028 here")
     assert error.one_line() == "classes are: a\\nb, \\x1e; see \\u2028 here"
     assert len(error.one_line().splitlines()) == 1
+
+
+def test_a_control_character_in_a_message_or_location_is_shown_not_obeyed():
+    """Hostile review: an ESC typed into --set or --input was echoed raw in the error's prefix,
+    so the terminal obeyed it (``\\x1b[31m`` turned the rest of the line red)."""
+    error = CnnCliError(
+        "got '\x1b]0;title\x07'",
+        where=Location(file="--set fit.epochs=\x1b[31mred", key="k\x00\x7f\x9b"),
+        hint="see \u202eevil\t",
+    )
+    assert error.one_line() == (
+        "--set fit.epochs=\\x1b[31mred: k\\x00\\x7f\\x9b: got '\\x1b]0;title\\x07';"
+        " see \\u202eevil\\t"
+    )
+    assert escape_controls("é ✓ naïve, 3.5") == "é ✓ naïve, 3.5"  # printable text stays as is

@@ -6,6 +6,7 @@ came from (or the ``--set`` that gave it), and hints what to write instead.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -18,7 +19,13 @@ _EXAMPLES = {
     "model.layers": "layers: [{type: Dense, units: 16}, {type: Dense, units: auto}]",
     "model": "model: {layers: [{type: Dense, units: auto}]}",
     "data": "data: {path: data/train.csv}",
+    "fit.class_weight": "class_weight: balanced` or `class_weight: {rare: 5.0}",
 }
+
+#: The error type of a value that fits none of a field's forms (a discriminated union's custom
+#: error): its ``msg``, set where the field is declared, names the forms, with the words allowed
+#: in quotes for a did-you-mean: ``'balanced' or a mapping {class: weight}``.
+WRONG_TYPE = "wrong_type"
 
 
 def explain_errors(
@@ -90,11 +97,16 @@ def _literal_options(error: dict[str, Any]) -> list[str]:
 
 
 def describe_value(value: Any) -> str:
-    """A wrong-typed value in YAML's words: ``a boolean (true)``, ``a string ('3')``."""
+    """A wrong-typed value in YAML's words: ``a boolean (true)``, ``a string ('3')``,
+    ``a list ([1, 2])``."""
     if isinstance(value, bool):
         return f"a boolean ({str(value).lower()})"
     if isinstance(value, str):
         return f"a string ({short_repr(value)})"
+    if isinstance(value, list):
+        return f"a list ({short_repr(value)})"
+    if isinstance(value, dict):
+        return f"a mapping ({short_repr(value)})"
     if value is None:
         return "nothing (null)"
     return short_repr(value)
@@ -206,6 +218,16 @@ def _explain(error: dict[str, Any], source: SourceMap, root: type[BaseModel]) ->
             f"expected {_EXPECTED[kind]}, got {describe_value(received)}",
             where=source.locate(path),
             hint=type_hint(received, path) if kind not in ("bool_type", "bool_parsing") else None,
+        )
+    if kind == WRONG_TYPE:
+        words = re.findall(r"'([^']+)'", str(error["msg"]))
+        fallback = _hint_for(key)
+        return CnnCliError(
+            f"expected {error['msg']}, got {describe_value(received)}",
+            where=source.locate(path),
+            hint=did_you_mean(received, words, fallback or "")
+            if isinstance(received, str)
+            else fallback,
         )
     if kind == "finite_number":
         return CnnCliError(

@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from cnncli.config.checks import CROSS_CHECKS
-from cnncli.config.messages import explain_errors
+from cnncli.config.messages import WRONG_TYPE, explain_errors
 from cnncli.config.overrides import apply_overrides
 from cnncli.config.source import SourceMap, decode_config_bytes, key_to_path, parse_yaml
 from cnncli.errors import CnnCliError, ConfigErrors, Location
@@ -138,10 +138,15 @@ class CompileSpec(_Strict):
 #: Past a million, a weighted loss overflows float32 long before it teaches anything.
 ClassWeight = Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False)]
 #: ``balanced`` or ``{class: weight}``; the discriminator picks one branch, so an error names
-#: only what the user meant (the tags are left out of the error's key by config.messages).
+#: only what the user meant (the tags are left out of the error's key by config.messages). A
+#: value of neither form (a list, another word) names both forms, not only ``balanced``.
 ClassWeights = Annotated[
     Annotated[Literal["balanced"], Tag("str")] | Annotated[dict[str, ClassWeight], Tag("dict")],
-    Discriminator(lambda value: "dict" if isinstance(value, dict) else "str"),
+    Discriminator(
+        lambda value: "dict" if isinstance(value, dict) else "str" if value == "balanced" else None,
+        custom_error_type=WRONG_TYPE,
+        custom_error_message="'balanced' or a mapping {class: weight}",
+    ),
 ]
 
 

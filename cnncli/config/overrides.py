@@ -9,7 +9,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from cnncli.config.source import SourceMap, key_to_path, parse_override_value, path_to_key
+from cnncli.config.source import (
+    SourceMap,
+    key_to_path,
+    override_place,
+    parse_override_value,
+    path_to_key,
+)
 from cnncli.errors import CnnCliError, Location, short_repr
 
 
@@ -19,7 +25,7 @@ def apply_overrides(
     """Apply ``--set key=value`` overrides; values are parsed as YAML."""
     raw = copy.deepcopy(raw)
     for text in overrides:
-        where = Location(file=f"--set {text}")
+        where = Location(file=override_place(text))
         key, sep, value_text = text.partition("=")
         path = key_to_path(key.strip())
         if not sep or not key.strip():
@@ -34,7 +40,7 @@ def apply_overrides(
                 where=where,
                 hint="join names with '.' and index lists with [n], e.g. model.layers[0].units",
             )
-        value = parse_override_value(value_text, f"--set {text}")
+        value = parse_override_value(value_text, override_place(text))
         container: Any = raw
         for depth, part in enumerate(path[:-1]):
             nxt = path[depth + 1]
@@ -53,7 +59,7 @@ def _step_into(container: Any, part: str | int, nxt: str | int, text: str, path:
         return item
     if not isinstance(container, dict):
         raise CnnCliError(
-            f"{path_to_key(path[:-1])} is not a mapping", where=Location(file=f"--set {text}")
+            f"{path_to_key(path[:-1])} is not a mapping", where=Location(file=override_place(text))
         )
     if part not in container or container[part] is None:
         container[part] = [] if isinstance(nxt, int) else {}
@@ -68,20 +74,20 @@ def _assign(container: Any, part: str | int, value: Any, text: str, path: tuple)
         container[part] = value
     else:
         raise CnnCliError(
-            f"{path_to_key(path[:-1])} is not a mapping", where=Location(file=f"--set {text}")
+            f"{path_to_key(path[:-1])} is not a mapping", where=Location(file=override_place(text))
         )
 
 
 def _check_index(container: Any, index: int, text: str, path: tuple) -> None:
     if not isinstance(container, list):
         raise CnnCliError(
-            f"{path_to_key(path[:-1])} is not a list", where=Location(file=f"--set {text}")
+            f"{path_to_key(path[:-1])} is not a list", where=Location(file=override_place(text))
         )
     if not -len(container) <= index < len(container):
         what = "stack" if path[:2] == ("model", "layers") else "list"
         unit = "layers" if what == "stack" else "items"
         raise CnnCliError(
             f"the {what} has {len(container)} {unit}",
-            where=Location(file=f"--set {text}"),
+            where=Location(file=override_place(text)),
             hint=f"use an index from 0 to {len(container) - 1}",
         )

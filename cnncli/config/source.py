@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from cnncli.errors import CnnCliError, ConfigErrors, Location
+from cnncli.errors import CnnCliError, ConfigErrors, Location, shorten
 
 MAX_CONFIG_BYTES = 1_000_000
 MAX_NODES = 20_000  # visits while converting, aliases included
@@ -125,6 +125,16 @@ def path_to_key(path: Path_) -> str:
 _KEY_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(-?\d+)\]")
 
 
+#: The most of a ``--set key=value`` an error line repeats as its place.
+OVERRIDE_SHOWN = 300
+
+
+def override_place(text: str) -> str:
+    """``--set key=value`` as the place an error points at, cut past ``OVERRIDE_SHOWN``
+    characters: a 100 KB value must not fill the one line."""
+    return f"--set {shorten(text, OVERRIDE_SHOWN)}"
+
+
 def key_to_path(key: str) -> Path_ | None:
     """Parse ``model.layers[0].filters`` into a path, or None if it is not one."""
     path: list[str | int] = []
@@ -158,15 +168,9 @@ class SourceMap:
         """The most precise location known for ``path`` (or its nearest ancestor)."""
         key = path_to_key(path)
         resolver = self._locate_key
-        # An override replaces everything below its key, so it wins over any file position there.
-        for depth in range(len(path), -1, -1):
-            if path[:depth] in self.overrides:
-                return Location(
-                    file=f"--set {self.overrides[path[:depth]]}",
-                    key=key,
-                    label=label,
-                    resolver=resolver,
-                )
+        override = self.override_of(path)
+        if override is not None:
+            return Location(file=override_place(override), key=key, label=label, resolver=resolver)
         for depth in range(len(path), -1, -1):
             prefix = path[:depth]
             table = self.key_positions if on_key and depth == len(path) else self.positions
@@ -181,6 +185,14 @@ class SourceMap:
                     resolver=resolver,
                 )
         return Location(file=self.file, key=key, label=label, resolver=resolver)
+
+    def override_of(self, path: Path_) -> str | None:
+        """The ``--set`` that gave ``path``'s value, if one did. An override replaces everything
+        below its key, so it wins over any file position there."""
+        for depth in range(len(path), -1, -1):
+            if path[:depth] in self.overrides:
+                return self.overrides[path[:depth]]
+        return None
 
     def _locate_key(self, key: str) -> Location:
         return self.locate(key_to_path(key) or (), on_key=True)

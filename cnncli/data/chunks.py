@@ -20,7 +20,7 @@ import numpy as np
 
 from cnncli.config.models import Config
 from cnncli.data.cells import CellRules, Cleaning, describe_cleaning
-from cnncli.data.columns import Columns, choose_columns, column_warnings
+from cnncli.data.columns import Columns, RowIds, choose_columns, column_warnings, row_ids
 from cnncli.data.csvfile import (
     encoding_error,
     file_location,
@@ -182,6 +182,7 @@ class Survey:
     labels: np.ndarray  # the label's distinct values
     categories: dict[str, set[str]]  # each categorical column's distinct values
     rows: int  # rows after data.missing
+    ids: RowIds | None = None  # which numeric columns number the rows
 
 
 def survey_columns(config: Config, path: str, columns: Columns, label_text: bool = False) -> Survey:
@@ -202,8 +203,10 @@ def survey_columns(config: Config, path: str, columns: Columns, label_text: bool
     labels: list[np.ndarray] = []
     rows = seen = 0
     collect_labels = True
+    ids = row_ids(columns)
     for chunk in read_chunks(config, path, columns, label_text):
         rows += chunk.rows
+        ids.update(chunk.features)
         for name, found in categories.items():
             values = chunk.features[name]
             found.update(value for value in pd.unique(values).tolist() if isinstance(value, str))
@@ -220,7 +223,7 @@ def survey_columns(config: Config, path: str, columns: Columns, label_text: bool
                 collect_labels = len(labels[0]) <= MAX_INTEGER_CLASSES
                 seen = len(labels[0])
     merged = np.concatenate(labels) if labels else np.zeros(0)
-    return Survey(np.asarray(pd.unique(merged)), categories, rows)
+    return Survey(np.asarray(pd.unique(merged)), categories, rows, ids)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,7 +287,9 @@ def prepare_stream(config: Config, seed: int) -> StreamFit:
     counts = {TRAIN: 0, TEST: 0, VALIDATION: 0}
     rows = 0
     cleaning: list[Cleaning] = []
+    ids = row_ids(columns)
     for chunk in read_chunks(config, path, columns, label_text, cleaning):
+        ids.update(chunk.features)
         parts = rule.parts(np.arange(chunk.first_row, chunk.first_row + chunk.rows))
         for part, count in zip(*np.unique(parts, return_counts=True), strict=True):
             counts[int(part)] += int(count)
@@ -301,7 +306,7 @@ def prepare_stream(config: Config, seed: int) -> StreamFit:
         test_chunks = read_chunks(config, config.data.test_path, columns, label_text, cleaning)
         test_rows = sum(chunk.rows for chunk in test_chunks)
     notes = [note for note in map(describe_cleaning, cleaning) if note]
-    notes += column_warnings(config, columns, fit.categories, fit.rows)
+    notes += column_warnings(config, columns, fit.categories, fit.rows, ids)
     return StreamFit(config, columns, rule, rows, counts, test_rows, label_text, fit, notes, seed)
 
 

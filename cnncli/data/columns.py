@@ -4,13 +4,15 @@ what kind of label it is, and what each column will become (``describe_columns``
 A column's type is ``data.columns``' when the config gives one; otherwise a column of numbers
 is numeric and a column of text categorical. Text with nearly as many distinct values as rows
 (an ID, free text) or that reads as dates is still categorical, but ``describe_columns`` warns:
-one-hot encoding it makes one input per distinct value.
+one-hot encoding it makes one input per distinct value. A numeric column that numbers the rows
+(``RowIds``) gets the same advice: drop it.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -294,12 +296,93 @@ def text_advice(name: str, values: set[str], rows: int) -> TextAdvice | None:
     return None
 
 
+#: Names that say a column numbers the rows: ``id``, ``customer_id``, ``customerId``, ``index``.
+ID_NAME = re.compile(r"(?i:id|index|row|.*_id)|.*[a-z0-9](?:Id|ID)")
+#: Values of an ID-like name kept to tell whether all are distinct (when not increasing).
+MAX_ID_VALUES = 1_000_000
+
+
+@dataclass
+class _RowNumbers:
+    """What one numeric column's values say so far about numbering the rows."""
+
+    named: bool
+    rows: int = 0
+    whole: bool = True
+    increasing: bool = True
+    step_one: bool = True
+    last: float = math.nan
+    kept: list[np.ndarray] | None = None
+
+
+class RowIds:
+    """Which numeric feature columns are row IDs, read chunk by chunk in the file's order.
+
+    A column is an ID when it holds whole numbers only, no empty cell, more than
+    ``ID_MIN_DISTINCT`` rows, and either counts up by exactly 1 from row to row, or has an ID's
+    name (``ID_NAME``) and no value twice. As a feature an ID teaches the model the row's
+    position, not anything about the row; text IDs get the same advice from ``text_advice``.
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._facts: dict[str, _RowNumbers] = {}
+        for name in names:
+            named = bool(ID_NAME.fullmatch(name))  # its values are kept, to find one twice
+            self._facts[name] = _RowNumbers(named, kept=[] if named else None)
+
+    def update(self, features: Mapping[str, np.ndarray]) -> None:
+        """One chunk's raw numeric columns (float64, NaN for an empty cell), in file order."""
+        for name, facts in self._facts.items():
+            values = np.asarray(features[name], dtype=np.float64)
+            if not facts.whole or not len(values):
+                continue
+            if np.isnan(values).any() or np.any(np.mod(values, 1) != 0):
+                facts.whole, facts.kept = False, None
+                continue
+            steps = np.diff(values, prepend=values[0] - 1 if facts.rows == 0 else facts.last)
+            facts.increasing = facts.increasing and bool(np.all(steps > 0))
+            facts.step_one = facts.step_one and bool(np.all(steps == 1))
+            facts.rows += len(values)
+            facts.last = float(values[-1])
+            if facts.kept is not None:
+                facts.kept.append(values)
+                if facts.rows > MAX_ID_VALUES:
+                    facts.kept = None
+
+    def advice(self, name: str) -> str | None:
+        """The fix for a column that is a row ID, or None."""
+        facts = self._facts.get(name)
+        if facts is None or not facts.whole or facts.rows <= ID_MIN_DISTINCT:
+            return None
+        if facts.named and not facts.increasing:
+            if facts.kept is None:
+                return None  # too many rows to tell cheaply: say nothing
+            values = np.concatenate(facts.kept)
+            if len(np.unique(values)) != len(values):
+                return None
+        elif not facts.step_one and not (facts.named and facts.increasing):
+            return None
+        return f"set data.columns: {{{name}: drop}}"
+
+    def warning(self, name: str) -> str | None:
+        """The one-line warning ``validate``, ``summary`` and ``train`` print for an ID."""
+        fix = self.advice(name)
+        if fix is None:
+            return None
+        rows = self._facts[name].rows
+        return (
+            f"column '{name}' looks like a row ID ({rows} distinct whole numbers in {rows}"
+            f" row(s)): as a feature it teaches the model each row's position; {fix}"
+        )
+
+
 def describe_columns(
     config: Config,
     header: list[str],
     columns: Columns,
     categories: Mapping[str, set[str]],
     rows: int,
+    ids: RowIds | None = None,
 ) -> ColumnReport:
     """Every column's type (declared or inferred) and what it becomes, with the warnings.
 
@@ -309,6 +392,7 @@ def describe_columns(
         columns: the columns chosen (``choose_columns``).
         categories: each categorical column's distinct values.
         rows: the rows they were counted in.
+        ids: the numeric columns' ID facts (``RowIds``), for their advice.
     """
     typed = config.data.columns
     lines: list[str] = []
@@ -335,13 +419,31 @@ def describe_columns(
                 f" {len(values)} inputs if one-hot encoded; {advice.fix}"
             )
         else:
-            lines.append(f"{name}: numeric{declared} → 1 input ({config.preprocess.features})")
+            warning = None if declared or ids is None else ids.warning(name)
+            if warning is None:
+                lines.append(f"{name}: numeric{declared} → 1 input ({config.preprocess.features})")
+                continue
+            warnings.append(warning)
+            lines.append(f"{name}: numeric → looks like a row ID; {ids.advice(name)}")
     return ColumnReport(tuple(lines), tuple(warnings))
 
 
 def column_warnings(
-    config: Config, columns: Columns, categories: Mapping[str, set[str]], rows: int
+    config: Config,
+    columns: Columns,
+    categories: Mapping[str, set[str]],
+    rows: int,
+    ids: RowIds | None = None,
 ) -> list[str]:
     """``describe_columns``' warnings alone: what ``train`` prints."""
     header = [*columns.features, columns.label]
-    return list(describe_columns(config, header, columns, categories, rows).warnings)
+    return list(describe_columns(config, header, columns, categories, rows, ids).warnings)
+
+
+def row_ids(columns: Columns) -> RowIds:
+    """A ``RowIds`` for the numeric feature columns chosen."""
+    return RowIds(
+        name
+        for name in columns.features
+        if name not in columns.categorical and name not in columns.dates
+    )

@@ -19,6 +19,8 @@ from cnncli.errors import CnnCliError, Location, short_repr
 if TYPE_CHECKING:
     import pandas as pd
 
+    from cnncli.config.models import Config
+
 #: Rows read to tell numeric from text columns.
 SAMPLE_ROWS = 200
 
@@ -45,7 +47,8 @@ _DELIMITERS = {",": ",", ";": ";", "\t": "\\t", "|": "|"}
 
 
 def encoding_error(path: Path, exc: UnicodeDecodeError | None = None) -> CnnCliError:
-    """Say what the file is (UTF-16, a zip, gzip) or where its first non-UTF-8 byte is."""
+    """Say what the file is (UTF-16, a zip, gzip), where its first NUL byte is, or where its first
+    non-UTF-8 byte is."""
     try:
         with path.open("rb") as handle:
             head = handle.read(4)
@@ -59,9 +62,18 @@ def encoding_error(path: Path, exc: UnicodeDecodeError | None = None) -> CnnCliE
             )
     try:
         raw.decode("utf-8")
-        position = exc.start if exc is not None else 0
+        position = exc.start if exc is not None else len(raw)
     except UnicodeDecodeError as error:
         position = error.start
+    nul = raw.find(b"\x00", 0, position)
+    if nul >= 0:  # valid UTF-8, but no text file holds one: a binary file, or UTF-16 without a BOM
+        line = raw[:nul].count(b"\n") + 1
+        return CnnCliError(
+            f"data file holds a NUL byte (line {line}): it is probably binary, or text in another"
+            " encoding (UTF-16 without a byte-order mark?)",
+            where=file_location(path, line=line),
+            hint="give a CSV file saved as UTF-8 text",
+        )
     line = raw[:position].count(b"\n") + 1
     shown = f" (byte 0x{raw[position]:02x} on line {line})" if position < len(raw) else ""
     return CnnCliError(
@@ -255,11 +267,42 @@ def kind_of(mode: int) -> str:
     return next((name for test, name, _ in _SPECIAL if test(mode)), "a special file")
 
 
-def require_regular_file(path: str | Path, *, stream_ok: bool = False) -> None:
+def require_data_files(config: Config) -> None:
+    """``data.path`` and ``data.test_path`` exist and are regular files: the one check that
+    ``validate``, ``summary`` and ``train`` make before reading either.
+
+    A path that came from ``--set`` is blamed on that override, as every problem a ``--set``
+    value causes is; one from the config file is named itself (a missing one at its key).
+
+    Raises:
+        CnnCliError: a missing path, a folder, device, socket or pipe.
+    """
+    for name in ("path", "test_path"):
+        path, where = getattr(config.data, name), config.locate(f"data.{name}")
+        if path is None:
+            continue
+        if not Path(path).exists():
+            raise CnnCliError(
+                f"data file {path} not found",
+                where=where,
+                hint="relative paths resolve against the config file's folder",
+            )
+        overridden = config.source.override_of(("data", name)) is not None
+        require_regular_file(path, where=where if overridden else None)
+
+
+def require_regular_file(
+    path: str | Path, *, stream_ok: bool = False, where: Location | None = None
+) -> None:
     """A data path is a regular file (or, where ``stream_ok``, a pipe the command reads once).
 
     Training and evaluation read a file more than once (header, sample, rows), which a pipe
     cannot give; a device such as ``/dev/zero`` never ends.
+
+    Args:
+        path: the data path.
+        stream_ok: whether the command reads the file once, so that a pipe can stream.
+        where: what to blame instead of the path itself (the ``--set`` that gave it).
 
     Raises:
         CnnCliError: a folder, device, socket, or a pipe where it cannot be streamed, named as
@@ -273,7 +316,9 @@ def require_regular_file(path: str | Path, *, stream_ok: bool = False) -> None:
         return
     what = kind_of(mode)
     hint = next((advice for _, name, advice in _SPECIAL if name == what), "pass a CSV file")
-    raise CnnCliError(f"data path is {what}, not a CSV file", where=file_location(path), hint=hint)
+    raise CnnCliError(
+        f"data path is {what}, not a CSV file", where=where or file_location(path), hint=hint
+    )
 
 
 def wrong_delimiter(path: Path, delimiter: str, shown: str) -> CnnCliError:

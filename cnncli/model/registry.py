@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from cnncli.errors import CnnCliError, Location, did_you_mean
+from cnncli.errors import CnnCliError, Location, did_you_mean, short_repr
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,8 @@ LAYERS = Namespace(
     ),
 )
 
+#: The longest file or folder name (in bytes) that Linux, macOS and Windows file systems hold.
+NAME_MAX = 255
 _IN_THE_RUN = "give a path relative to the run folder, e.g. logs/history.csv"
 
 CALLBACKS = Namespace(
@@ -422,25 +424,34 @@ def confine_path(value: Any, where: Location, run_dir: Path | None) -> Any:
     from cnncli import runs  # the run's own file names; runs imports data, so only when needed
 
     hint = _IN_THE_RUN
+    shown = short_repr(value)  # a 100 KB path must not fill the one line
     if not isinstance(value, str) or not value.strip():
         raise CnnCliError(
-            f"expected a path inside the run folder, got {value!r}", where=where, hint=hint
+            f"expected a path inside the run folder, got {shown}", where=where, hint=hint
         )
     if "\\" in value or "://" in value or value.startswith("~") or "\x00" in value:
-        raise CnnCliError(f"'{value}' is not a plain relative path", where=where, hint=hint)
+        raise CnnCliError(f"{shown} is not a plain relative path", where=where, hint=hint)
     path = PurePosixPath(value)
     if path.is_absolute():
         raise CnnCliError(
-            f"'{value}' is an absolute path; callbacks write only inside the run folder",
+            f"{shown} is an absolute path; callbacks write only inside the run folder",
             where=where,
             hint=hint,
         )
     parts = [part for part in path.parts if part != "."]
     if ".." in parts:
-        raise CnnCliError(f"'{value}' leaves the run folder", where=where, hint=hint)
+        raise CnnCliError(f"{shown} leaves the run folder", where=where, hint=hint)
     if not parts or any(part.startswith(".") for part in parts):
         raise CnnCliError(
-            f"'{value}' names the run folder itself or a hidden file in it", where=where, hint=hint
+            f"{shown} names the run folder itself or a hidden file in it", where=where, hint=hint
+        )
+    longest = max(len(part.encode("utf-8", "surrogatepass")) for part in parts)
+    if longest > NAME_MAX:  # the OS refuses it only when the callback writes, after epoch 1
+        raise CnnCliError(
+            f"{shown} holds a name of {longest} bytes, but a file or folder name"
+            f" holds at most {NAME_MAX}",
+            where=where,
+            hint="choose a shorter name",
         )
     reserved = {
         getattr(runs, name)
@@ -449,7 +460,7 @@ def confine_path(value: Any, where: Location, run_dir: Path | None) -> Any:
     }
     if parts[0] in reserved:
         raise CnnCliError(
-            f"'{value}' would overwrite the run's own {parts[0]}", where=where, hint=hint
+            f"{shown} would overwrite the run's own {parts[0]}", where=where, hint=hint
         )
     for _text, field_name, spec, conversion in string.Formatter().parse(value):
         # ModelCheckpoint formats its path with the epoch and logs: allow plain numbers only,
@@ -458,7 +469,7 @@ def confine_path(value: Any, where: Location, run_dir: Path | None) -> Any:
             not field_name.isidentifier() or conversion or not _plain_number_format(spec or "")
         ):
             raise CnnCliError(
-                f"'{value}' has a format field other than a plain number",
+                f"{shown} has a format field other than a plain number",
                 where=where,
                 hint="use fields like {epoch:02d} or {val_loss:.2f}",
             )
@@ -470,7 +481,7 @@ def confine_path(value: Any, where: Location, run_dir: Path | None) -> Any:
         current = current / part
         if current.is_symlink():
             raise CnnCliError(
-                f"'{value}' passes through a symbolic link in the run folder"
+                f"{shown} passes through a symbolic link in the run folder"
                 f" ({current.relative_to(run_dir).as_posix()})",
                 where=where,
                 hint="remove the link from the run folder, or choose another path",

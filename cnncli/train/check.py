@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ from cnncli.data.columns import (
     require_columns,
     require_two_classes,
 )
-from cnncli.data.csvfile import read_header, read_sample, require_regular_file
+from cnncli.data.csvfile import read_header, read_sample, require_data_files
 from cnncli.data.preprocess import Preprocessor, label_width
 from cnncli.errors import CnnCliError, ConfigErrors, Location, did_you_mean
 from cnncli.model.arguments import keras_message, shape_text
@@ -80,15 +79,7 @@ class ConfigReport:
 def inspect_data(config: Config) -> DataFacts:
     """Header, a sample, then the whole file in chunks through the cell rules (what training
     would refuse), keeping only the label's and the categorical columns' distinct values."""
-    for key, path in (("data.path", config.data.path), ("data.test_path", config.data.test_path)):
-        if path is not None and not Path(path).exists():
-            raise CnnCliError(
-                f"data file {path} not found",
-                where=config.locate(key),
-                hint="relative paths resolve against the config file's folder",
-            )
-        if path is not None:
-            require_regular_file(path)  # a folder, FIFO or device is named as what it is
+    require_data_files(config)
     delimiter = config.data.delimiter
     header = read_header(config.data.path, delimiter)
     sample = read_sample(config.data.path, delimiter)
@@ -103,7 +94,7 @@ def inspect_data(config: Config) -> DataFacts:
         )
         survey_columns(config, config.data.test_path, columns, label_text)
     width = input_width(columns, survey.categories)
-    report = describe_columns(config, header, columns, survey.categories, survey.rows)
+    report = describe_columns(config, header, columns, survey.categories, survey.rows, survey.ids)
     labels = label_values(survey.labels)
     task = config.task or infer_task(labels)
     classes = tuple(np.unique(labels).tolist()) if task == "classification" else ()

@@ -21,7 +21,13 @@ import numpy as np
 from cnncli.config.models import Config
 from cnncli.data.cells import describe_cleaning
 from cnncli.data.chunks import StreamedData, prepare_stream
-from cnncli.data.columns import column_warnings, infer_task, label_values, require_two_classes
+from cnncli.data.columns import (
+    column_warnings,
+    infer_task,
+    label_values,
+    require_two_classes,
+    row_ids,
+)
 from cnncli.data.csvfile import file_location
 from cnncli.data.prefetch import Prefetch
 from cnncli.data.preprocess import (
@@ -111,7 +117,9 @@ def prepare_data(config: Config, seed: int) -> PreparedData:
     fit.update(
         {name: values[train_rows] for name, values in dataset.features.items()}, labels[train_rows]
     )
-    notes += column_warnings(config, columns, fit.categories, fit.rows)
+    ids = row_ids(columns)
+    ids.update(dataset.features)  # every row, in the file's order
+    notes += column_warnings(config, columns, fit.categories, fit.rows, ids)
     pre = finish_fit(config, fit, task, dataset.columns.label)
 
     def arrays(

@@ -19,6 +19,7 @@ import yaml
 
 from cnncli.config.models import Config
 from cnncli.data.chunks import StreamedData, wants_streaming
+from cnncli.data.csvfile import require_data_files
 from cnncli.data.split import TEST, TRAIN, VALIDATION
 from cnncli.model.build import build_model, make_callbacks
 from cnncli.model.targets import default_loss, default_metrics
@@ -130,6 +131,7 @@ def _train(
     say = on_message or (lambda _text: None)
     output = Path(output_dir or config.output.dir)
     resumed = resume_point(config, output, resume) if resume is not None else None
+    require_data_files(config)  # as validate does, and before Keras loads
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
     seed = resumed.seed if resumed is not None else seed
     backend = select_backend(config.backend)

@@ -196,3 +196,32 @@ def test_a_class_weight_is_described_as_the_number_it_is(write_config, tiny_csv,
         load_config(write_config(base_config(tiny_csv)), [f"fit.class_weight={{low: {weight}}}"])
     [problem] = problems_of(caught)
     assert problem.one_line().endswith(f"fit.class_weight.low: {expected}")
+
+
+@pytest.mark.parametrize(
+    ("value", "got", "hint"),
+    [
+        (
+            "[1,2]",
+            "a list ([1, 2])",
+            "for example `class_weight: balanced` or `class_weight: {rare: 5.0}`",
+        ),
+        ("3", "3", "for example `class_weight: balanced` or `class_weight: {rare: 5.0}`"),
+        (
+            "auto",
+            "a string ('auto')",
+            "for example `class_weight: balanced` or `class_weight: {rare: 5.0}`",
+        ),
+        ("balance", "a string ('balance')", "did you mean 'balanced'?"),
+    ],
+)
+def test_a_class_weight_of_neither_form_names_both_forms(write_config, tiny_csv, value, got, hint):
+    """Hostile review: a list said "use one of: balanced", hiding the {class: weight} form."""
+    override = f"fit.class_weight={value}"
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(base_config(tiny_csv)), [override])
+    [problem] = problems_of(caught)
+    assert problem.one_line() == (
+        f"--set {override}: fit.class_weight: expected 'balanced' or a mapping {{class: weight}},"
+        f" got {got}; {hint}"
+    )

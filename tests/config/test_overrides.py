@@ -6,7 +6,7 @@ import pytest
 
 from cnncli.config.models import load_config
 from cnncli.errors import CnnCliError
-from tests.conftest import base_config
+from tests.conftest import base_config, error_lines
 
 
 def test_overrides_apply_and_parse_as_yaml(write_config, tiny_csv):
@@ -77,3 +77,37 @@ def test_malformed_set_path_is_one_line_at_the_override(write_config, tiny_csv, 
     assert caught.value.message == message
     assert caught.value.where.file == f"--set {override}"
     assert "\n" not in caught.value.one_line()
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["fit.epochs=\x1b[31mred", "fit.epo\x1b[31mchs=3", "fit.epochs=3\x1b[0m", "data.path=\x1b[2J"],
+)
+def test_a_control_character_in_set_is_escaped_in_the_error(
+    write_config, tiny_csv, runner, override
+):
+    """Hostile review: ``error: --set fit.epochs=<ESC>[31m…`` let the terminal obey the ESC."""
+    from cnncli.cli import cli
+
+    result = runner.invoke(
+        cli, ["validate", str(write_config(base_config(tiny_csv))), "--set", override]
+    )
+    assert result.exit_code == 2
+    assert "\x1b" not in result.stderr
+    lines = error_lines(result)
+    assert len(lines) == 1
+    assert lines[0].startswith("error: --set " + override.replace("\x1b", "\\x1b") + ":")
+
+
+def test_a_huge_set_value_is_cut_in_the_place_an_error_names(write_config, tiny_csv, runner):
+    """Issue 11 cut a 100 KB config value in the message; the ``--set`` place still repeated
+    the whole override, so the one line was 100 KB long."""
+    from cnncli.cli import cli
+
+    override = "fit.epochs=" + "a" * 100_000
+    path = str(write_config(base_config(tiny_csv)))
+    result = runner.invoke(cli, ["validate", path, "--set", override])
+    assert result.exit_code == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: --set fit.epochs={'a' * 288}… (100011 characters): fit.epochs:")
+    assert len(line) < 600

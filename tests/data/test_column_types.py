@@ -10,7 +10,7 @@ import pytest
 
 from cnncli.config.models import load_config
 from cnncli.data.cells import cell_problem, parse_date, parse_dates
-from cnncli.data.columns import describe_columns, text_advice
+from cnncli.data.columns import RowIds, describe_columns, text_advice
 from cnncli.data.preprocess import (
     DATE_INPUTS,
     PreprocessingFit,
@@ -313,3 +313,73 @@ def test_dates_written_day_first_are_dates_to_rewrite_not_free_text_to_drop():
     )
     names = {f"street {n}" for n in range(400)}
     assert not text_advice("street", names, 400).dates  # free text stays free text
+
+
+# ---------------------------------------------------------------------------------------------
+# Numeric row IDs (newcomer finding: a text ID was flagged, `id` 1..N was not)
+
+
+def ids_of(columns, chunks=1):
+    """``RowIds`` fed ``columns`` (name → values) in ``chunks`` pieces, as the chunked reader."""
+    ids = RowIds(columns)
+    pieces = {
+        name: np.array_split(np.asarray(values, float), chunks) for name, values in columns.items()
+    }
+    for index in range(chunks):
+        ids.update({name: parts[index] for name, parts in pieces.items()})
+    return ids
+
+
+def test_a_numeric_column_numbering_the_rows_is_an_id_and_ordinary_integers_are_not():
+    rng = np.random.default_rng(0)
+    columns = {
+        "id": np.arange(1, 101),  # counts up by 1
+        "seq": np.arange(501, 601),  # any name, counting up by 1
+        "customer_id": rng.permutation(100) + 7000,  # an ID's name, each value once, shuffled
+        "orderId": np.cumsum(rng.integers(1, 9, 100)),  # an ID's name, increasing with gaps
+        "age": rng.integers(18, 90, 100),  # whole numbers that repeat
+        "count": np.cumsum(rng.integers(1, 9, 100)),  # increasing with gaps, no ID's name
+        "row_id": np.r_[np.arange(99), 5],  # an ID's name, but one value twice
+        "index": np.arange(100) + 0.5,  # not whole numbers
+        "paid": np.arange(100),  # no ID's name ('paid' only ends in id), but counts up by 1
+    }
+    for chunks in (1, 7):
+        ids = ids_of(columns, chunks)
+        flagged = [name for name in columns if ids.advice(name) is not None]
+        assert flagged == ["id", "seq", "customer_id", "orderId", "paid"], chunks
+    assert ids.warning("id") == (
+        "column 'id' looks like a row ID (100 distinct whole numbers in 100 row(s)): as a feature"
+        " it teaches the model each row's position; set data.columns: {id: drop}"
+    )
+    assert ids.warning("age") is None
+    assert ids_of({"id": np.arange(10)}).advice("id") is None  # ten rows prove nothing
+    assert ids_of({"id": np.r_[np.arange(1, 50), np.nan]}).advice("id") is None  # an empty cell
+
+
+def test_validate_summary_and_train_advise_dropping_a_numeric_id(tmp_path, write_config, runner):
+    from cnncli.cli import cli
+    from cnncli.train.feed import prepare_data, prepare_streamed
+    from tests.conftest import base_config
+
+    rng = np.random.default_rng(1)
+    lines = ["id,age,x,label"] + [
+        f"{row},{rng.integers(20, 40)},{rng.normal():.3f},{'ab'[row % 2]}" for row in range(1, 61)
+    ]
+    (tmp_path / "people.csv").write_text("\n".join(lines) + "\n")
+    path = write_config(base_config(tmp_path / "people.csv"))
+    warning = (
+        "column 'id' looks like a row ID (60 distinct whole numbers in 60 row(s)): as a feature it"
+        " teaches the model each row's position; set data.columns: {id: drop}"
+    )
+    for command in ("validate", "summary"):
+        result = runner.invoke(cli, [command, str(path)])
+        assert result.exit_code == 0, result.output
+        assert f"warning: {warning}" in result.stderr.splitlines()
+    result = runner.invoke(cli, ["validate", str(path)])
+    assert "  id: numeric → looks like a row ID; set data.columns: {id: drop}" in result.stdout
+    assert "  age: numeric → 1 input (standard)" in result.stdout
+    config = load_config(path)
+    assert warning in prepare_data(config, 0).notes
+    assert warning in prepare_streamed(config, 0).notes
+    dropped = load_config(path, ["data.columns={id: drop}"])
+    assert not [note for note in prepare_data(dropped, 0).notes if "row ID" in note]

@@ -225,3 +225,66 @@ def test_a_line_without_end_is_refused_at_the_bound(tmp_path, monkeypatch):
         f"{csv}:1: line 1 is longer than 1,000 characters without a line break;"
         " pass a CSV file with one row per line"
     )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"x1,x\x00,x3,label\n1,2,3,a\n4,5,6,b\n", "x1,x2,x3,label\n1,2,3,a\n".encode("utf-16-le")],
+    ids=["nul-in-header", "utf-16-without-bom"],
+)
+def test_a_nul_byte_is_named_not_called_not_utf8(tmp_path, write_config, runner, raw):
+    """Hostile review: a NUL in the header line was "not UTF-8 text (byte 0x78 on line 1)",
+    naming the header's first byte; the file is valid UTF-8, and the NUL is what is wrong."""
+    from cnncli.cli import cli
+    from tests.conftest import base_config
+
+    expected = (
+        f"{tmp_path / 'data.csv'}:1: data file holds a NUL byte (line 1): it is probably binary,"
+        " or text in another encoding (UTF-16 without a byte-order mark?);"
+        " give a CSV file saved as UTF-8 text"
+    )
+    with pytest.raises(CnnCliError) as caught:
+        load(tmp_path, write_config, raw)
+    assert caught.value.one_line() == expected
+    result = runner.invoke(cli, ["validate", str(write_config(base_config(tmp_path / "data.csv")))])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"error: {expected}"]
+
+
+@pytest.mark.parametrize("command", ["validate", "train"])
+@pytest.mark.parametrize("kind", ["folder", "fifo", "device", "missing"])
+def test_a_data_path_from_set_is_refused_at_the_override(
+    tmp_path, write_config, runner, command, kind
+):
+    """Hostile review: ``--set data.path=/dev/zero`` was blamed on /dev/zero itself, while every
+    other problem a ``--set`` value causes is located at the override."""
+    import os
+
+    from cnncli.cli import cli
+    from tests.conftest import base_config
+
+    path = {
+        "folder": tmp_path / "data",
+        "fifo": tmp_path / "pipe",
+        "device": "/dev/zero",
+        "missing": tmp_path / "gone.csv",
+    }[kind]
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    problem = {
+        "folder": "data path is a folder, not a CSV file; pass the CSV file inside it",
+        "fifo": "data path is a pipe (FIFO), not a CSV file;"
+        " this command reads the data more than once: save it to a file",
+        "device": "data path is a character device, not a CSV file; pass a CSV file",
+        "missing": f"data file {path} not found;"
+        " relative paths resolve against the config file's folder",
+    }[kind]
+    config = write_config(base_config(tmp_path / "unused.csv"))
+    args = [command, str(config), "--set", f"data.path={path}"]
+    result = runner.invoke(
+        cli, [*args, *(["--output", str(tmp_path)] if command == "train" else [])]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"error: --set data.path={path}: data.path: {problem}"]

@@ -404,3 +404,34 @@ def test_a_callback_whose_package_is_missing_is_one_line_and_exit_2(
         " package, which is not installed; pip install tensorboard, or remove the callback"
     )
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_name_longer_than_the_file_system_holds_is_refused_by_validate(
+    runner, write_config, tiny_csv, tmp_path
+):
+    """Hostile review: a 300-character CSVLogger filename passed validate, then train failed
+    after the first epoch with a hint about something else."""
+    from cnncli.cli import cli
+
+    where = Location(key="fit.callbacks[0].filename")
+    longest = "logs/" + "é" * 127 + "a.csv"  # a name of 132 characters but 259 bytes
+    assert confine_path("logs/" + "a" * 255, where, tmp_path) == str(
+        tmp_path / "logs" / ("a" * 255)
+    )
+    config = base_config(tiny_csv)
+    config["fit"]["callbacks"] = [{"type": "CSVLogger", "filename": "a" * 300}]
+    result = runner.invoke(cli, ["validate", str(write_config(config))])
+    assert result.exit_code == 2
+    [line] = result.stderr.splitlines()
+    assert re.fullmatch(
+        r"error: .*config1\.yaml:\d+:\d+: fit\.callbacks\[0\]\.filename \(CSVLogger\): 'a{58}…"
+        r" \(302 characters\) holds a name of 300 bytes, but a file or folder name holds at most"
+        r" 255; choose a shorter name",
+        line,
+    ), line
+    with pytest.raises(CnnCliError, match="holds a name of 259 bytes"):
+        confine_path(longest, where, None)  # bytes, not characters: é is two
+    for value in ("/" + "a" * 100_000, ["a"] * 100_000):  # any refusal: the value is cut
+        with pytest.raises(CnnCliError) as caught:
+            confine_path(value, where, None)
+        assert len(caught.value.message) < 200

@@ -165,3 +165,25 @@ def test_predict_out_of_range_warns_and_keeps_going(runner, seed_run):
     assert result.exit_code == 0
     assert "x1: 1 value(s) outside the training range" in result.stderr
     assert "→" in result.stdout
+
+
+def test_a_control_character_in_input_is_escaped_in_the_error():
+    """Hostile review: ``--input 3,<ESC>[31m,5`` was echoed raw in the error's prefix."""
+    with pytest.raises(CnnCliError) as caught:
+        parse_input(PRE, "3,\x1b[31m,5")
+    assert caught.value.one_line() == (
+        "--input 3,\\x1b[31m,5: column 'x2': numeric column holds text '\\x1b[31m';"
+        " give a finite number"
+    )
+
+
+@pytest.mark.slow
+def test_a_control_character_in_input_is_never_echoed_raw(runner, mixed_run):
+    """An unseen category holding an ESC: the warning and the echoed row show it escaped."""
+    result = runner.invoke(
+        cli, ["predict", str(mixed_run), "--input", "x1=1,color=re\x1b[2Jd,x2=3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "\x1b[2J" not in result.stdout + result.stderr
+    assert result.stdout.startswith("x1=1,color=re\\x1b[2Jd,x2=3 → ")
+    assert "re\\x1b[2Jd" in result.stderr  # the unseen-category warning names it
