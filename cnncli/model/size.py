@@ -38,9 +38,16 @@ class MemoryEstimate:
         return sum(self.trainable) + sum(self.frozen)
 
     def training_bytes(self, batch_size: int) -> int:
-        weights = TRAINABLE_COPIES * sum(self.trainable) + sum(self.frozen)
-        activations = ACTIVATION_COPIES * batch_size * self.activation_values
-        return BYTES_PER_VALUE * (weights + activations)
+        return self.weight_bytes + self.batch_bytes(batch_size)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Weights, gradients and optimizer state: what the batch size does not change."""
+        return BYTES_PER_VALUE * (TRAINABLE_COPIES * sum(self.trainable) + sum(self.frozen))
+
+    def batch_bytes(self, batch_size: int) -> int:
+        """One batch's layer outputs and their gradients."""
+        return BYTES_PER_VALUE * ACTIVATION_COPIES * batch_size * self.activation_values
 
     @property
     def largest(self) -> int:

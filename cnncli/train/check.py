@@ -233,6 +233,17 @@ def check_memory(
     available = available_memory()
     if available is None or needed <= available:
         return estimate
+    batch = estimate.batch_bytes(config.fit.batch_size)
+    if estimate.weight_bytes < available and batch > estimate.weight_bytes:  # the batch's fault
+        fitting = max(1, (available - estimate.weight_bytes) // estimate.batch_bytes(1))
+        raise CnnCliError(
+            f"one batch of {config.fit.batch_size:,} rows needs about"
+            f" {human_bytes(batch)} for the layers' outputs"
+            f" but {human_bytes(available - estimate.weight_bytes)} is left beside the model's"
+            f" {human_bytes(estimate.weight_bytes)}",
+            where=config.locate("fit.batch_size"),
+            hint=f"lower fit.batch_size (at most about {min(fitting, config.fit.batch_size):,})",
+        )
     index = estimate.largest
     largest = estimate.trainable[index] + estimate.frozen[index]
     raise CnnCliError(

@@ -555,3 +555,16 @@ def test_the_memory_threshold_is_the_memory_available(write_config, tiny_csv, mo
     monkeypatch.setattr(check, "available_memory", lambda: needed - 1)
     with pytest.raises(ConfigErrors, match=r"the model has 10,803 parameters \(10,100 in this"):
         summarize_config(loaded)
+
+
+def test_a_batch_too_large_for_memory_is_blamed_on_the_batch_size(runner, write_config, tiny_csv):
+    """A model of 31 parameters with batch_size 2**31-1 was refused as 'make this layer smaller'."""
+    path = write_config(base_config(tiny_csv))
+    result = runner.invoke(cli, ["validate", str(path), "--set", "fit.batch_size=2147483647"])
+    assert result.exit_code == 2, result.output
+    [line] = [text for text in result.stderr.splitlines() if text.startswith("error:")]
+    assert line.startswith(
+        "error: --set fit.batch_size=2147483647: fit.batch_size: one batch of 2,147,483,647 rows"
+        " needs about "
+    )
+    assert "for the layers' outputs but" in line and "lower fit.batch_size (at most about" in line
