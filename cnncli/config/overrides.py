@@ -89,5 +89,7 @@ def _check_index(container: Any, index: int, text: str, path: tuple) -> None:
         raise CnnCliError(
             f"the {what} has {len(container)} {unit}",
             where=Location(file=override_place(text)),
-            hint=f"use an index from 0 to {len(container) - 1}",
+            hint=f"use an index from 0 to {len(container) - 1}"
+            if container
+            else f"the {what} is empty: set the whole {path_to_key(path[:-1])}=[…] instead",
         )

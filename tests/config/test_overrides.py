@@ -33,6 +33,12 @@ def test_override_errors_point_at_the_override(write_config, tiny_csv):
         == "--set model.layers[9].units=8: the stack has 2 layers; use an index from 0 to 1"
     )
     with pytest.raises(CnnCliError) as caught:
+        load_config(path, ["fit.callbacks[0].patience=3"])  # no callbacks: there is no index 0
+    assert caught.value.one_line() == (
+        "--set fit.callbacks[0].patience=3: the list has 0 items; the list is empty: set the"
+        " whole fit.callbacks=[…] instead"
+    )
+    with pytest.raises(CnnCliError) as caught:
         load_config(path, ["fit.epochs=-1"])
     assert (
         caught.value.one_line()
