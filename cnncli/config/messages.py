@@ -213,6 +213,12 @@ def _explain(error: dict[str, Any], source: SourceMap, root: type[BaseModel]) ->
             f"expected a value {bound[kind]} {next(iter(ctx.values()))}, got {received}",
             where=source.locate(path),
         )
+    if kind == "model_type" and error.get("ctx", {}).get("class_name") in _NAMED_OBJECTS:
+        return CnnCliError(
+            f"expected a name or a mapping with a type, got {describe_value(received)}",
+            where=source.locate(path),
+            hint="for example " + _NAMED_EXAMPLES.get(path_to_key(path[:2]), _NAMED_EXAMPLES[""]),
+        )
     if kind in _EXPECTED:
         return CnnCliError(
             f"expected {_EXPECTED[kind]}, got {describe_value(received)}",
@@ -237,6 +243,13 @@ def _explain(error: dict[str, Any], source: SourceMap, root: type[BaseModel]) ->
         )
     if kind == "too_short":
         return CnnCliError("must not be empty", where=source.locate(path), hint=_hint_for(key))
+    if kind == "string_too_long":
+        limit = error.get("ctx", {}).get("max_length")
+        return CnnCliError(
+            f"{len(str(received))} characters, more than the {limit} allowed",
+            where=source.locate(path),
+            hint=f"shorten it to {limit} characters or fewer",
+        )
     if kind == "string_pattern_mismatch":
         return CnnCliError(
             f"{shown} is not a usable name",
@@ -245,6 +258,17 @@ def _explain(error: dict[str, Any], source: SourceMap, root: type[BaseModel]) ->
         )
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     return CnnCliError(message, where=source.locate(path))
+
+
+#: Models a config may also write as a bare name (``loss: mse``).
+_NAMED_OBJECTS = ("NamedObject", "LayerSpec", "CallbackSpec")
+_NAMED_EXAMPLES = {
+    "": "`adam` or `{type: Adam, learning_rate: 0.001}`",
+    "compile.loss": "`mse` or `{type: Huber, delta: 1.0}`",
+    "compile.metrics": "`accuracy` or `{type: AUC}`",
+    "model.layers": "`Flatten` or `{type: Dense, units: 8}`",
+    "fit.callbacks": "`{type: EarlyStopping, patience: 5}`",
+}
 
 
 def _hint_for(key: str) -> str | None:

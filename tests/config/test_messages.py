@@ -225,3 +225,33 @@ def test_a_class_weight_of_neither_form_names_both_forms(write_config, tiny_csv,
         f"--set {override}: fit.class_weight: expected 'balanced' or a mapping {{class: weight}},"
         f" got {got}; {hint}"
     )
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "compile.loss=[mse]",
+            "compile.loss: expected a name or a mapping with a type, got a list (['mse']);"
+            " for example `mse` or `{type: Huber, delta: 1.0}`",
+        ),
+        (
+            "model.layers[0]=7",
+            "model.layers[0]: expected a name or a mapping with a type, got 7;"
+            " for example `Flatten` or `{type: Dense, units: 8}`",
+        ),
+        (
+            "name=" + "a" * 90,
+            "name: 90 characters, more than the 80 allowed; shorten it to 80 characters or fewer",
+        ),
+    ],
+    ids=["loss-list", "layer-number", "long-name"],
+)
+def test_a_named_object_or_a_long_name_is_described_in_cnncli_words(
+    write_config, tiny_csv, override, expected
+):
+    """These said 'expected a mapping' (a name works too) and pydantic's 'String should have…'."""
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(base_config(tiny_csv)), [override])
+    (problem,) = problems_of(caught)
+    assert problem.one_line().endswith(expected)
