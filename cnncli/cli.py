@@ -162,7 +162,7 @@ class CnnCliGroup(click.Group):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(EXIT_BROKEN_PIPE)
         except OSError as exc:
-            if exc.filename is not None and exc.errno not in FULL_ERRNOS:
+            if isinstance(exc.filename, (str, os.PathLike)) and exc.errno not in FULL_ERRNOS:
                 _path_error(exc, debug)
             if exc.errno not in FULL_ERRNOS:
                 _bug(exc, debug)

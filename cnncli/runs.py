@@ -107,7 +107,8 @@ def output_target(path: Path) -> Path:
     stays (a temporary file renamed over the link would replace it with a regular file).
 
     Raises:
-        CnnCliError: a dangling link (its target does not exist), named with where it points.
+        CnnCliError: a dangling link (its target does not exist), named with where it points;
+            a path no file can have (``check_path``); a place inside a run folder.
     """
     check_path(path, hint="choose another --output")
     target = Path(os.path.realpath(path)) if path.is_symlink() else path

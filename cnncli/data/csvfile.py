@@ -1,4 +1,5 @@
-"""A CSV file as text: its header, encoding, delimiter, ragged lines and line numbers.
+"""A CSV file as text: its header, encoding, delimiter, ragged lines and line numbers; and any
+user-given path that no file can have, in words (``path_error``, ``check_path``).
 
 Every problem becomes a one-line ``CnnCliError`` naming the file and the line in the file (the
 header is line 1), so a user can open the file at the right place. The cell rules are in
@@ -267,7 +268,7 @@ def kind_of(mode: int) -> str:
     return next((name for test, name, _ in _SPECIAL if test(mode)), "a special file")
 
 
-#: The most bytes one name in a path may have (NAME_MAX of Linux and macOS file systems).
+#: The longest file or folder name (in bytes) that Linux, macOS and Windows file systems hold.
 NAME_MAX = 255
 
 

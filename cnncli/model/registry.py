@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cnncli.data.csvfile import NAME_MAX
 from cnncli.errors import CnnCliError, Location, did_you_mean, short_repr
 
 
@@ -143,8 +144,6 @@ LAYERS = Namespace(
     ),
 )
 
-#: The longest file or folder name (in bytes) that Linux, macOS and Windows file systems hold.
-NAME_MAX = 255
 _IN_THE_RUN = "give a path relative to the run folder, e.g. logs/history.csv"
 
 CALLBACKS = Namespace(
