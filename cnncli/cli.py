@@ -162,6 +162,8 @@ class CnnCliGroup(click.Group):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(EXIT_BROKEN_PIPE)
         except OSError as exc:
+            if isinstance(exc.filename, (str, os.PathLike)) and exc.errno not in FULL_ERRNOS:
+                _path_error(exc, debug)
             if exc.errno not in FULL_ERRNOS:
                 _bug(exc, debug)
             # `cnncli evaluate > /dev/full`: the output has no room, which is not a bug
@@ -221,6 +223,17 @@ def _interrupts_name_the_run(run_dir: Path) -> Iterator[None]:
 def _interrupted(signum: int) -> NoReturn:
     render.error(f"interrupted by {signal.Signals(signum).name}")
     sys.exit(128 + signum)
+
+
+def _path_error(exc: OSError, debug: bool) -> NoReturn:
+    """An OS error about a path that no check before it caught (a name too long, a link loop):
+    the user's path to fix, so one line and exit 2, the traceback only on --debug."""
+    from cnncli.data.csvfile import path_error
+
+    if debug:
+        traceback.print_exc()
+    render.error(path_error(exc.filename, exc, hint="check the path").one_line())
+    sys.exit(EXIT_USER_ERROR)
 
 
 def _bug(exc: Exception, debug: bool) -> NoReturn:

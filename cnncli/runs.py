@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from cnncli import RUN_FORMAT_VERSION, __version__
-from cnncli.data.csvfile import kind_of, require_regular_file
+from cnncli.data.csvfile import check_path, kind_of, require_regular_file, shown_path
 from cnncli.data.preprocess import Preprocessor
 from cnncli.data.split import read_split
 from cnncli.data.untrusted import (
@@ -107,11 +107,14 @@ def output_target(path: Path) -> Path:
     stays (a temporary file renamed over the link would replace it with a regular file).
 
     Raises:
-        CnnCliError: a dangling link (its target does not exist), named with where it points.
+        CnnCliError: a dangling link (its target does not exist), named with where it points;
+            a path no file can have (``check_path``); a place inside a run folder.
     """
-    if not path.is_symlink():
+    check_path(path, hint="choose another --output")
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    refuse_inside_runs(target)
+    if target is path:
         return path
-    target = Path(os.path.realpath(path))
     if not target.exists():
         raise CnnCliError(
             f"is a symbolic link to {os.readlink(path)}, which does not exist",
@@ -119,6 +122,23 @@ def output_target(path: Path) -> Path:
             hint="point the link at an existing file, or choose another --output",
         )
     return target
+
+
+def refuse_inside_runs(path: Path) -> None:
+    """An ``--output`` is not inside a run folder or a staging folder: a run's files are
+    checked against its manifest, so one replaced there breaks the run for good.
+
+    Raises:
+        CnnCliError: naming the run folder it would write into.
+    """
+    for folder in Path(os.path.realpath(path)).parents:
+        if folder.name.startswith(STAGING_PREFIX) or os.path.isfile(folder / MANIFEST_FILENAME):
+            raise CnnCliError(
+                f"is inside the run folder {shown_path(folder)}, whose files cnncli wrote and"
+                " checks against its manifest",
+                where=Location(file=shown_path(path)),
+                hint="write it outside the run, e.g. in the current folder",
+            )
 
 
 def save_keras_atomic(model: Any, path: Path) -> None:
@@ -178,6 +198,7 @@ class StagedRun:
 def start_run(output_dir: Path, name: str, now: dt.datetime | None = None) -> StagedRun:
     """Create the staging folder for a new run ``<output_dir>/<name>-<timestamp>``."""
     stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    check_path(output_dir, folder=True, hint="choose a folder with --output or output.dir")
     check_latest_link(output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -387,6 +408,7 @@ class RunFolder:
 def resolve_run_dir(run: Path | None, default_output: Path = Path("runs")) -> Path:
     """RUN as given, or ``runs/latest``; a clear message when there is none."""
     path = run if run is not None else default_output / LATEST_LINK
+    check_path(path, hint="pass a folder made by cnncli train")
     if run is None and path.is_symlink() and not path.exists():
         raise CnnCliError(
             f"{LATEST_LINK} points to {os.readlink(path)}, a run that is gone",

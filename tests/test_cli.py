@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -474,3 +475,94 @@ def test_every_test_the_readme_names_exists():
     }
     assert named, "the README names no test"
     assert sorted(named - defined) == []
+
+
+#: A folder or file name of 300 bytes: longer than any file system allows (NAME_MAX is 255).
+LONG_NAME = "d" * 300
+
+
+def _path_commands(run, data, config):
+    return [
+        ["train", config, "--output", LONG_NAME],
+        ["train", config, "--set", f"output.dir={LONG_NAME}"],
+        ["validate", config, "--set", f"data.path={LONG_NAME}.csv"],
+        ["predict", LONG_NAME, "--input", "1,2,3"],
+        ["evaluate", run, "--data", f"{LONG_NAME}.csv"],
+        ["predict", run, "--input-file", data, "--output", f"{LONG_NAME}.csv"],
+        ["predict", run, "--input-file", f"{LONG_NAME}.csv"],
+        ["export", run, "--format", "onnx", "--output", f"{LONG_NAME}.onnx"],
+        ["train", config, "--resume", LONG_NAME],
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_path_commands("", "", ""))))
+def test_a_name_over_255_bytes_is_one_short_line_in_every_command(
+    runner, tiny_run, tmp_path, monkeypatch, index
+):
+    """Hostile review: a 300-byte name was 'unexpected OSError: File name too long', exit 1,
+    with the whole name echoed, in nearly every command."""
+    monkeypatch.chdir(tmp_path)
+    data = tiny_run.parent.parent / "tiny.csv"
+    config = tiny_run.parent.parent / "tiny.yaml"
+    args = _path_commands(str(tiny_run), str(data), str(config))[index]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert "a name in this path is 30" in line and "bytes long, over the 255" in line, line
+    assert LONG_NAME not in line and "unexpected" not in line
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_an_os_error_about_a_path_that_no_check_caught_is_one_line(runner, monkeypatch):
+    """The last resort: an OSError naming a file is the user's path to fix (exit 2)."""
+    from cnncli.runs import ONNX_FILENAME
+
+    def fail(*_args, **_kwargs):
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), ONNX_FILENAME)
+
+    monkeypatch.setattr("cnncli.runs.resolve_run_dir", fail)
+    result = runner.invoke(cli, ["predict", "--input", "1,2,3"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {ONNX_FILENAME}: passes through a symbolic link loop; check the path\n"
+    )
+    monkeypatch.setattr("cnncli.runs.resolve_run_dir", lambda *_: 1 / 0)
+    assert runner.invoke(cli, ["predict", "--input", "1,2,3"]).exit_code == 1  # still a bug
+
+
+def test_a_data_path_that_is_a_link_loop_is_named_a_loop(runner, write_config, tiny_csv, tmp_path):
+    """Hostile review: validate crashed with 'RuntimeError: Symlink loop' (pathlib resolve)."""
+    (tmp_path / "loop1.csv").symlink_to("loop2.csv")
+    (tmp_path / "loop2.csv").symlink_to("loop1.csv")
+    config = write_config(base_config(tiny_csv))
+    for args in (["--set", "data.path=loop1.csv"], []):
+        if not args:
+            config = write_config(base_config("loop1.csv"))
+        result = runner.invoke(cli, ["validate", str(config), *args])
+        assert result.exit_code == 2, result.stderr
+        [line] = result.stderr.splitlines()
+        assert line.endswith(
+            "is a symbolic link loop; point the link at an existing file or folder"
+        ), line
+
+
+def test_an_output_inside_a_run_folder_is_refused(runner, tiny_run, tmp_path):
+    """Hostile review: predict --output RUN/metrics.json replaced the run's own file, and the
+    run was broken for good (its sha256 no longer matched)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    data = tiny_run.parent.parent / "tiny.csv"
+    before = {path.name: path.read_bytes() for path in run.iterdir()}
+    for args in (
+        ["predict", str(run), "--input-file", str(data), "--output", str(run / "metrics.json")],
+        ["predict", str(run), "--input-file", str(data), "--output", str(run / "new.csv")],
+        ["export", str(run), "--format", "onnx", "--output", str(run / "sub" / "m.onnx")],
+    ):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 2, result.stderr
+        [line] = result.stderr.splitlines()
+        assert f"is inside the run folder {run}, whose files cnncli wrote" in line, line
+    assert {path.name: path.read_bytes() for path in run.iterdir()} == before
+    assert runner.invoke(cli, ["predict", str(run), "--input", "1,2,3"]).exit_code == 0

@@ -125,8 +125,9 @@ def test_finish_never_overwrites_a_run_of_the_same_name(tmp_path):
 def test_unwritable_output_folder_is_a_user_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(CnnCliError, match="cannot write the output folder") as caught:
+    with pytest.raises(CnnCliError) as caught:
         start_run(blocker / "runs", "t")
+    assert caught.value.message == f"{blocker} is a file, not a folder"
     assert caught.value.where.file == str(blocker / "runs")
 
 
@@ -555,3 +556,39 @@ def test_a_split_that_picks_no_test_rows_is_one_line(runner, run_copy):
     assert error_lines(result)[0].endswith(
         "the run's test split has no rows in this file; pass the test data with --data"
     )
+
+
+def test_output_folders_and_run_links_that_are_not_folders_are_named(tmp_path, monkeypatch):
+    """Hostile review: --output /dev/null said 'File exists', a self-linked latest 'a run that
+    is gone', and a looping --output 'a link to loop2.csv, which does not exist'."""
+    from cnncli.runs import output_target, resolve_run_dir
+
+    with pytest.raises(CnnCliError) as caught:
+        start_run(Path(os.devnull), "t")
+    assert caught.value.message == "is a character device, not a folder"
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "latest").symlink_to("latest")
+    with pytest.raises(CnnCliError) as caught:
+        resolve_run_dir(None, runs)
+    assert caught.value.message == "is a symbolic link loop"
+    (tmp_path / "loop1.csv").symlink_to("loop2.csv")
+    (tmp_path / "loop2.csv").symlink_to("loop1.csv")
+    with pytest.raises(CnnCliError) as caught:
+        output_target(tmp_path / "loop1.csv")
+    assert caught.value.message == "is a symbolic link loop"
+    assert caught.value.hint == "choose another --output"
+
+
+def test_an_output_is_refused_inside_a_run_or_staging_folder(tmp_path):
+    from cnncli.runs import output_target
+
+    staged = staged_with_files(tmp_path)
+    (tmp_path / "link").symlink_to(staged.staging)
+    for path in (staged.staging / "p.csv", tmp_path / "link" / "deeper" / "p.csv"):
+        with pytest.raises(CnnCliError, match="is inside the run folder"):
+            output_target(path)
+    final = finish_run(staged, {})
+    with pytest.raises(CnnCliError, match=f"is inside the run folder {final}, whose files"):
+        output_target(final / MANIFEST_FILENAME)
+    assert output_target(tmp_path / "p.csv") == tmp_path / "p.csv"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -287,7 +288,12 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
     def absolute(value: str | None) -> str | None:
         if value is None:
             return None
-        return str((base_dir / value).resolve()) if not Path(value).is_absolute() else value
+        if Path(value).is_absolute():
+            return value
+        try:
+            return str((base_dir / value).resolve())
+        except (OSError, RuntimeError):  # a link loop, a name too long: require_data_files says
+            return os.path.abspath(base_dir / value)
 
     data = config.data.model_copy(
         update={"path": absolute(config.data.path), "test_path": absolute(config.data.test_path)}

@@ -1,4 +1,5 @@
-"""A CSV file as text: its header, encoding, delimiter, ragged lines and line numbers.
+"""A CSV file as text: its header, encoding, delimiter, ragged lines and line numbers; and any
+user-given path that no file can have, in words (``path_error``, ``check_path``).
 
 Every problem becomes a one-line ``CnnCliError`` naming the file and the line in the file (the
 header is line 1), so a user can open the file at the right place. The cell rules are in
@@ -8,13 +9,14 @@ header is line 1), so a user can open the file at the right place. The cell rule
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import stat
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from cnncli.errors import CnnCliError, Location, short_repr
+from cnncli.errors import CnnCliError, Location, short_repr, shorten
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -91,8 +93,7 @@ def read_header(path: str | Path, delimiter: str = ",", known: Collection[str] =
             ``check_header``.
     """
     path = Path(path)
-    if path.exists():
-        require_regular_file(path)
+    require_regular_file(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             header = next(csv.reader(bounded_lines(handle, path), delimiter=delimiter), None)
@@ -267,6 +268,106 @@ def kind_of(mode: int) -> str:
     return next((name for test, name, _ in _SPECIAL if test(mode)), "a special file")
 
 
+#: The longest file or folder name (in bytes) that Linux, macOS and Windows file systems hold.
+NAME_MAX = 255
+
+
+def shown_path(path: str | Path) -> str:
+    """A user's path fit for one error line: a name longer than any file can have is cut."""
+    parts = [
+        shorten(part, 40) if len(os.fsencode(part)) > NAME_MAX else part
+        for part in str(path).split(os.sep)
+    ]
+    return shorten(os.sep.join(parts), 300)
+
+
+def path_error(
+    path: str | Path, exc: OSError, *, hint: str | None = None, where: Location | None = None
+) -> CnnCliError:
+    """The one line for an ``OSError`` about a path a user gave, saying what is wrong with it.
+
+    Every path cnncli is given (data, RUN, ``--output``) is explained here: a name over
+    ``NAME_MAX`` bytes, a symbolic link loop, a file where a folder should be, a permission.
+
+    Args:
+        path: the path as the user gave it.
+        exc: what the OS said.
+        hint: what to do; each reason has a default.
+        where: what to blame instead of the path itself (the ``--set`` that gave it).
+    """
+    path = Path(path)
+    if exc.errno == errno.ENAMETOOLONG:
+        longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+        message = (
+            f"a name in this path is {longest} bytes long, over the {NAME_MAX} a file name may have"
+            if longest > NAME_MAX
+            else "the path is too long"
+        )
+        hint = hint or "use a shorter name"
+    elif exc.errno == errno.ELOOP:
+        link = "is" if os.path.islink(path) else "passes through"
+        message = f"{link} a symbolic link loop"
+        hint = hint or "point the link at an existing file or folder"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST) and (blocker := _not_a_folder(path)):
+        part, mode = blocker
+        message = f"{'it' if part == path else shown_path(part)} is {kind_of(mode)}, not a folder"
+    else:
+        reason = exc.strerror or str(exc)
+        message = reason[:1].lower() + reason[1:]
+    return CnnCliError(message, where=where or Location(file=shown_path(path)), hint=hint)
+
+
+def _not_a_folder(path: Path) -> tuple[Path, int] | None:
+    """The first part of ``path`` (itself last) that exists and is no folder, with its mode."""
+    for part in [*reversed(path.parents), path]:
+        try:
+            mode = os.stat(part).st_mode
+        except OSError:
+            return None
+        if not stat.S_ISDIR(mode):
+            return part, mode
+    return None
+
+
+def check_path(
+    path: str | Path,
+    *,
+    folder: bool = False,
+    hint: str | None = None,
+    where: Location | None = None,
+) -> int | None:
+    """A path a user gave can name a file: refuse, in ``path_error``'s words, what pathlib
+    hides as "not found" (a link loop) or raises bare (a name over 255 bytes).
+
+    A missing path passes (``None``): the caller says what it expected there.
+
+    Args:
+        path: the path as the user gave it.
+        folder: it must be a folder where it exists (``--output`` of ``train``).
+        hint: what to do instead.
+        where: what to blame instead of the path itself.
+
+    Returns:
+        The ``st_mode`` of what the path names, or ``None`` where nothing is there.
+
+    Raises:
+        CnnCliError: the path cannot name a file, or (``folder``) exists and is no folder.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise path_error(path, exc, hint=hint, where=where) from None
+    if folder and not stat.S_ISDIR(mode):
+        raise CnnCliError(
+            f"is {kind_of(mode)}, not a folder",
+            where=where or Location(file=shown_path(path)),
+            hint=hint,
+        )
+    return mode
+
+
 def require_data_files(config: Config) -> None:
     """``data.path`` and ``data.test_path`` exist and are regular files: the one check that
     ``validate``, ``summary`` and ``train`` make before reading either.
@@ -281,14 +382,14 @@ def require_data_files(config: Config) -> None:
         path, where = getattr(config.data, name), config.locate(f"data.{name}")
         if path is None:
             continue
+        overridden = config.source.override_of(("data", name)) is not None
+        require_regular_file(path, where=where if overridden else None)
         if not Path(path).exists():
             raise CnnCliError(
                 f"data file {path} not found",
                 where=where,
                 hint="relative paths resolve against the config file's folder",
             )
-        overridden = config.source.override_of(("data", name)) is not None
-        require_regular_file(path, where=where if overridden else None)
 
 
 def require_regular_file(
@@ -306,12 +407,11 @@ def require_regular_file(
 
     Raises:
         CnnCliError: a folder, device, socket, or a pipe where it cannot be streamed, named as
-            what it is (not "not found").
+            what it is (not "not found"); a path no file can have (``check_path``).
     """
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return  # missing or unreadable: the reader's open says which
+    mode = check_path(path, where=where)
+    if mode is None:
+        return  # missing: the reader's open says so
     if stat.S_ISREG(mode) or (stream_ok and stat.S_ISFIFO(mode)):
         return
     what = kind_of(mode)

@@ -30,6 +30,7 @@ from cnncli.model.registry import (
     confine_path,
     lookup,
 )
+from cnncli.model.targets import default_metrics
 from cnncli.runtime import import_keras
 
 
@@ -200,10 +201,19 @@ def make_metrics(config: Config, keras: Any, defaults: tuple[str, ...]) -> list[
     specs = config.compile.metrics
     if specs is None:
         return list(defaults)
+    types = [spec.type for spec in specs]
     return [
-        _loss_or_metric(spec, config.locate(f"compile.metrics[{i}]"), METRICS, keras)
+        _loss_or_metric(_named(spec, types), config.locate(f"compile.metrics[{i}]"), METRICS, keras)
         for i, spec in enumerate(specs)
     ]
+
+
+def _named(spec: NamedObject, types: list[str]) -> NamedObject:
+    """A metric class named as ``log_names`` expects (``AUC`` logs as ``auc``): unnamed, Keras
+    numbers a second instance (``auc_1``), and the check pass already made one."""
+    if not spec.type[:1].isupper() or "name" in spec.args or types.count(spec.type) > 1:
+        return spec
+    return spec.model_copy(update={"args": {**spec.args, "name": _snake(spec.type)}})
 
 
 def _loss_or_metric(spec: NamedObject, where: Location, namespace: Namespace, keras: Any) -> Any:
@@ -225,6 +235,24 @@ def _loss_or_metric(spec: NamedObject, where: Location, namespace: Namespace, ke
     return spec.type
 
 
+def log_names(config: Config) -> list[str]:
+    """The names ``fit`` logs after each epoch (what a callback's ``{field}`` may name): the
+    loss and the metrics (either task's default where none are set), ``val_`` forms too when
+    there is a validation split."""
+    metrics = config.compile.metrics
+    names = ["loss"]
+    for spec in metrics if metrics is not None else ():
+        names += [spec.type, _snake(spec.type)]  # AUC logs as auc
+        if isinstance(spec.args.get("name"), str):
+            names.append(spec.args["name"])
+    if metrics is None:
+        names += [*default_metrics("classification"), *default_metrics("regression")]
+    names = list(dict.fromkeys(names))
+    if config.fit.validation_split > 0:
+        names += [f"val_{name}" for name in names]
+    return names
+
+
 def make_callbacks(config: Config, keras: Any, run_dir: Path | None = None) -> list[Any]:
     """The callbacks ``fit.callbacks`` names; file outputs resolved inside ``run_dir``.
 
@@ -237,6 +265,7 @@ def make_callbacks(config: Config, keras: Any, run_dir: Path | None = None) -> l
         CnnCliError: a refused or unknown callback, a bad argument, or a path outside the run.
     """
     callbacks = []
+    logs = log_names(config)
     for index, spec in enumerate(config.fit.callbacks):
         where = config.locate(f"fit.callbacks[{index}]", label=spec.type)
         cls = lookup(CALLBACKS, spec.type, where, keras)
@@ -244,7 +273,7 @@ def make_callbacks(config: Config, keras: Any, run_dir: Path | None = None) -> l
         for name in CALLBACKS.confined.get(spec.type, ()):
             value = args.get(name, inspect.signature(cls).parameters[name].default)
             if value is not inspect.Parameter.empty:  # a missing required path: Keras says so
-                args[name] = confine_path(value, where.child(name), run_dir)
+                args[name] = confine_path(value, where.child(name), run_dir, logs)
         try:
             callbacks.append(cls(**args))
         except (TypeError, ValueError) as exc:

@@ -10,11 +10,14 @@ classes as strings; Keras itself is imported only by the caller and passed in.
 
 from __future__ import annotations
 
+import re
 import string
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cnncli.data.csvfile import NAME_MAX
 from cnncli.errors import CnnCliError, Location, did_you_mean, short_repr
 
 
@@ -141,8 +144,6 @@ LAYERS = Namespace(
     ),
 )
 
-#: The longest file or folder name (in bytes) that Linux, macOS and Windows file systems hold.
-NAME_MAX = 255
 _IN_THE_RUN = "give a path relative to the run folder, e.g. logs/history.csv"
 
 CALLBACKS = Namespace(
@@ -404,13 +405,21 @@ def lookup(namespace: Namespace, name: str, where: Location, keras: Any) -> Any:
 # Callbacks that write files: confined to the run folder
 
 
-def confine_path(value: Any, where: Location, run_dir: Path | None) -> Any:
+#: The fields Keras formats a callback's path with besides the logged values, as integers.
+COUNTER_FIELDS = ("epoch", "batch")
+
+
+def confine_path(
+    value: Any, where: Location, run_dir: Path | None, logs: Collection[str] | None = None
+) -> Any:
     """A callback's output path resolved inside the run folder, or refused.
 
     Args:
         value: the path the config gives, relative to the run folder.
         where: the config key holding it, e.g. ``fit.callbacks[0].filename``.
         run_dir: the run's staging folder; None (validate) only checks the path.
+        logs: the names training logs (``loss``, ``val_loss``, the metrics), which a
+            ``{field}`` besides ``epoch`` and ``batch`` must be; None checks no names.
 
     Returns:
         ``run_dir / value`` (its folders created), or the checked relative path when
@@ -419,7 +428,8 @@ def confine_path(value: Any, where: Location, run_dir: Path | None) -> Any:
     Raises:
         CnnCliError: the path is absolute, leaves the run (also through a symbolic link in
             it), is hidden, names a file cnncli writes itself, or holds a format field other
-            than a plain number (``{epoch:02d}``).
+            than a plain number (``{epoch:02d}``), a broken template, a field that is not
+            logged, or one whose width makes a name longer than a file name may be.
     """
     from cnncli import runs  # the run's own file names; runs imports data, so only when needed
 
@@ -462,17 +472,7 @@ def confine_path(value: Any, where: Location, run_dir: Path | None) -> Any:
         raise CnnCliError(
             f"{shown} would overwrite the run's own {parts[0]}", where=where, hint=hint
         )
-    for _text, field_name, spec, conversion in string.Formatter().parse(value):
-        # ModelCheckpoint formats its path with the epoch and logs: allow plain numbers only,
-        # since a fill character ({epoch:/>4}) could write '/' or '..' into the path
-        if field_name is not None and (
-            not field_name.isidentifier() or conversion or not _plain_number_format(spec or "")
-        ):
-            raise CnnCliError(
-                f"{shown} has a format field other than a plain number",
-                where=where,
-                hint="use fields like {epoch:02d} or {val_loss:.2f}",
-            )
+    _check_template(value, shown, where, logs)
     relative = PurePosixPath(*parts)
     if run_dir is None:
         return str(relative)
@@ -496,6 +496,57 @@ def confine_path(value: Any, where: Location, run_dir: Path | None) -> Any:
                 hint="use a shorter path made of plain folder names",
             ) from exc
     return str(run_dir / relative)
+
+
+def _check_template(value: str, shown: str, where: Location, logs: Collection[str] | None) -> None:
+    """The ``{field}`` parts of a callback's path, as ModelCheckpoint will format them after
+    each epoch: refused here, before training, if that would fail or make too long a name."""
+    hint = "use fields like {epoch:02d} or {val_loss:.2f}"
+    try:
+        fields = [
+            (name, spec or "", conv) for _, name, spec, conv in string.Formatter().parse(value)
+        ]
+    except ValueError as exc:
+        raise CnnCliError(
+            f"{shown} is not a valid name template ({exc})",
+            where=where,
+            hint="write a literal brace as {{ or }}, and a field as {epoch:02d}",
+        ) from None
+    known = [*COUNTER_FIELDS, *logs] if logs is not None else None
+    for name, spec, conversion in fields:
+        if name is None:
+            continue
+        # ModelCheckpoint formats its path with the epoch and logs: allow plain numbers only,
+        # since a fill character ({epoch:/>4}) could write '/' or '..' into the path
+        if not name.isidentifier() or conversion or not _plain_number_format(spec):
+            raise CnnCliError(
+                f"{shown} has a format field other than a plain number", where=where, hint=hint
+            )
+        if any(int(digits) > NAME_MAX for digits in re.findall(r"\d+", spec)):
+            raise CnnCliError(
+                f"{shown} formats {{{name}}} wider than the {NAME_MAX} bytes a file name may have",
+                where=where,
+                hint=hint,
+            )
+        if known is not None and name not in known:
+            raise CnnCliError(
+                f"{shown} has the field {{{name}}}, which training does not log",
+                where=where,
+                hint=did_you_mean(name, known, f"use one of: {', '.join(known)}"),
+            )
+    values = {name: 1 if name in COUNTER_FIELDS else 1.0 for name, _, _ in fields if name}
+    try:
+        formatted = value.format(**values)
+    except ValueError as exc:  # {loss:d}: a logged value is a float
+        raise CnnCliError(f"{shown} cannot be formatted: {exc}", where=where, hint=hint) from None
+    longest = max(len(part.encode("utf-8", "surrogatepass")) for part in formatted.split("/"))
+    if longest > NAME_MAX:
+        raise CnnCliError(
+            f"{shown} makes a name of {longest} bytes (at epoch 1), but a file or folder name"
+            f" holds at most {NAME_MAX}",
+            where=where,
+            hint="use narrower fields or a shorter name",
+        )
 
 
 def _plain_number_format(spec: str) -> bool:

@@ -85,7 +85,12 @@ def open_output(output: Path | IO[bytes], input_file: Path) -> Iterator[IO[bytes
 
 def cannot_write(output: Path, exc: OSError) -> CnnCliError:
     """The one line for a write error at ``output`` (read-only folder, full disk, a device)."""
-    problem = f"cannot write there: {exc.strerror}"
+    # open_atomic's temporary file beside it: a folder such as /proc/self holds no new files
+    temporary = (  # not a rename (filename2): the temporary file could not be created
+        exc.filename is not None and exc.filename2 is None and Path(exc.filename) != output
+    )
+    what = f"cannot create a file in {output.parent}" if temporary else "cannot write there"
+    problem = f"{what}: {exc.strerror}"
     return CnnCliError(problem, where=Location(file=str(output)), hint="choose another --output")
 
 

@@ -288,3 +288,35 @@ def test_a_data_path_from_set_is_refused_at_the_override(
     )
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [f"error: --set data.path={path}: data.path: {problem}"]
+
+
+def test_path_errors_say_what_is_wrong_with_the_path(tmp_path):
+    """One place words an OSError about a user's path: a name too long is cut, not echoed."""
+    import errno
+    import os
+
+    from cnncli.data.csvfile import check_path
+
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    (tmp_path / "file.csv").write_text("x\n")
+    long = tmp_path / ("d" * 300) / "x.csv"
+    cases = [
+        (long, "a name in this path is 300 bytes long, over the 255 a file name may have"),
+        (tmp_path / "a", "is a symbolic link loop"),
+        (tmp_path / "a" / "x.csv", "passes through a symbolic link loop"),
+        (tmp_path / "file.csv" / "x.csv", f"{tmp_path / 'file.csv'} is a file, not a folder"),
+    ]
+    for path, message in cases:
+        with pytest.raises(CnnCliError) as caught:
+            check_path(path)
+        assert caught.value.message == message
+        assert len(str(caught.value.where)) < len(str(tmp_path)) + 70
+    assert check_path(tmp_path / "missing.csv") is None
+    with pytest.raises(CnnCliError) as caught:
+        check_path(tmp_path / "file.csv", folder=True)
+    assert caught.value.message == "is a file, not a folder"
+    denied = OSError(errno.EACCES, os.strerror(errno.EACCES), "x")
+    from cnncli.data.csvfile import path_error
+
+    assert path_error("x", denied, hint="fix it").one_line() == "x: permission denied; fix it"

@@ -435,3 +435,74 @@ def test_a_name_longer_than_the_file_system_holds_is_refused_by_validate(
         with pytest.raises(CnnCliError) as caught:
             confine_path(value, where, None)
         assert len(caught.value.message) < 200
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("x{.keras", "is not a valid name template (expected '}' before end of string)"),
+        ("x}.keras", "is not a valid name template (Single '}' encountered"),
+        ("{nosuch}.keras", "has the field {nosuch}, which training does not log"),
+        ("{val_loss:.2f}.keras", "has the field {val_loss}, which training does not log"),
+        ("{epoch:0300d}.keras", "formats {epoch} wider than the 255 bytes a file name may have"),
+        ("{epoch:099999999d}.keras", "formats {epoch} wider than the 255 bytes"),
+        ("{loss:.99999999f}.keras", "formats {loss} wider than the 255 bytes"),
+        ("{loss:d}.keras", "cannot be formatted: Unknown format code 'd'"),
+        ("{epoch:0250d}-more.keras", "makes a name of 261 bytes (at epoch 1)"),
+    ],
+)
+def test_callback_templates_that_would_fail_after_an_epoch_are_refused(value, words):
+    """Hostile review: validate accepted these, then train failed after epoch 1 with exit 1
+    (ValueError, KeyError), or with a 100 MB error line."""
+    where = Location(key="fit.callbacks[0].filepath")
+    with pytest.raises(CnnCliError) as caught:
+        confine_path(value, where, None, logs=["loss", "accuracy"])
+    assert words in caught.value.message
+    assert len(caught.value.one_line()) < 300
+    assert confine_path("{epoch:03d}-{accuracy:.2f}.keras", where, None, ["loss", "accuracy"])
+
+
+def test_log_names_follow_the_metrics_and_the_validation_split(write_config, tiny_csv):
+    from cnncli.config.models import load_config
+    from cnncli.model.build import log_names
+
+    config = base_config(tiny_csv)
+    assert log_names(load_config(write_config(config))) == ["loss", "accuracy"]
+    del config["compile"]["metrics"]  # either task's default
+    assert log_names(load_config(write_config(config))) == ["loss", "accuracy", "mae"]
+    config["compile"]["metrics"] = ["accuracy", {"type": "AUC"}]
+    config["fit"] = {"epochs": 1, "validation_split": 0.25}
+    assert log_names(load_config(write_config(config))) == [
+        "loss",
+        "accuracy",
+        "AUC",
+        "auc",
+        "val_loss",
+        "val_accuracy",
+        "val_AUC",
+        "val_auc",
+    ]
+
+
+@pytest.mark.slow
+def test_a_checkpoint_template_with_logged_names_trains(runner, write_config, tiny_csv, tmp_path):
+    """Every name log_names allows is one Keras logs: a metric class is named for its field."""
+    from cnncli.cli import cli
+
+    config = base_config(tiny_csv)
+    config["compile"]["metrics"] = ["accuracy", {"type": "AUC"}]
+    config["fit"] = {
+        "epochs": 1,
+        "validation_split": 0.25,
+        "callbacks": [
+            {"type": "ModelCheckpoint", "filepath": "m/{epoch:02d}-{val_auc:.2f}-{loss:.1f}.keras"}
+        ],
+    }
+    path = write_config(config)
+    assert runner.invoke(cli, ["validate", str(path)], catch_exceptions=False).exit_code == 0
+    result = runner.invoke(
+        cli, ["train", str(path), "--output", str(tmp_path / "runs")], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.stderr
+    [saved] = (tmp_path / "runs" / "latest" / "m").iterdir()
+    assert re.fullmatch(r"01-\d\.\d\d-\d+\.\d\.keras", saved.name)

@@ -136,3 +136,12 @@ def test_open_output_on_a_dangling_link_is_one_line_naming_it(tmp_path: Path):
         " point the link at an existing file, or choose another --output"
     )
     assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc")
+def test_an_output_whose_folder_holds_no_new_files_says_so(tmp_path: Path):
+    """Hostile review: --output /proc/self/status said 'No such file or directory', though the
+    file exists: it is the temporary file beside it that /proc cannot hold."""
+    with pytest.raises(CnnCliError) as caught, open_output(Path("/proc/self/status"), tmp_path):
+        pass
+    assert caught.value.message == ("cannot create a file in /proc/self: No such file or directory")

@@ -35,8 +35,8 @@ def test_unwritable_output_folder(runner, tmp_path, tiny_csv, write_config, monk
     result = runner.invoke(cli, ["train", str(config), "--output", str(blocker / "runs")])
     assert result.exit_code == 2
     assert error_lines(result) == [
-        f"error: {blocker / 'runs'}: cannot write the output folder: Not a directory; choose a writable"
-        " folder with --output or output.dir"
+        f"error: {blocker / 'runs'}: {blocker} is a file, not a folder; choose a folder with"
+        " --output or output.dir"
     ]
 
     def denied(*args, **kwargs):
