@@ -16,7 +16,6 @@ Row numbers count data rows after cleaning (``missing: drop``), from 0.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,6 +32,7 @@ from cnncli.data.untrusted import (
     member,
     one_of,
     optional,
+    parse_json,
     positive_count,
     seed_number,
 )
@@ -229,10 +229,7 @@ def read_split(text: str, file: str = "split.json") -> dict[str, Any]:
         CnnCliError: not JSON, or a field missing, of the wrong type or out of range.
     """
     top = Field(file)
-    try:
-        data = mapping(json.loads(text), top)
-    except ValueError as exc:
-        raise top.damaged(f"not valid JSON ({exc})") from exc
+    data = mapping(parse_json(text, file), top)
     method = member(data, "method", top, one_of("shuffle", "train_test_split", "hash", "test_file"))
     rows = member(data, "rows", top, positive_count)
     if method == "hash" or (method == "test_file" and "test_size" in data):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
@@ -10,8 +9,10 @@ from typing import Any
 import numpy as np
 
 from cnncli.config.models import Config
+from cnncli.data.untrusted import read_json
 from cnncli.errors import CnnCliError, Location
 from cnncli.runs import STAGING_PREFIX, has_checkpoint, lock_staging, sha256_file
+from cnncli.train.checkpoints.callback import callback_scalars
 from cnncli.train.checkpoints.store import Checkpoint, load_checkpoint, state_path
 
 #: Config keys that may change between an interrupted run and its resume.
@@ -39,9 +40,11 @@ def interrupted_runs(output_dir: Path, name: str) -> list[Path]:
 
 def _run_name(staging: Path) -> str | None:
     try:
-        return str(json.loads(state_path(staging).read_text())["name"])
-    except (OSError, ValueError, KeyError, TypeError):
+        state = read_json(state_path(staging))
+    except CnnCliError:  # damaged: ``load_checkpoint`` says how when it is asked for by path
         return None
+    name = state.get("name") if isinstance(state, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def resume_point(config: Config, output_dir: Path, resume: str | Path | None) -> Checkpoint:
@@ -189,8 +192,10 @@ def restore_callbacks(
     for callback, scalars, weights in zip(
         callbacks, saved, best or [None] * len(saved), strict=False
     ):
+        settable = callback_scalars(callback)  # a checkpoint sets only what it took
         for name, value in scalars.items():
-            setattr(callback, name, value)
+            if name in settable:
+                setattr(callback, name, value)
         if weights is not None:
             callback.best_weights = weights
 
