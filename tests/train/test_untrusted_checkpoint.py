@@ -198,3 +198,32 @@ def test_a_deeply_nested_run_json_is_one_line_not_a_recursion_error(
             f"error: {run / name}: not valid JSON (nested too deeply); the run's files were"
             " edited or damaged: retrain"
         ]
+
+
+@pytest.mark.slow
+def test_a_resumed_runs_csv_log_holds_every_epoch_once_as_an_uninterrupted_run(
+    runner, tmp_path, tiny_csv, write_config, monkeypatch
+):
+    """Hostile review 3: CSVLogger's file of a resumed run started at the resumed epoch."""
+    from cnncli.config.models import load_config
+    from cnncli.train.run import train_run
+
+    raw = resume_config(tiny_csv, epochs=5)
+    raw["fit"]["callbacks"] = [{"type": "CSVLogger", "filename": "logs/fit.csv"}]
+    config = write_config(raw)
+    whole = train_run(load_config(config), tmp_path / "whole").run_dir
+    output = tmp_path / "runs"
+    interrupt_after(monkeypatch, epoch=2)
+    assert runner.invoke(cli, ["train", str(config), "--output", str(output)]).exit_code == 130
+    monkeypatch.undo()
+    (staging,) = staging_folders(output)
+    log = staging / "logs" / "fit.csv"
+    row = log.read_text().splitlines()[-1]
+    with log.open("a") as stream:  # an epoch logged after the last checkpoint was written
+        stream.write(row.replace("1,", "2,", 1) + "\n")
+
+    run = train_run(load_config(config), output, resume=str(staging)).run_dir
+
+    lines = (run / "logs" / "fit.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["epoch", "0", "1", "2", "3", "4"]
+    assert (run / "logs" / "fit.csv").read_bytes() == (whole / "logs" / "fit.csv").read_bytes()

@@ -11,8 +11,8 @@ import numpy as np
 from cnncli.config.models import Config
 from cnncli.data.untrusted import read_json
 from cnncli.errors import CnnCliError, Location
-from cnncli.runs import STAGING_PREFIX, has_checkpoint, lock_staging, sha256_file
-from cnncli.train.checkpoints.callback import callback_scalars
+from cnncli.runs import STAGING_PREFIX, has_checkpoint, lock_staging, sha256_file, write_atomic
+from cnncli.train.checkpoints.callback import FILE_STATE
 from cnncli.train.checkpoints.store import Checkpoint, load_checkpoint, state_path
 
 #: Config keys that may change between an interrupted run and its resume.
@@ -192,12 +192,57 @@ def restore_callbacks(
     for callback, scalars, weights in zip(
         callbacks, saved, best or [None] * len(saved), strict=False
     ):
-        settable = callback_scalars(callback)  # a checkpoint sets only what it took
         for name, value in scalars.items():
-            if name in settable:
+            if _settable(callback, name):
                 setattr(callback, name, value)
         if weights is not None:
             callback.best_weights = weights
+
+
+def continue_logs(keras: Any, callbacks: list[Any], epochs_done: int) -> None:
+    """Make each CSVLogger of a resumed fit append to its log after the checkpoint's epochs.
+
+    A CSVLogger opens its file for writing at the start of a fit, so a resume used to keep only
+    the epochs trained after it. The log is cut back to the rows of the ``epochs_done`` epochs the
+    checkpoint holds (a row written after the last checkpoint is trained and logged again), then
+    appended to (Keras' own ``append``): the log equals an uninterrupted run's.
+    """
+    for callback in callbacks:
+        if not isinstance(callback, keras.callbacks.CSVLogger):
+            continue
+        path = Path(callback.filename)
+        if path.is_file():
+            write_atomic(path, _log_rows_before(path, callback.sep, epochs_done))
+        callback.append = True
+
+
+def close_logs(callbacks: list[Any]) -> None:
+    """Close the files CSVLogger & co. hold open, when a fit stops before ``on_train_end``."""
+    for callback in callbacks:
+        stream = getattr(callback, "csv_file", None)
+        if stream is not None and not getattr(stream, "closed", True):
+            stream.close()
+
+
+def _log_rows_before(path: Path, sep: str, epochs_done: int) -> str:
+    """A CSVLogger file's header and its rows of epochs (0-based) before ``epochs_done``."""
+    with path.open(encoding="utf-8", newline="") as stream:  # keep the csv module's \r\n
+        lines = stream.read().splitlines(keepends=True)
+    kept = lines[:1]
+    for line in lines[1:]:
+        epoch = line.split(sep, 1)[0]
+        if epoch.isdigit() and int(epoch) < epochs_done and line.endswith("\n"):
+            kept.append(line)
+    return "".join(kept)
+
+
+def _settable(callback: Any, name: str) -> bool:
+    """Whether a checkpoint may set ``name``: a plain value (or none yet), not a method, the
+    model or CSVLogger's file handling."""
+    if name.startswith("_") or name in FILE_STATE or hasattr(type(callback), name):
+        return False
+    value = vars(callback).get(name)
+    return value is None or isinstance(value, (bool, int, float, str, np.generic))
 
 
 def end_restored_fit(model: Any, callbacks: list[Any]) -> None:
