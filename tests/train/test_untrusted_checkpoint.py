@@ -227,3 +227,60 @@ def test_a_resumed_runs_csv_log_holds_every_epoch_once_as_an_uninterrupted_run(
     lines = (run / "logs" / "fit.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in lines] == ["epoch", "0", "1", "2", "3", "4"]
     assert (run / "logs" / "fit.csv").read_bytes() == (whole / "logs" / "fit.csv").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("part", "index", "value", "expected"),
+    [
+        ("python", 0, 2, "rng.python[0]: expected a whole number from 3 to 3, got 2"),
+        ("numpy", 2, 625, "rng.numpy[2]: expected a whole number from 0 to 624, got 625"),
+        ("numpy", 0, "PCG64", "rng.numpy[0]: expected one of MT19937, got 'PCG64'"),
+    ],
+)
+def test_an_rng_state_python_or_numpy_would_refuse_is_one_line(
+    runner, tmp_path, interrupted, part, index, value, expected
+):
+    """random.setstate and np.random.set_state raised ValueError (exit 1) on these."""
+    output, staging = edited_copy(interrupted, tmp_path)
+    rng = json.loads(store.state_path(staging).read_text())["rng"]
+    rng[part][index] = value
+    edit_state(staging, rng=rng)
+    result = resume(runner, interrupted[0], output, staging)
+    assert result.exit_code == 2, result.output
+    (line,) = error_lines(result)
+    assert line.startswith(f"error: {store.state_path(staging)}: {expected};"), line
+
+
+def test_a_checkpoint_sets_only_plain_callback_settings_of_the_kind_they_hold():
+    """A hand-edited ``callbacks`` entry set ``wait`` to text (a TypeError in the next epoch)."""
+    from cnncli.train.checkpoints.resume import restore_callbacks
+    from cnncli.train.checkpoints.store import Checkpoint
+
+    class Stopper:
+        model = None  # a class attribute (Keras' model property): never set from a file
+
+        def __init__(self) -> None:
+            self.wait = 0
+            self.monitor = "val_loss"
+            self.baseline = None
+            self.append = False
+
+    saved = {
+        "wait": "x",
+        "monitor": 3,
+        "baseline": 0.5,
+        "append": True,
+        "model": "m",
+        "_private": 1,
+        "best_epoch": 4,
+        "note": "text",
+    }
+    callback = Stopper()
+    restore_callbacks([callback], Checkpoint(Path("."), {"callbacks": [saved]}), [None])
+    assert vars(callback) == {
+        "wait": 0,
+        "monitor": "val_loss",
+        "baseline": 0.5,
+        "append": False,
+        "best_epoch": 4,
+    }

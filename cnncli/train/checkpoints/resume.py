@@ -193,7 +193,7 @@ def restore_callbacks(
         callbacks, saved, best or [None] * len(saved), strict=False
     ):
         for name, value in scalars.items():
-            if _settable(callback, name):
+            if _settable(callback, name, value):
                 setattr(callback, name, value)
         if weights is not None:
             callback.best_weights = weights
@@ -236,13 +236,24 @@ def _log_rows_before(path: Path, sep: str, epochs_done: int) -> str:
     return "".join(kept)
 
 
-def _settable(callback: Any, name: str) -> bool:
-    """Whether a checkpoint may set ``name``: a plain value (or none yet), not a method, the
-    model or CSVLogger's file handling."""
+def _settable(callback: Any, name: str, value: Any) -> bool:
+    """Whether a checkpoint may set ``name`` to ``value``: a plain value of the kind the callback
+    holds there (a number where it counts, a number where it has nothing yet), never a method,
+    the model or CSVLogger's file handling."""
     if name.startswith("_") or name in FILE_STATE or hasattr(type(callback), name):
         return False
-    value = vars(callback).get(name)
-    return value is None or isinstance(value, (bool, int, float, str, np.generic))
+    if name not in vars(callback):
+        return _kind(value) is float
+    current = vars(callback)[name]
+    return current is None or _kind(current) is _kind(value)
+
+
+def _kind(value: Any) -> type | None:
+    if isinstance(value, bool | np.bool_):
+        return bool
+    if isinstance(value, int | float | np.number):
+        return float
+    return str if isinstance(value, str) else None
 
 
 def end_restored_fit(model: Any, callbacks: list[Any]) -> None:

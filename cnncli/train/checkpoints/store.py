@@ -213,8 +213,9 @@ def check_state(state: dict[str, Any], top: Field) -> None:
     items(state.get("callback_arrays", []), top.at("callback_arrays"), optional(count))
     rng = member(state, "rng", top, mapping)
     python = member(rng, "python", top.at("rng"), lambda v, at: items(v, at, _any, length=3))
-    integer(python[0], top.at("rng").at("python").at(0), maximum=_UINT32)
-    items(python[1], top.at("rng").at("python").at(1), _uint32, length=625)
+    integer(python[0], top.at("rng").at("python").at(0), minimum=3, maximum=3)  # its version
+    internal = items(python[1], top.at("rng").at("python").at(1), _uint32, length=625)
+    integer(internal[-1], top.at("rng").at("python").at(1).at(624), maximum=624)
     optional(number)(python[2], top.at("rng").at("python").at(2))
     numpy = member(rng, "numpy", top.at("rng"), lambda v, at: items(v, at, _any, length=5))
     where = top.at("rng").at("numpy")
