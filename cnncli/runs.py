@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,11 +35,12 @@ from cnncli.data.untrusted import (
     number,
     one_of,
     optional,
+    read_json,
     seed_number,
     sha256,
     text,
 )
-from cnncli.errors import CnnCliError, Location, short_repr
+from cnncli.errors import CnnCliError, ConfigErrors, Location, short_repr
 
 CONFIG_FILENAME = "config.yaml"
 PREPROCESS_FILENAME = "preprocess.json"
@@ -272,10 +274,11 @@ def lock_staging(staging: Path) -> None:
 
 
 def refuse_links_inside(staging: Path) -> None:
-    """Refuse a staging folder holding a symbolic link: a resume writes and deletes inside it.
+    """Refuse a staging folder holding a link: a resume writes and deletes inside it.
 
-    A link (``checkpoints -> /elsewhere``, ``.lock -> ~/.bashrc``) would carry those writes out
-    of the run, so a folder edited that way is refused before anything in it is opened.
+    A symbolic link (``checkpoints -> /elsewhere``, ``.lock -> ~/.bashrc``) or a file with a
+    second hard link outside would carry those writes out of the run, so a folder edited that
+    way is refused before anything in it is opened.
 
     Raises:
         CnnCliError: naming the first link found.
@@ -283,13 +286,20 @@ def refuse_links_inside(staging: Path) -> None:
     for folder, dirnames, filenames in os.walk(staging):
         for name in sorted(dirnames + filenames):
             path = Path(folder) / name
-            if path.is_symlink():
-                raise CnnCliError(
-                    f"{path.relative_to(staging)} is a symbolic link; an interrupted run holds"
-                    " only its own files, so resuming would write outside the run",
-                    where=Location(file=str(staging)),
-                    hint="remove the link, or train again without --resume",
-                )
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                what = "a symbolic link"
+            elif stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+                # a hard link: writing the file (CSVLogger appends) writes the other name too
+                what = f"a hard link ({info.st_nlink} names for one file)"
+            else:
+                continue
+            raise CnnCliError(
+                f"{path.relative_to(staging)} is {what}; an interrupted run holds"
+                " only its own files, so resuming would write outside the run",
+                where=Location(file=str(staging)),
+                hint="remove the link, or train again without --resume",
+            )
 
 
 def unlock_staging(staging: Path) -> None:
@@ -464,11 +474,8 @@ def open_run(path: Path, verify: bool = True) -> RunFolder:
             split = read_split(
                 (path / SPLIT_FILENAME).read_text(encoding="utf-8"), str(path / SPLIT_FILENAME)
             )
-        import yaml
-
         config = _run_config(
-            yaml.safe_load((path / CONFIG_FILENAME).read_text(encoding="utf-8")),
-            Field(str(path / CONFIG_FILENAME)),
+            read_run_yaml(path / CONFIG_FILENAME), Field(str(path / CONFIG_FILENAME))
         )
     except CnnCliError:  # a field out of shape, or a newer format: its own message
         raise
@@ -479,6 +486,21 @@ def open_run(path: Path, verify: bool = True) -> RunFolder:
             hint="the folder was not written by cnncli train; retrain",
         ) from exc
     return RunFolder(path, manifest, preprocessor, config, split)
+
+
+def read_run_yaml(path: Path) -> Any:
+    """A run's ``config.yaml`` through the safe composer and limits user configs get.
+
+    A run's config is untrusted input too: an alias bomb or a 1 MB file with its sha256 fixed
+    up in the manifest is refused in one line (the first problem) instead of eating memory.
+    """
+    from cnncli.config.source import decode_config_bytes, parse_yaml
+
+    try:
+        value, _ = parse_yaml(decode_config_bytes(path.read_bytes(), str(path)), str(path))
+    except ConfigErrors as exc:
+        raise exc.problems[0] from exc
+    return value
 
 
 def _run_config(value: Any, where: Field) -> dict[str, Any]:
@@ -497,12 +519,7 @@ def _run_config(value: Any, where: Field) -> dict[str, Any]:
 def _read_manifest(manifest_path: Path) -> dict[str, Any]:
     """Parse manifest.json and check its format version and every field before trusting any."""
     where = Location(file=str(manifest_path))
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CnnCliError(
-            "manifest.json is unreadable", where=where, hint="retrain, or restore the folder"
-        ) from exc
+    manifest = read_json(manifest_path)
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         raise CnnCliError(
@@ -533,7 +550,7 @@ def _read_manifest(manifest_path: Path) -> dict[str, Any]:
     return manifest
 
 
-def _fingerprint(value: Any, where: Field) -> dict[str, Any]:
+def fingerprint_field(value: Any, where: Field) -> dict[str, Any]:
     """A data file's fingerprint (``fingerprint_file``): path, size and sha256."""
     fingerprint = mapping(value, where)
     member(fingerprint, "path", where, text)
@@ -569,8 +586,8 @@ MANIFEST_FIELDS: dict[str, Callable[[Any, Field], Any]] = {
     "config_sha256": sha256,
     "seed": seed_number,
     "task": one_of("classification", "regression"),
-    "data": _fingerprint,
-    "test_data": optional(_fingerprint),
+    "data": fingerprint_field,
+    "test_data": optional(fingerprint_field),
     "onnx": _onnx_entry,
 }
 

@@ -170,6 +170,52 @@ def check_schedule_with_rate_callback(config: Config) -> CnnCliError | None:
     return None
 
 
+def check_positive_learning_rate(config: Config) -> CnnCliError | None:
+    """The learning rate (or a schedule's initial one) is above 0: at or below, nothing learns."""
+    rate = config.compile.optimizer.args.get("learning_rate")
+    key = "compile.optimizer.learning_rate"
+    if isinstance(rate, dict):
+        rate, key = rate.get("initial_learning_rate"), f"{key}.initial_learning_rate"
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        return None
+    if rate > 0 or not math.isfinite(rate):  # NaN and infinities: check_finite_arguments
+        return None
+    return CnnCliError(
+        f"expected a learning rate above 0, got {rate}"
+        + (" (training would climb the loss instead of lowering it)" if rate < 0 else ""),
+        where=config.locate(key),
+        hint="use a small positive number, e.g. learning_rate: 0.001",
+    )
+
+
+#: Callbacks that watch a metric (``monitor``, Keras' default ``val_loss``), and whether they
+#: need it only when an argument is set (ModelCheckpoint reads it for save_best_only).
+MONITORING = {"EarlyStopping": None, "ReduceLROnPlateau": None, "ModelCheckpoint": "save_best_only"}
+
+
+def check_validation_metric_has_validation(config: Config) -> CnnCliError | None:
+    """A callback monitoring a ``val_`` metric has a validation part (fit.validation_split)."""
+    if config.fit.validation_split > 0:
+        return None
+    for index, callback in enumerate(config.fit.callbacks):
+        if callback.type not in MONITORING:
+            continue
+        needs = MONITORING[callback.type]
+        monitor = callback.args.get("monitor", "val_loss")
+        if needs is not None and not callback.args.get(needs):
+            continue
+        if isinstance(monitor, str) and monitor.startswith("val_"):
+            key = f"fit.callbacks[{index}]" + (".monitor" if "monitor" in callback.args else "")
+            return CnnCliError(
+                f"{callback.type} monitors {monitor}, but there is no validation part to"
+                " compute it on (Keras would warn and never act)",
+                where=config.locate(key, label=callback.type),
+                hint="set fit.validation_split (e.g. 0.2), or monitor a training metric"
+                f" such as {monitor.removeprefix('val_')}",
+            )
+    return None
+
+
 def _leaves(value: Any, key: str) -> list[tuple[str, Any]]:
     """(dotted key, value) of every scalar inside nested mappings and lists."""
     if isinstance(value, dict):
@@ -194,4 +240,6 @@ CROSS_CHECKS = (
     check_causal_padding,
     check_finite_arguments,
     check_schedule_with_rate_callback,
+    check_positive_learning_rate,
+    check_validation_metric_has_validation,
 )

@@ -53,6 +53,10 @@ def _usable_path(value: str) -> str:
 PathText = Annotated[str, AfterValidator(_usable_path)]
 
 
+#: A run's name (and a run folder's, ``<name>-<timestamp>``): no separators, no leading dot.
+RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
 class _Strict(BaseModel):
     # strict: YAML's `true` and "3" are not the integer 1 and 3 (issue 11); a float field still
     # takes an integer, which loses nothing.
@@ -184,7 +188,7 @@ class OutputSpec(_Strict):
 class Config(_Strict):
     """A whole validated config. Data paths are absolute once loaded."""
 
-    name: str = Field(default="run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
+    name: str = Field(default="run", pattern=RUN_NAME_PATTERN, max_length=80)
     seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
     task: Literal["classification", "regression"] | None = None
     #: Keras backend: tensorflow, or jax (XLA-compiled steps; faster for small stacks).

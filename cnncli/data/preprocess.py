@@ -28,6 +28,7 @@ from cnncli.data.untrusted import (
     one_line,
     one_of,
     optional,
+    parse_json,
     positive_count,
     positive_number,
     string,
@@ -140,10 +141,7 @@ class Preprocessor:
                 a field that is missing, of the wrong type or out of range (one line naming it).
         """
         top = Field(file)
-        try:
-            data = mapping(json.loads(text), top)
-        except ValueError as exc:
-            raise top.damaged(f"not valid JSON ({exc})") from exc
+        data = mapping(parse_json(text, file), top)
         version = data.get("format", PLAIN_FORMAT)
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise top.at("format").refuse("a run format number", version)

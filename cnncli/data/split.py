@@ -16,7 +16,6 @@ Row numbers count data rows after cleaning (``missing: drop``), from 0.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,6 +32,7 @@ from cnncli.data.untrusted import (
     member,
     one_of,
     optional,
+    parse_json,
     positive_count,
     seed_number,
 )
@@ -229,10 +229,7 @@ def read_split(text: str, file: str = "split.json") -> dict[str, Any]:
         CnnCliError: not JSON, or a field missing, of the wrong type or out of range.
     """
     top = Field(file)
-    try:
-        data = mapping(json.loads(text), top)
-    except ValueError as exc:
-        raise top.damaged(f"not valid JSON ({exc})") from exc
+    data = mapping(parse_json(text, file), top)
     method = member(data, "method", top, one_of("shuffle", "train_test_split", "hash", "test_file"))
     rows = member(data, "rows", top, positive_count)
     if method == "hash" or (method == "test_file" and "test_size" in data):
@@ -273,11 +270,7 @@ def _split(
     try:
         first, second = train_test_split(rows, size, seed, stratify)
     except ValueError as exc:
-        raise CnnCliError(
-            f"cannot split {len(rows)} rows: {str(exc).splitlines()[0]}",
-            where=config.locate(key),
-            hint="use a larger data set or a different test_size / validation_split",
-        ) from exc
+        raise _cannot_split(len(rows), exc, config, key) from exc
     return first, second
 
 
@@ -293,10 +286,7 @@ def train_test_split(
         ValueError: a part would be empty or smaller than the number of classes.
     """
     n_samples = len(rows)
-    n_test = math.ceil(test_size * n_samples)
-    n_train = n_samples - n_test
-    if n_train <= 0 or n_test <= 0:
-        raise ValueError(f"with {n_samples} rows and test_size={test_size}, a part would be empty")
+    n_train, n_test = part_sizes(n_samples, test_size)
     rng = np.random.RandomState(random_state)
     if stratify is None:
         permutation = rng.permutation(n_samples)
@@ -306,8 +296,7 @@ def train_test_split(
         raise ValueError(
             f"class {classes[class_counts.argmin()]!r} has a single row, too few to stratify"
         )
-    if n_train < len(classes) or n_test < len(classes):
-        raise ValueError(f"each part needs a row of every one of the {len(classes)} classes")
+    part_sizes(n_samples, test_size, len(classes))
     class_indices = np.split(np.argsort(y_indices, kind="stable"), np.cumsum(class_counts)[:-1])
     n_i = _approximate_mode(class_counts, n_train, rng)
     t_i = _approximate_mode(class_counts - n_i, n_test, rng)
@@ -318,6 +307,58 @@ def train_test_split(
         train.extend(permuted[: n_i[i]])
         test.extend(permuted[n_i[i] : n_i[i] + t_i[i]])
     return rows[rng.permutation(train)], rows[rng.permutation(test)]
+
+
+def part_sizes(n_samples: int, test_size: float, classes: int = 0) -> tuple[int, int]:
+    """(train, test) row counts of ``train_test_split``; each part holds every class's row.
+
+    Raises:
+        ValueError: a part would be empty or smaller than the number of ``classes``.
+    """
+    n_test = math.ceil(test_size * n_samples)
+    n_train = n_samples - n_test
+    if n_train <= 0 or n_test <= 0:
+        raise ValueError(f"with {n_samples} rows and test_size={test_size}, a part would be empty")
+    if n_train < classes or n_test < classes:
+        raise ValueError(f"each part needs a row of every one of the {classes} classes")
+    return n_train, n_test
+
+
+def check_split_sizes(
+    config: Config, rows: int, classes: int, *, has_test_file: bool, streaming: bool
+) -> None:
+    """What ``split_rows`` refuses for the sizes of its parts, known from counts alone.
+
+    ``validate`` reads every row but keeps only the distinct labels, so it checks that the test
+    and validation parts can hold a row (and, stratified, one of each of ``classes``); a
+    streamed run's hash split never refuses.
+
+    Raises:
+        CnnCliError: the message ``split_rows`` would give, at the same key.
+    """
+    if split_method(config, streaming) == "hash":
+        return
+    per_class = classes if config.split.stratify else 0
+    train = rows
+    if not has_test_file:
+        train, _ = _sizes(rows, config.split.test_size, per_class, config, "split.stratify")
+    if config.fit.validation_split > 0:
+        _sizes(train, config.fit.validation_split, per_class, config, "fit.validation_split")
+
+
+def _sizes(rows: int, size: float, classes: int, config: Config, key: str) -> tuple[int, int]:
+    try:
+        return part_sizes(rows, size, classes)
+    except ValueError as exc:
+        raise _cannot_split(rows, exc, config, key) from exc
+
+
+def _cannot_split(rows: int, exc: ValueError, config: Config, key: str) -> CnnCliError:
+    return CnnCliError(
+        f"cannot split {rows} rows: {str(exc).splitlines()[0]}",
+        where=config.locate(key),
+        hint="use a larger data set or a different test_size / validation_split",
+    )
 
 
 def _approximate_mode(

@@ -11,10 +11,12 @@ what was expected and what was found (issue 11.10):
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from cnncli.errors import CnnCliError, Location, short_repr
@@ -48,6 +50,46 @@ class Field:
         return CnnCliError(
             what, where=Location(file=self.file, key=self.key or None), hint=DAMAGED_HINT
         )
+
+
+def parse_json(text: str, file: str) -> Any:
+    """A run file's JSON text as plain data; any text that does not parse is one line.
+
+    Every JSON file of a run (manifest, preprocess, split, metrics, a checkpoint's state) is
+    read here: a document nested past Python's recursion limit is refused like any other
+    damage instead of ending in a RecursionError.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise Field(file).damaged("not valid JSON (nested too deeply)") from None
+    except ValueError as exc:
+        raise Field(file).damaged(f"not valid JSON ({exc})") from exc
+
+
+def read_json(path: Path) -> Any:
+    """``parse_json`` of the file at ``path`` (UTF-8); a file that cannot be read is one line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise Field(str(path)).damaged(f"not UTF-8 text ({exc.reason})") from exc
+    except OSError as exc:
+        raise Field(str(path)).damaged(f"cannot be read ({exc.strerror or exc})") from exc
+    return parse_json(text, str(path))
+
+
+def nested(value: Any, where: Field, depth: int = 64) -> Any:
+    """Plain JSON data nested at most ``depth`` levels (walked without recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if level > depth:
+            raise where.damaged(f"nested more than {depth} levels deep")
+        if isinstance(item, dict):
+            stack.extend((child, level + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, level + 1) for child in item)
+    return value
 
 
 def member(data: dict[str, Any], name: str, where: Field, check: Callable[[Any, Field], T]) -> T:

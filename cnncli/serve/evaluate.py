@@ -220,16 +220,11 @@ def evaluate_run(run: RunFolder, data: Path | None = None, backend: str = "auto"
 
 def _add_baseline(run: RunFolder, result: Evaluation, truth: np.ndarray) -> None:
     """The run's baseline (``metrics.json``) scored on the same rows; a note if it is not beaten."""
-    import json
-
-    from cnncli.data.untrusted import Field
+    from cnncli.data.untrusted import read_json
 
     label = run.preprocessor.label
     file = str(run.path / METRICS_FILENAME)
-    try:
-        stored = json.loads(run.file(METRICS_FILENAME).read_text())
-    except ValueError as exc:
-        raise Field(file).damaged(f"not valid JSON ({exc})") from exc
+    stored = read_json(run.file(METRICS_FILENAME))
     predicts = baseline_from_metrics(label, stored, file)
     if predicts is None:
         return

@@ -84,7 +84,8 @@ def inspect_data(config: Config) -> DataFacts:
     header = read_header(config.data.path, delimiter)
     sample = read_sample(config.data.path, delimiter)
     columns = choose_columns(config, header, sample)
-    from cnncli.data.chunks import survey_columns  # chunked: a large file stays out of memory
+    from cnncli.data.chunks import survey_columns, wants_streaming  # a large file: in chunks
+    from cnncli.data.split import check_split_sizes
 
     label_text = sample[columns.label].dtype.kind in "OSUb"
     survey = survey_columns(config, config.data.path, columns, label_text)
@@ -101,6 +102,13 @@ def inspect_data(config: Config) -> DataFacts:
     if task == "classification":
         label_column = Location(file=config.data.path, key=f"column '{columns.label}'")
         require_two_classes(classes, label_column)
+    check_split_sizes(  # what train's split would refuse (fit.validation_split: 0.99)
+        config,
+        survey.rows,
+        len(classes),
+        has_test_file=config.data.test_path is not None,
+        streaming=wants_streaming(config),
+    )
     kind = label_kind(config, task, len(classes))
     return DataFacts(width, task, classes, kind, report)
 

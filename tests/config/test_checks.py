@@ -98,7 +98,7 @@ def test_a_schedule_set_again_by_a_callback_is_refused(write_config, tiny_csv, c
     """Keras refused to set a scheduled rate after epoch 1: exit 1 mid-training (issue 11.6)."""
     config = base_config(tiny_csv)
     config["compile"]["optimizer"] = {"type": "SGD", "learning_rate": EXPONENTIAL_DECAY}
-    config["fit"]["callbacks"] = [{"type": callback}]
+    config["fit"].update(callbacks=[{"type": callback}], validation_split=0.25)  # its val_loss
     with pytest.raises(CnnCliError) as caught:
         load_config(write_config(config))
     (problem,) = problems_of(caught)
@@ -107,3 +107,52 @@ def test_a_schedule_set_again_by_a_callback_is_refused(write_config, tiny_csv, c
     assert problem.hint.startswith("keep either the schedule")
     config["compile"]["optimizer"]["learning_rate"] = 0.1
     load_config(write_config(config))  # a number the callback may change is fine
+
+
+@pytest.mark.parametrize(
+    ("rate", "key", "climb"),
+    [
+        (-0.05, "compile.optimizer.learning_rate", True),
+        (0, "compile.optimizer.learning_rate", False),
+        ({**EXPONENTIAL_DECAY, "initial_learning_rate": -1.0}, ".initial_learning_rate", True),
+    ],
+)
+def test_a_learning_rate_at_or_below_zero_is_refused_at_its_key(
+    write_config, tiny_csv, rate, key, climb
+):
+    """Hostile review 3: Adam at -0.05 validated and trained with a climbing loss."""
+    config = base_config(tiny_csv)
+    config["compile"]["optimizer"] = {"type": "Adam", "learning_rate": rate}
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(config))
+    (problem,) = problems_of(caught)
+    assert problem.where.key.endswith(key)
+    assert problem.message.startswith("expected a learning rate above 0, got ")
+    assert ("climb the loss" in problem.message) == climb
+    assert problem.hint == "use a small positive number, e.g. learning_rate: 0.001"
+
+
+@pytest.mark.parametrize(
+    ("callback", "key"),
+    [
+        ({"type": "EarlyStopping", "monitor": "val_accuracy"}, "fit.callbacks[0].monitor"),
+        ({"type": "ReduceLROnPlateau"}, "fit.callbacks[0]"),  # Keras' default: val_loss
+        ({"type": "ModelCheckpoint", "filepath": "m.keras", "save_best_only": True}, None),
+    ],
+)
+def test_a_callback_monitoring_a_validation_metric_needs_a_validation_split(
+    write_config, tiny_csv, callback, key
+):
+    """Hostile review 3: Keras warned in its own words and the callback never acted."""
+    config = base_config(tiny_csv)
+    config["fit"]["callbacks"] = [callback]
+    with pytest.raises(CnnCliError) as caught:
+        load_config(write_config(config))
+    (problem,) = problems_of(caught)
+    assert problem.where.key == (key or "fit.callbacks[0]")
+    assert " monitors val_" in problem.message and "no validation part" in problem.message
+    assert problem.hint.startswith("set fit.validation_split (e.g. 0.2), or monitor")
+    config["fit"]["validation_split"] = 0.25
+    load_config(write_config(config))  # with a validation part it is fine
+    config["fit"] = {"callbacks": [{"type": "ModelCheckpoint", "filepath": "m.keras"}]}
+    load_config(write_config(config))  # saves every epoch: monitors nothing

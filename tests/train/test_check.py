@@ -18,6 +18,7 @@ from tests.conftest import (
     base_config,
     cars_config,
     cars_rows,
+    error_lines,
     seed_like_rows,
 )
 
@@ -568,3 +569,20 @@ def test_a_batch_too_large_for_memory_is_blamed_on_the_batch_size(runner, write_
         " needs about "
     )
     assert "for the layers' outputs but" in line and "lower fit.batch_size (at most about" in line
+
+
+@pytest.mark.parametrize(
+    "setting", ["fit.validation_split=0.99", "split.test_size=0.99", "fit.validation_split=0.9"]
+)
+def test_validate_refuses_a_split_train_would_refuse_with_trains_line(
+    runner, write_config, tiny_csv, tmp_path, setting
+):
+    """Hostile review 3: validate passed fit.validation_split 0.99, train said 'cannot split'."""
+    config = write_config(base_config(tiny_csv))
+    args = [str(config), "--set", setting]
+    checked = runner.invoke(cli, ["validate", *args])
+    trained = runner.invoke(cli, ["train", *args, "--output", str(tmp_path / "runs")])
+    assert checked.exit_code == trained.exit_code == 2, checked.output + trained.output
+    (line,) = error_lines(checked)
+    assert "cannot split " in line and line == error_lines(trained)[0]
+    assert not (tmp_path / "runs").exists()

@@ -17,6 +17,15 @@ from cnncli.train.checkpoints import keeper, load_checkpoint, store
 from tests.conftest import STOPS_AT_EPOCH_2, base_config
 from tests.train.conftest import error_lines, staging_folders
 
+#: The run's fields of a state.json (``CheckpointKeeper.write_pending`` writes them).
+HEADER = {
+    "name": "t",
+    "final_name": "t-20260101-000000",
+    "seed": 7,
+    "config": {},
+    "data": {"data": {"path": "/d.csv", "bytes": 1, "sha256": "0" * 64}, "test_data": None},
+}
+
 
 def test_checkpoint_from_a_newer_cnncli_is_refused(tmp_path):
     run = tmp_path / ".tmp-t-1"
@@ -125,8 +134,8 @@ def test_written_checkpoint_reads_back_replaces_the_old_one_and_refuses_damage(t
             callback_arrays=[[np.zeros(2)]],
         )
 
-    store.write_checkpoint(tmp_path, snapshot(2), {"name": "t", "seed": 7})
-    store.write_checkpoint(tmp_path, snapshot(3), {"name": "t", "seed": 7})
+    store.write_checkpoint(tmp_path, snapshot(2), HEADER)
+    store.write_checkpoint(tmp_path, snapshot(3), HEADER)
     checkpoint = load_checkpoint(tmp_path)
     assert (checkpoint.epoch, checkpoint.seed, checkpoint.history) == (
         3,
@@ -185,7 +194,7 @@ def test_a_history_holding_nan_or_infinity_is_written_and_read_back(tmp_path):
         python_rng=random.getstate(),
         numpy_rng=np.random.get_state(),
     )
-    store.write_checkpoint(tmp_path, snapshot, {"name": "t", "seed": 7})
+    store.write_checkpoint(tmp_path, snapshot, HEADER)
     read = load_checkpoint(tmp_path).history
     assert read["loss"] == [0.5, 0.4]
     assert np.isnan(read["val_loss"][0]) and read["val_loss"][1] == float("-inf")

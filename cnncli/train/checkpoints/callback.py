@@ -63,6 +63,10 @@ def make_callback(keras: Any, keeper: CheckpointKeeper) -> Any:
     return KeepCheckpoints()
 
 
+#: CSVLogger's way of opening its file: set by this fit (``continue_logs``), never restored.
+FILE_STATE = frozenset({"append", "append_header"})
+
+
 def callback_scalars(callback: Any) -> dict[str, Any]:
     """A callback's counters and thresholds (``wait``, ``best``, ...): its plain, finite numbers.
 

@@ -21,7 +21,9 @@ from cnncli.train.checkpoints.callback import (
     make_callback,
 )
 from cnncli.train.checkpoints.resume import (
+    close_logs,
     comparable_config,
+    continue_logs,
     end_restored_fit,
     restore_callbacks,
     restore_rng,
@@ -125,6 +127,8 @@ class CheckpointKeeper:
                 end_restored_fit(model, callbacks)
                 return _History(previous)
         self._callbacks = list(kwargs.pop("callbacks", None) or [])
+        if self.resumed is not None:
+            continue_logs(keras, self._callbacks, initial_epoch)
         callbacks = [*self._callbacks, make_callback(keras, self)]
         try:
             self._signals.phase = "training"
@@ -133,6 +137,7 @@ class CheckpointKeeper:
                     *args, callbacks=callbacks, initial_epoch=initial_epoch, **kwargs
                 )
         except BaseException as exc:
+            close_logs(self._callbacks)  # a stopped fit never reaches their on_train_end
             error = self.failed(exc)
             if error is None:
                 raise

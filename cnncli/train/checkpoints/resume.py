@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
@@ -10,8 +9,10 @@ from typing import Any
 import numpy as np
 
 from cnncli.config.models import Config
+from cnncli.data.untrusted import read_json
 from cnncli.errors import CnnCliError, Location
-from cnncli.runs import STAGING_PREFIX, has_checkpoint, lock_staging, sha256_file
+from cnncli.runs import STAGING_PREFIX, has_checkpoint, lock_staging, sha256_file, write_atomic
+from cnncli.train.checkpoints.callback import FILE_STATE
 from cnncli.train.checkpoints.store import Checkpoint, load_checkpoint, state_path
 
 #: Config keys that may change between an interrupted run and its resume.
@@ -39,9 +40,11 @@ def interrupted_runs(output_dir: Path, name: str) -> list[Path]:
 
 def _run_name(staging: Path) -> str | None:
     try:
-        return str(json.loads(state_path(staging).read_text())["name"])
-    except (OSError, ValueError, KeyError, TypeError):
+        state = read_json(state_path(staging))
+    except CnnCliError:  # damaged: ``load_checkpoint`` says how when it is asked for by path
         return None
+    name = state.get("name") if isinstance(state, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def resume_point(config: Config, output_dir: Path, resume: str | Path | None) -> Checkpoint:
@@ -190,9 +193,67 @@ def restore_callbacks(
         callbacks, saved, best or [None] * len(saved), strict=False
     ):
         for name, value in scalars.items():
-            setattr(callback, name, value)
+            if _settable(callback, name, value):
+                setattr(callback, name, value)
         if weights is not None:
             callback.best_weights = weights
+
+
+def continue_logs(keras: Any, callbacks: list[Any], epochs_done: int) -> None:
+    """Make each CSVLogger of a resumed fit append to its log after the checkpoint's epochs.
+
+    A CSVLogger opens its file for writing at the start of a fit, so a resume used to keep only
+    the epochs trained after it. The log is cut back to the rows of the ``epochs_done`` epochs the
+    checkpoint holds (a row written after the last checkpoint is trained and logged again), then
+    appended to (Keras' own ``append``): the log equals an uninterrupted run's.
+    """
+    for callback in callbacks:
+        if not isinstance(callback, keras.callbacks.CSVLogger):
+            continue
+        path = Path(callback.filename)
+        if path.is_file():
+            write_atomic(path, _log_rows_before(path, callback.sep, epochs_done))
+        callback.append = True
+
+
+def close_logs(callbacks: list[Any]) -> None:
+    """Close the files CSVLogger & co. hold open, when a fit stops before ``on_train_end``."""
+    for callback in callbacks:
+        stream = getattr(callback, "csv_file", None)
+        if stream is not None and not getattr(stream, "closed", True):
+            stream.close()
+
+
+def _log_rows_before(path: Path, sep: str, epochs_done: int) -> str:
+    """A CSVLogger file's header and its rows of epochs (0-based) before ``epochs_done``."""
+    with path.open(encoding="utf-8", newline="") as stream:  # keep the csv module's \r\n
+        lines = stream.read().splitlines(keepends=True)
+    kept = lines[:1]
+    for line in lines[1:]:
+        epoch = line.split(sep, 1)[0]
+        if epoch.isdigit() and int(epoch) < epochs_done and line.endswith("\n"):
+            kept.append(line)
+    return "".join(kept)
+
+
+def _settable(callback: Any, name: str, value: Any) -> bool:
+    """Whether a checkpoint may set ``name`` to ``value``: a plain value of the kind the callback
+    holds there (a number where it counts, a number where it has nothing yet), never a method,
+    the model or CSVLogger's file handling."""
+    if name.startswith("_") or name in FILE_STATE or hasattr(type(callback), name):
+        return False
+    if name not in vars(callback):
+        return _kind(value) is float
+    current = vars(callback)[name]
+    return current is None or _kind(current) is _kind(value)
+
+
+def _kind(value: Any) -> type | None:
+    if isinstance(value, bool | np.bool_):
+        return bool
+    if isinstance(value, int | float | np.number):
+        return float
+    return str if isinstance(value, str) else None
 
 
 def end_restored_fit(model: Any, callbacks: list[Any]) -> None:

@@ -11,18 +11,38 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
+import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cnncli.config.models import RUN_NAME_PATTERN
+from cnncli.data.untrusted import (
+    Field,
+    count,
+    flag,
+    integer,
+    items,
+    mapping,
+    member,
+    nested,
+    number,
+    one_line,
+    one_of,
+    optional,
+    read_json,
+    seed_number,
+    sha256,
+)
 from cnncli.errors import CnnCliError, Location
 from cnncli.runs import (
     CHECKPOINT_STATE_FILENAME,
     CHECKPOINTS_DIRNAME,
     MANIFEST_FILENAME,
+    fingerprint_field,
     has_checkpoint,
     refuse_links_inside,
     sha256_file,
@@ -31,6 +51,9 @@ from cnncli.runs import (
 )
 
 CHECKPOINT_FORMAT = 1
+_ARRAYS_NAME = re.compile(r"epoch-[0-9]{4,9}\.npz")
+_NOT_FINITE = ("nan", "inf", "-inf")  # how ``_json_floats`` writes them
+_UINT32 = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -77,16 +100,30 @@ class Checkpoint:
                 where=where,
                 hint="the checkpoint was damaged; train again without --resume",
             )
-        with np.load(self.arrays_path, allow_pickle=False) as arrays:
-            model = [arrays[f"model_{i}"] for i in range(int(self.state["model_variables"]))]
-            optimizer = [
-                arrays[f"optimizer_{i}"] for i in range(int(self.state["optimizer_variables"]))
-            ]
-            best = [
-                None if count is None else [arrays[f"callback_{i}_{j}"] for j in range(count)]
-                for i, count in enumerate(self.state.get("callback_arrays", []))
-            ]
+        try:
+            with np.load(self.arrays_path, allow_pickle=False) as arrays:
+                model = _numeric(arrays, "model", int(self.state["model_variables"]))
+                optimizer = _numeric(arrays, "optimizer", int(self.state["optimizer_variables"]))
+                best = [
+                    None if number is None else _numeric(arrays, f"callback_{i}", number)
+                    for i, number in enumerate(self.state.get("callback_arrays", []))
+                ]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise CnnCliError(
+                f"checkpoint arrays do not hold the variables state.json lists ({exc})",
+                where=where,
+                hint="the checkpoint was damaged; train again without --resume",
+            ) from exc
         return model, optimizer, best
+
+
+def _numeric(arrays: Any, prefix: str, number: int) -> list[np.ndarray]:
+    """``prefix_0`` … ``prefix_{number-1}`` from an ``.npz``, each an array of numbers."""
+    values = [arrays[f"{prefix}_{i}"] for i in range(number)]
+    for i, value in enumerate(values):
+        if value.dtype.kind not in "biuf":
+            raise ValueError(f"{prefix}_{i} holds {value.dtype}, not numbers")
+    return values
 
 
 def state_path(run: Path) -> Path:
@@ -114,21 +151,103 @@ def load_checkpoint(run: Path) -> Checkpoint:
             hint="pass the folder named in the 'interrupted' message, or train without --resume",
         )
     refuse_links_inside(run)
-    try:
-        state = json.loads(state_path(run).read_text(encoding="utf-8"))
-        version = state["format"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    top = Field(str(state_path(run)))
+    state = mapping(read_json(state_path(run)), top)
+    version = member(state, "format", top, lambda value, at: integer(value, at, minimum=1))
+    if version > CHECKPOINT_FORMAT:
+        writer = state.get("cnncli")
         raise CnnCliError(
-            "checkpoint state.json is unreadable", where=where, hint="train again without --resume"
-        ) from exc
-    if not isinstance(version, int) or version > CHECKPOINT_FORMAT:
-        raise CnnCliError(
-            f"checkpoint was written by cnncli {state.get('cnncli')} (checkpoint format {version}),"
-            f" newer than this cnncli's format {CHECKPOINT_FORMAT}",
+            f"checkpoint was written by cnncli"
+            f" {writer if isinstance(writer, str) and len(writer) < 40 else '?'}"
+            f" (checkpoint format {version}), newer than this cnncli's format {CHECKPOINT_FORMAT}",
             where=where,
             hint="resume it with that cnncli version, or train again without --resume",
         )
+    check_state(state, top)
     return Checkpoint(run=run, state=state)
+
+
+def check_state(state: dict[str, Any], top: Field) -> None:
+    """Every field of ``state.json`` a resume uses, as untrusted input (issue 11.10).
+
+    A hand-edited checkpoint must not publish the run outside its output folder, train a
+    negative number of epochs or crash the restore: each field's type and range is checked
+    and a bad one is one line naming the file and the field.
+
+    Raises:
+        CnnCliError: the first field out of shape.
+    """
+    name = member(state, "name", top, _run_name)
+    final = member(state, "final_name", top, _run_name)
+    if not final.startswith(f"{name}-"):
+        raise top.at("final_name").refuse(f"the run's folder name, '{name}-<timestamp>'", final)
+    member(state, "seed", top, seed_number)
+    nested(member(state, "config", top, mapping), top.at("config"))
+    data = member(state, "data", top, mapping)
+    member(data, "data", top.at("data"), fingerprint_field)
+    member(data, "test_data", top.at("data"), optional(fingerprint_field))
+    for key in data.keys() - {"data", "test_data"}:
+        raise top.at("data").at(key).damaged("not a field of a checkpoint")
+    epoch = member(state, "epoch", top, count)
+    if "done" in state:
+        flag(state["done"], top.at("done"))
+    history = member(state, "history", top, mapping)
+    for metric, values in history.items():
+        one_line(metric, top.at("history"))
+        items(values, top.at("history").at(metric), _history_value, length=epoch)
+    arrays = member(state, "arrays", top, one_line)
+    if not _ARRAYS_NAME.fullmatch(arrays):
+        raise top.at("arrays").refuse("a file name epoch-NNNN.npz in checkpoints/", arrays)
+    member(state, "arrays_sha256", top, sha256)
+    member(state, "model_variables", top, count)
+    member(state, "optimizer_variables", top, count)
+    for index, scalars in enumerate(
+        items(state.get("callbacks", []), top.at("callbacks"), mapping)
+    ):
+        for key, value in scalars.items():
+            where = top.at("callbacks").at(index).at(str(key))
+            if not key.isidentifier() or key.startswith("_"):
+                raise where.damaged("not a callback setting")
+            if value is not None and not isinstance(value, bool | int | float | str):
+                raise where.refuse("a number, a string, true, false or null", value)
+    items(state.get("callback_arrays", []), top.at("callback_arrays"), optional(count))
+    rng = member(state, "rng", top, mapping)
+    python = member(rng, "python", top.at("rng"), lambda v, at: items(v, at, _any, length=3))
+    integer(python[0], top.at("rng").at("python").at(0), minimum=3, maximum=3)  # its version
+    internal = items(python[1], top.at("rng").at("python").at(1), _uint32, length=625)
+    integer(internal[-1], top.at("rng").at("python").at(1).at(624), maximum=624)
+    optional(number)(python[2], top.at("rng").at("python").at(2))
+    numpy = member(rng, "numpy", top.at("rng"), lambda v, at: items(v, at, _any, length=5))
+    where = top.at("rng").at("numpy")
+    one_of("MT19937")(numpy[0], where.at(0))
+    items(numpy[1], where.at(1), _uint32, length=624)
+    integer(numpy[2], where.at(2), maximum=624)
+    integer(numpy[3], where.at(3), maximum=1)
+    number(numpy[4], where.at(4))
+
+
+def _run_name(value: Any, where: Field) -> str:
+    """A run's name or folder name: a plain name (no separators), as the config's name rule."""
+    if not isinstance(value, str) or len(value) > 200 or not re.fullmatch(RUN_NAME_PATTERN, value):
+        raise where.refuse("a run name (letters, digits, '_', '.', '-'; no separators)", value)
+    return value
+
+
+def _history_value(value: Any, where: Field) -> float:
+    """A metric's value: a number, or ``"nan"``/``"inf"``/``"-inf"`` as they are written."""
+    if isinstance(value, str) and value in _NOT_FINITE:
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise where.refuse("a number", value)
+    return float(value)
+
+
+def _uint32(value: Any, where: Field) -> int:
+    return integer(value, where, maximum=_UINT32)
+
+
+def _any(value: Any, where: Field) -> Any:
+    return value
 
 
 def _json_floats(values: list[float]) -> list[float | str]:
