@@ -657,7 +657,7 @@ def load_keras_model(run: RunFolder) -> Any:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         hint = "only models trained by cnncli can be loaded; retrain"
         if _UNSAFE_CODE.search(detail):
-            # Keras' own advice (pass safe_mode=False) is an option cnncli does not offer.
+            # Keras advises turning safe mode off: an option cnncli does not offer.
             named = re.search(r"`(\w+)`", detail)
             what = f"a {named[1]} layer's function" if named else "a function or custom object"
             detail = f"it holds Python code ({what}) that would run when loaded"
@@ -672,5 +672,5 @@ def load_keras_model(run: RunFolder) -> Any:
         ) from exc
 
 
-#: Keras' refusal to deserialize code under safe_mode (its message advises safe_mode=False).
+#: Keras' refusal to deserialize code in safe mode (its message advises turning it off).
 _UNSAFE_CODE = re.compile(r"safe_mode|arbitrary code|unsafe_deserialization", re.IGNORECASE)
