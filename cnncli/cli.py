@@ -31,6 +31,9 @@ EXIT_BUG = 1
 EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, as a shell reports `yes | head -1`'s yes
 #: A write that failed for want of room (a full disk, quota or device): the user's to fix.
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+#: A user's path that no check before it caught: a name too long, a link loop, a file where a
+#: folder should be. Any other OSError is a bug (cnncli failing on its own files), exit 1.
+PATH_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR})
 #: ``ctx.meta`` key: the signals noted while the command runs (``_signals_noted``).
 _SIGNALS_RECEIVED = "cnncli.signals_received"
 
@@ -162,7 +165,7 @@ class CnnCliGroup(click.Group):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(EXIT_BROKEN_PIPE)
         except OSError as exc:
-            if isinstance(exc.filename, (str, os.PathLike)) and exc.errno not in FULL_ERRNOS:
+            if isinstance(exc.filename, (str, os.PathLike)) and exc.errno in PATH_ERRNOS:
                 _path_error(exc, debug)
             if exc.errno not in FULL_ERRNOS:
                 _bug(exc, debug)

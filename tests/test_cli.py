@@ -529,6 +529,13 @@ def test_an_os_error_about_a_path_that_no_check_caught_is_one_line(runner, monke
     monkeypatch.setattr("cnncli.runs.resolve_run_dir", lambda *_: 1 / 0)
     assert runner.invoke(cli, ["predict", "--input", "1,2,3"]).exit_code == 1  # still a bug
 
+    def missing(*_args, **_kwargs):  # cnncli failing to find its own file is a bug, not the user's
+        raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), ONNX_FILENAME)
+
+    monkeypatch.setattr("cnncli.runs.resolve_run_dir", missing)
+    result = runner.invoke(cli, ["predict", "--input", "1,2,3"])
+    assert result.exit_code == 1 and "this is a bug in cnncli" in result.stderr
+
 
 def test_a_data_path_that_is_a_link_loop_is_named_a_loop(runner, write_config, tiny_csv, tmp_path):
     """Hostile review: validate crashed with 'RuntimeError: Symlink loop' (pathlib resolve)."""

@@ -360,7 +360,7 @@ class RowIds:
             values = np.concatenate(facts.kept)
             if len(np.unique(values)) != len(values):
                 return None
-        elif not facts.step_one and not (facts.named and facts.increasing):
+        elif not (facts.named or facts.step_one):
             return None
         return f"set data.columns: {{{name}: drop}}"
 

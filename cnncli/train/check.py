@@ -250,7 +250,7 @@ def check_memory(
             f" but {human_bytes(available - estimate.weight_bytes)} is left beside the model's"
             f" {human_bytes(estimate.weight_bytes)}",
             where=config.locate("fit.batch_size"),
-            hint=f"lower fit.batch_size (at most about {min(fitting, config.fit.batch_size):,})",
+            hint=f"lower fit.batch_size (at most about {fitting:,})",
         )
     index = estimate.largest
     largest = estimate.trainable[index] + estimate.frozen[index]

@@ -131,7 +131,13 @@ def prepare_data(config: Config, seed: int) -> PreparedData:
                 pre, {name: values[rows] for name, values in source.features.items()}
             )
         # categories only the validation or test rows hold: said once, naming those rows
-        notes.extend(f"{warning.message} (in the {part} rows)" for warning in unseen)
+        for warning in unseen:
+            if issubclass(warning.category, UnknownCategoryWarning):
+                notes.append(f"{warning.message} (in the {part} rows)")
+            else:  # not ours to word: on to the one warning line render gives every library's
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
 
         def locate(position: int) -> Location:
             line = source.lines([int(rows[position])])[0]

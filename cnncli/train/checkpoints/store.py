@@ -105,8 +105,8 @@ class Checkpoint:
                 model = _numeric(arrays, "model", int(self.state["model_variables"]))
                 optimizer = _numeric(arrays, "optimizer", int(self.state["optimizer_variables"]))
                 best = [
-                    None if number is None else _numeric(arrays, f"callback_{i}", number)
-                    for i, number in enumerate(self.state.get("callback_arrays", []))
+                    None if size is None else _numeric(arrays, f"callback_{i}", size)
+                    for i, size in enumerate(self.state.get("callback_arrays", []))
                 ]
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             raise CnnCliError(
@@ -117,9 +117,9 @@ class Checkpoint:
         return model, optimizer, best
 
 
-def _numeric(arrays: Any, prefix: str, number: int) -> list[np.ndarray]:
-    """``prefix_0`` … ``prefix_{number-1}`` from an ``.npz``, each an array of numbers."""
-    values = [arrays[f"{prefix}_{i}"] for i in range(number)]
+def _numeric(arrays: Any, prefix: str, size: int) -> list[np.ndarray]:
+    """``prefix_0`` … ``prefix_{size-1}`` from an ``.npz``, each an array of numbers."""
+    values = [arrays[f"{prefix}_{i}"] for i in range(size)]
     for i, value in enumerate(values):
         if value.dtype.kind not in "biuf":
             raise ValueError(f"{prefix}_{i} holds {value.dtype}, not numbers")
