@@ -7,7 +7,9 @@ numeric cells and the one-hot encoding of text columns; after it, the decoding t
 
 The arithmetic is ``data.preprocess.transform_features``' and ``serve.predictor.decode``'s:
 numbers are scaled in float64 and cast to float32 once, so the model sees the same bits as in
-``cnncli predict``. Date columns are refused: ONNX has no operator that reads a date.
+``cnncli predict``. ONNX has no operator that reads a date, so a date column comes in as its
+day number (days since 1970-01-01, as ``cells.parse_dates`` gives it) and the graph takes the
+year, month, weekday and day of the year apart with whole-number arithmetic.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper
 
-from cnncli.data.preprocess import FeatureTransform, LabelTransform, Preprocessor
+from cnncli.data.preprocess import DATE_PERIODS, FeatureTransform, LabelTransform, Preprocessor
 from cnncli.errors import CnnCliError, Location
 from cnncli.serve.onnxgraph import _Graph
 
@@ -31,11 +35,25 @@ ML_OPSET = 2
 #: Reshape, Flatten, ArgMax and friends as written here need this default-domain opset at least.
 MIN_OPSET = 13
 
+#: Each feature kind's input: its ONNX type and what it holds.
+INPUTS = {
+    "numeric": (TensorProto.DOUBLE, "float64: the number; NaN for an empty cell"),
+    "date": (
+        TensorProto.DOUBLE,
+        "float64: days since 1970-01-01 (2015-03-04 is 16498); NaN for an empty cell",
+    ),
+    "categorical": (
+        TensorProto.STRING,
+        "string: the cell as read (no leading spaces); '' for an empty cell",
+    ),
+}
+
 PIPELINE_RECIPE = (
     "The graph holds the preprocessing. Inputs: one per feature column, named by the column, of"
     " shape [rows]: numeric columns as float64 (NaN for an empty cell, filled with the training"
-    " mean when the run has missing: mean), categorical columns as strings (a value never seen in"
-    " training, or an empty string, encodes as all zeros). Outputs: label [rows] (the class as"
+    " mean when the run has missing: mean), date columns as float64 days since 1970-01-01,"
+    " categorical columns as strings (a value never seen in training, or an empty string, encodes"
+    " as all zeros). Outputs: label [rows] (the class as"
     " training stored it: string, int64 or float64; regression: float64 in the label's units) and,"
     " for a classifier, probabilities [rows, classes] as float64 in the order of"
     " preprocess.label.classes."
@@ -54,19 +72,8 @@ def pipeline_onnx(model: Any, pre: Preprocessor, run: str) -> Any:
         A new ``ModelProto``; ``model``'s metadata is kept.
 
     Raises:
-        CnnCliError: a date column, a column named like an output, or a model graph too old.
+        CnnCliError: a column named like a tensor of the graph, or a model graph too old.
     """
-    import onnx
-    from onnx import TensorProto, helper
-
-    for feature in pre.features:
-        if feature.kind == "date":
-            raise CnnCliError(
-                f"column '{feature.name}' is a date, and ONNX has no operator that reads a date",
-                where=Location(file=run),
-                hint="export without --with-preprocessing and compute the date inputs as the"
-                " file's cnncli.recipe says",
-            )
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET:
         raise CnnCliError(
@@ -105,16 +112,14 @@ def pipeline_onnx(model: Any, pre: Preprocessor, run: str) -> Any:
 
 
 def _input(feature: FeatureTransform) -> Any:
-    """A column's graph input: float64 numbers or strings, one per row."""
-    from onnx import TensorProto, helper
+    """A column's graph input, one value per row, with what it holds in its ``doc_string``."""
 
-    kind = TensorProto.STRING if feature.kind == "categorical" else TensorProto.DOUBLE
-    return helper.make_tensor_value_info(feature.name, kind, ["rows"])
+    kind, holds = INPUTS[feature.kind]
+    return helper.make_tensor_value_info(feature.name, kind, ["rows"], doc_string=holds)
 
 
 def _feature_block(writer: _Graph, feature: FeatureTransform) -> str:
     """A column's ``(rows, width)`` float64 block, as ``transform_features`` computes it."""
-    from onnx import TensorProto
 
     column = writer.op(
         "Reshape", [feature.name, writer.const(np.asarray([-1, 1]), "shape", np.int64)]
@@ -134,15 +139,105 @@ def _feature_block(writer: _Graph, feature: FeatureTransform) -> str:
     if feature.fill is not None:
         fill = writer.const(np.asarray(feature.fill), "fill", np.float64)
         column = writer.op("Where", [writer.op("IsNaN", [column]), fill, column])
+    if feature.kind == "date":
+        return _date_block(writer, feature, column)
+    return _scaled(writer, feature, column)
+
+
+def _scaled(writer: _Graph, feature: FeatureTransform, column: str) -> str:
+    """``(column - center) / scale``."""
     center = writer.const(np.asarray(feature.center), "center", np.float64)
     scale = writer.const(np.asarray(feature.scale), "scale", np.float64)
     return writer.op("Div", [writer.op("Sub", [column, center]), scale])
 
 
+def _date_block(writer: _Graph, feature: FeatureTransform, days: str) -> str:
+    """A date's ``DATE_INPUTS`` from its day number, as ``preprocess._date_block`` computes them.
+
+    The calendar is Howard Hinnant's ``civil_from_days`` (proleptic Gregorian, as NumPy's
+    ``datetime64``), in float64 whole numbers: exact for any day a date cell can hold.
+    """
+    arithmetic = _Arithmetic(writer)
+    whole = writer.op("Floor", [days])
+    year, month, day_of_year = _civil_from_days(arithmetic, whole)
+    weekday = arithmetic.mod(arithmetic.add(whole, 3), 7)  # 1970-01-01 was a Thursday
+    block = [_scaled(writer, feature, year)]
+    for part, period in zip((month, weekday, day_of_year), DATE_PERIODS, strict=True):
+        angle = arithmetic.div(arithmetic.mul(part, 2.0 * np.pi), period)
+        block += [writer.op("Sin", [angle]), writer.op("Cos", [angle])]
+    return writer.op("Concat", block, axis=1)
+
+
+def _civil_from_days(arithmetic: _Arithmetic, days: str) -> tuple[str, str, str]:
+    """Year, month (0-11) and day of the year (0-365) of whole day numbers."""
+    a = arithmetic
+    shifted = a.add(days, 719468)  # days since 0000-03-01, the start of a 400-year era
+    era = a.floor_div(shifted, 146097)
+    day_of_era = a.sub(shifted, a.mul(era, 146097))
+    year_of_era = a.floor_div(
+        a.sub(
+            a.add(a.sub(day_of_era, a.floor_div(day_of_era, 1460)), a.floor_div(day_of_era, 36524)),
+            a.floor_div(day_of_era, 146096),
+        ),
+        365,
+    )
+    day_of_march_year = a.sub(day_of_era, _days_before(a, year_of_era))
+    month_from_march = a.floor_div(a.add(a.mul(day_of_march_year, 5), 2), 153)  # March 0
+    month = a.sub(a.add(month_from_march, 2), a.mul(a.ge(month_from_march, 10), 12))  # January 0
+    year = a.add(a.add(year_of_era, a.mul(era, 400)), a.ge(month_from_march, 10))
+    # 1 January of that year is day 306 of the March year that began in the year before
+    before = a.sub(year, 1)
+    january_era = a.floor_div(before, 400)
+    january_year_of_era = a.sub(before, a.mul(january_era, 400))
+    january = a.add(
+        a.add(a.mul(january_era, 146097), _days_before(a, january_year_of_era)), 306 - 719468
+    )
+    return year, month, a.sub(days, january)
+
+
+def _days_before(a: _Arithmetic, year_of_era: str) -> str:
+    """Days of an era before its year ``year_of_era`` (365 a year, plus the leap days)."""
+    leap = a.sub(a.floor_div(year_of_era, 4), a.floor_div(year_of_era, 100))
+    return a.add(a.mul(year_of_era, 365), leap)
+
+
+class _Arithmetic:
+    """float64 arithmetic on a tensor and a number, one node each."""
+
+    def __init__(self, writer: _Graph) -> None:
+        self.writer = writer
+
+    def _with(self, op_type: str, x: str, y: float) -> str:
+        number = self.writer.const(np.asarray(float(y)), "number", np.float64)
+        return self.writer.op(op_type, [x, number])
+
+    def add(self, x: str, y: float | str) -> str:
+        return self.writer.op("Add", [x, y]) if isinstance(y, str) else self._with("Add", x, y)
+
+    def sub(self, x: str, y: float | str) -> str:
+        return self.writer.op("Sub", [x, y]) if isinstance(y, str) else self._with("Sub", x, y)
+
+    def mul(self, x: str, y: float | str) -> str:
+        return self.writer.op("Mul", [x, y]) if isinstance(y, str) else self._with("Mul", x, y)
+
+    def div(self, x: str, y: float) -> str:
+        return self._with("Div", x, y)
+
+    def floor_div(self, x: str, y: float) -> str:
+        return self.writer.op("Floor", [self.div(x, y)])
+
+    def mod(self, x: str, y: float) -> str:
+        return self.sub(x, self.mul(self.floor_div(x, y), y))
+
+    def ge(self, x: str, y: float) -> str:
+        """1.0 where ``x >= y``, else 0.0."""
+
+        return self.writer.op("Cast", [self._with("GreaterOrEqual", x, y)], to=TensorProto.DOUBLE)
+
+
 def _decode(writer: _Graph, label: LabelTransform, output: str) -> list[Any]:
     """Nodes from the model's output to ``label`` (and ``probabilities``), as ``decode`` does;
     returns the graph's output descriptions."""
-    from onnx import TensorProto, helper
 
     rows = writer.op("Flatten", [output], axis=1)
     if not label.is_classification:
@@ -200,7 +295,6 @@ def _flat(writer: _Graph, tensor: str) -> str:
 def _classes(classes: tuple[Any, ...]) -> tuple[np.ndarray, int]:
     """The classes as training stored them: whole numbers as int64, other numbers as float64,
     else text."""
-    from onnx import TensorProto
 
     if all(isinstance(c, int) for c in classes):
         return np.asarray(classes, dtype=np.int64), TensorProto.INT64

@@ -19,20 +19,27 @@ from cnncli.data.preprocess import Preprocessor
 from cnncli.errors import CnnCliError
 from cnncli.serve.export import METADATA_RECIPE
 from cnncli.serve.onnx_pipeline import pipeline_onnx
-from tests.conftest import DATA, base_config, mixed_rows
+from tests.conftest import DATA, base_config, cars_rows, mixed_rows
 
 pytestmark = pytest.mark.slow
+#: The date columns of the runs below (``cars_run``'s sale date).
+DATE_COLUMNS = {"sold"}
 
 
 def run_like_a_server(model: Path, rows: list[dict[str, str]]) -> list[np.ndarray]:
     """What a server in another language does: ONNX Runtime alone on the CSV's raw cells
-    (numbers as float64, an empty cell as NaN; text as it is)."""
+    (numbers as float64, an empty cell as NaN; text without leading spaces, as a CSV reader that
+    skips them gives it)."""
     session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     feeds = {}
     for given in session.get_inputs():
         cells = [row[given.name] for row in rows]
         if given.type == "tensor(string)":
-            feeds[given.name] = np.asarray(cells, dtype=object)
+            feeds[given.name] = np.asarray([c.lstrip() for c in cells], dtype=object)
+        elif given.name in DATE_COLUMNS:  # what a client does: a date as its day number
+            epoch = np.datetime64("1970-01-01")
+            days = [(np.datetime64(c) - epoch).astype(float) if c else np.nan for c in cells]
+            feeds[given.name] = np.asarray(days, dtype=np.float64)
         else:
             feeds[given.name] = np.asarray([float(c) if c else np.nan for c in cells])
     return session.run(None, feeds)
@@ -147,18 +154,19 @@ def test_a_binary_classifier_gives_integer_classes(runner, binary_run, tmp_path)
     assert labels.tolist() == (probabilities[:, 1] >= 0.5).astype(int).tolist()
 
 
-def test_a_date_column_is_refused_in_one_line_and_nothing_is_written(runner, cars_run, tmp_path):
-    target = tmp_path / "cars.onnx"
-    result = runner.invoke(
-        cli, ["export", str(cars_run), "--with-preprocessing", "--output", str(target)]
-    )
-    assert result.exit_code == 2
-    assert result.stderr == (
-        f"error: {cars_run}: column 'sold' is a date, and ONNX has no operator that reads a date;"
-        " export without --with-preprocessing and compute the date inputs as the file's"
-        " cnncli.recipe says\n"
-    )
-    assert list(tmp_path.iterdir()) == []
+def test_dates_come_in_as_day_numbers_and_are_taken_apart_inside(runner, cars_run, tmp_path):
+    """A regression on a date (an empty one filled), a number and a colour; ID and name dropped."""
+    data = tmp_path / "cars.csv"
+    data.write_text(cars_rows(60, seed=4, empty_date_at=7).replace("2015-", "1969-", 5))
+    (prices,) = assert_same_as_predict(runner, cars_run, data, tmp_path)
+    assert prices.dtype == np.float64 and len(prices) == 60
+    inputs = onnx.load(str(tmp_path / "pipeline.onnx")).graph.input
+    assert [(i.name, i.doc_string.split(":")[0]) for i in inputs] == [
+        ("sold", "float64"),
+        ("km", "float64"),
+        ("colour", "string"),
+    ]
+    assert "days since 1970-01-01" in inputs[0].doc_string
 
 
 def test_only_onnx_takes_the_preprocessing(runner, tiny_run, tmp_path):
@@ -208,3 +216,33 @@ def test_a_column_named_like_a_tensor_of_the_graph_is_refused(tiny_run, name):
     renamed = replace(pre, features=(replace(pre.features[0], name=name), *pre.features[1:]))
     with pytest.raises(CnnCliError, match=f"column '{name}' has the name of a tensor"):
         pipeline_onnx(onnx.load(str(tiny_run / "model.onnx")), renamed, str(tiny_run))
+
+
+def test_the_graphs_calendar_is_numpys_on_every_day_from_year_1_to_9999():
+    """Year, month, weekday and day of the year of 3.65 million days, as ``date_parts`` has them."""
+    from onnx import TensorProto, helper
+
+    from cnncli.data.preprocess import date_parts
+    from cnncli.serve.onnx_pipeline import _Arithmetic, _civil_from_days
+    from cnncli.serve.onnxgraph import _Graph
+
+    writer = _Graph(None)
+    arithmetic = _Arithmetic(writer)
+    year, month, day_of_year = _civil_from_days(arithmetic, "days")
+    weekday = arithmetic.mod(arithmetic.add("days", 3), 7)
+    names = ["year", "month", "weekday", "day_of_year"]
+    for name, tensor in zip(names, (year, month, weekday, day_of_year), strict=True):
+        writer.nodes.append(helper.make_node("Identity", [tensor], [name]))
+    graph = helper.make_graph(
+        writer.nodes,
+        "calendar",
+        [helper.make_tensor_value_info("days", TensorProto.DOUBLE, ["n"])],
+        [helper.make_tensor_value_info(name, TensorProto.DOUBLE, ["n"]) for name in names],
+        writer.initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session = onnxruntime.InferenceSession(model.SerializeToString())
+    days = np.arange(-719162, 2932897, dtype=np.float64)  # 0001-01-01 to 9999-12-31
+    for got, expected in zip(session.run(None, {"days": days}), date_parts(days), strict=True):
+        np.testing.assert_array_equal(got, expected)
