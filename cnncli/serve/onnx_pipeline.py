@@ -14,6 +14,7 @@ year, month, weekday and day of the year apart with whole-number arithmetic.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -282,7 +283,11 @@ def _decode(writer: _Graph, label: LabelTransform, output: str) -> list[Any]:
     return [
         helper.make_tensor_value_info(LABEL_OUTPUT, kind, ["rows"]),
         helper.make_tensor_value_info(
-            PROBABILITIES_OUTPUT, TensorProto.DOUBLE, ["rows", len(label.classes)]
+            PROBABILITIES_OUTPUT,
+            TensorProto.DOUBLE,
+            ["rows", len(label.classes)],
+            doc_string="float64: one column per class, in this order: "
+            + json.dumps(list(label.classes), ensure_ascii=False),
         ),
     ]
 

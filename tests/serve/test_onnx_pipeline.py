@@ -17,7 +17,7 @@ import yaml
 from cnncli.cli import cli
 from cnncli.data.preprocess import Preprocessor
 from cnncli.errors import CnnCliError
-from cnncli.serve.export import METADATA_RECIPE
+from cnncli.serve.export import METADATA_PREPROCESS, METADATA_RECIPE
 from cnncli.serve.onnx_pipeline import pipeline_onnx
 from tests.conftest import DATA, base_config, cars_rows, mixed_rows
 
@@ -90,8 +90,16 @@ def test_a_classifier_gives_predicts_labels_and_probabilities(runner, seed_run, 
         ("x2", "tensor(double)"),
         ("x3", "tensor(double)"),
     ]
-    recipe = {p.key: p.value for p in onnx.load(str(tmp_path / "pipeline.onnx")).metadata_props}
-    assert "The graph holds the preprocessing" in recipe[METADATA_RECIPE]
+    model = onnx.load(str(tmp_path / "pipeline.onnx"))
+    assert "The graph holds the preprocessing" in metadata(model)[METADATA_RECIPE]
+    order = json.loads(metadata(model)[METADATA_PREPROCESS])["label"]["classes"]
+    assert model.graph.output[1].doc_string == (
+        f"float64: one column per class, in this order: {json.dumps(order)}"
+    )
+
+
+def metadata(model) -> dict[str, str]:
+    return {prop.key: prop.value for prop in model.metadata_props}
 
 
 def test_categories_and_missing_fills_are_inside_the_graph(runner, mixed_run, tmp_path):
