@@ -54,10 +54,9 @@ PIPELINE_RECIPE = (
     " shape [rows]: numeric columns as float64 (NaN for an empty cell, filled with the training"
     " mean when the run has missing: mean), date columns as float64 days since 1970-01-01,"
     " categorical columns as strings (a value never seen in training, or an empty string, encodes"
-    " as all zeros). Outputs: label [rows] (the class as"
-    " training stored it: string, int64 or float64; regression: float64 in the label's units) and,"
-    " for a classifier, probabilities [rows, classes] as float64 in the order of"
-    " preprocess.label.classes."
+    " as all zeros). Outputs: label [rows] (the class as training stored it: string, int64 or"
+    " float64; regression: float64 in the label's units) and, for a classifier, probabilities"
+    " [rows, classes] as float64 in the order of preprocess.label.classes."
 )
 
 
@@ -75,7 +74,7 @@ def pipeline_onnx(model: Any, pre: Preprocessor, run: str) -> Any:
     Raises:
         CnnCliError: a column named like a tensor of the graph, or a model graph too old.
     """
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    opset = max([0, *_versions(model, ""), *_versions(model, "ai.onnx")])
     if opset < MIN_OPSET:
         raise CnnCliError(
             f"model.onnx uses ONNX opset {opset}; the graph around it needs {MIN_OPSET} or newer",
@@ -102,7 +101,7 @@ def pipeline_onnx(model: Any, pre: Preprocessor, run: str) -> Any:
         graph,
         opset_imports=[
             *(o for o in model.opset_import if o.domain != "ai.onnx.ml"),
-            helper.make_opsetid("ai.onnx.ml", ML_OPSET),
+            helper.make_opsetid("ai.onnx.ml", max([ML_OPSET, *_versions(model, "ai.onnx.ml")])),
         ],
         producer_name="cnncli",
     )
@@ -112,16 +111,19 @@ def pipeline_onnx(model: Any, pre: Preprocessor, run: str) -> Any:
     return pipeline
 
 
+def _versions(model: Any, domain: str) -> list[int]:
+    """The opset versions ``model`` imports for ``domain``."""
+    return [o.version for o in model.opset_import if o.domain == domain]
+
+
 def _input(feature: FeatureTransform) -> Any:
     """A column's graph input, one value per row, with what it holds in its ``doc_string``."""
-
     kind, holds = INPUTS[feature.kind]
     return helper.make_tensor_value_info(feature.name, kind, ["rows"], doc_string=holds)
 
 
 def _feature_block(writer: _Graph, feature: FeatureTransform) -> str:
     """A column's ``(rows, width)`` float64 block, as ``transform_features`` computes it."""
-
     column = writer.op(
         "Reshape", [feature.name, writer.const(np.asarray([-1, 1]), "shape", np.int64)]
     )

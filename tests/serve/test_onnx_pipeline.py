@@ -254,3 +254,15 @@ def test_the_graphs_calendar_is_numpys_on_every_day_from_year_1_to_9999():
     days = np.arange(-719162, 2932897, dtype=np.float64)  # 0001-01-01 to 9999-12-31
     for got, expected in zip(session.run(None, {"days": days}), date_parts(days), strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_a_model_graph_older_than_opset_13_is_refused_in_one_line(tiny_run):
+    model = onnx.load(str(tiny_run / "model.onnx"))
+    model.opset_import[0].version = 12
+    pre = Preprocessor.from_json((tiny_run / "preprocess.json").read_text())
+    with pytest.raises(CnnCliError) as caught:
+        pipeline_onnx(model, pre, str(tiny_run))
+    assert str(caught.value).splitlines() == [
+        f"{tiny_run}: model.onnx uses ONNX opset 12; the graph around it needs 13 or newer;"
+        " retrain the run with this cnncli, or export without --with-preprocessing"
+    ]
