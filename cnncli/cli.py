@@ -516,23 +516,34 @@ def predict(
     type=click.Path(path_type=Path),
     help="Where to write (default: <run name>.onnx, .saved_model or .tflite here); must not exist.",
 )
+@click.option(
+    "--with-preprocessing",
+    is_flag=True,
+    help="ONNX only: the graph itself scales, one-hot encodes and decodes: one input per column"
+    " (raw values), label and probabilities out.",
+)
 @json_option
-def export(run: Path | None, fmt: str, output: Path | None, as_json: bool) -> None:
+def export(
+    run: Path | None, fmt: str, output: Path | None, with_preprocessing: bool, as_json: bool
+) -> None:
     """Export a trained RUN for serving elsewhere, with its preprocessing.
 
     RUN defaults to runs/latest. The ONNX file carries preprocess.json (means, scales,
     categories, classes) and a plain-words recipe in its metadata_props (cnncli.preprocess,
-    cnncli.recipe), so a client in any language can rebuild the inputs; a SavedModel folder
-    or a .tflite file gets a preprocess.json beside it. Prints the paths written.
+    cnncli.recipe), so a client in any language can rebuild the inputs; with
+    --with-preprocessing the graph does it itself and needs nothing but ONNX Runtime. A
+    SavedModel folder or a .tflite file gets a preprocess.json beside it. Prints the paths
+    written.
 
     \b
     Example:
       cnncli export --format onnx --output seed.onnx
+      cnncli export --format onnx --with-preprocessing --output seed-pipeline.onnx
       cnncli export runs/latest --format litert --output seed.tflite
     """
     from cnncli.serve.export import export_run
 
-    paths = export_run(_open_run(run), fmt, output)
+    paths = export_run(_open_run(run), fmt, output, with_preprocessing)
     if as_json:
         render.print_json({"format": fmt, "files": [str(path) for path in paths]})
         return

@@ -156,13 +156,17 @@ def default_export_path(run: RunFolder, fmt: str) -> Path:
     return Path(run.path.name + suffix)
 
 
-def export_run(run: RunFolder, fmt: str, output: Path | None = None) -> list[Path]:
+def export_run(
+    run: RunFolder, fmt: str, output: Path | None = None, with_preprocessing: bool = False
+) -> list[Path]:
     """Write a run's model in ``fmt`` for serving elsewhere, with its preprocessing.
 
     Args:
         run: an opened run folder.
         fmt: ``onnx``, ``saved_model`` or ``litert``.
         output: where to write; defaults to ``default_export_path``. It must not exist yet.
+        with_preprocessing: ONNX only: the graph takes raw columns and gives labels
+            (``serve.onnx_pipeline``) instead of taking preprocessed values.
 
     Returns:
         The paths written: the model, then the ``preprocess.json`` sidecar where there is one.
@@ -173,6 +177,11 @@ def export_run(run: RunFolder, fmt: str, output: Path | None = None) -> list[Pat
     if fmt not in EXPORT_FORMATS:
         raise CnnCliError(
             f"unknown export format {fmt!r}", hint=f"use one of: {', '.join(EXPORT_FORMATS)}"
+        )
+    if with_preprocessing and fmt != "onnx":
+        raise CnnCliError(
+            f"--with-preprocessing puts the preprocessing into an ONNX graph, not into {fmt}",
+            hint="use --format onnx, or leave --with-preprocessing out",
         )
     path = output_target(output or default_export_path(run, fmt))
     if fmt == "litert" and path.suffix != ".tflite":
@@ -210,7 +219,7 @@ def export_run(run: RunFolder, fmt: str, output: Path | None = None) -> list[Pat
         )
     if fmt == "onnx":
         try:
-            write_onnx_with_metadata(run, path)
+            write_onnx_with_metadata(run, path, with_preprocessing)
         except OSError as exc:  # open_atomic left nothing behind
             raise cannot_write(path, exc) from None
         return [path]
@@ -270,8 +279,9 @@ def _select_tensorflow() -> None:
         )
 
 
-def write_onnx_with_metadata(run: RunFolder, path: Path) -> None:
-    """Copy the run's checked ``model.onnx`` with the preprocessing in ``metadata_props``."""
+def write_onnx_with_metadata(run: RunFolder, path: Path, with_preprocessing: bool = False) -> None:
+    """Copy the run's checked ``model.onnx`` with the preprocessing in ``metadata_props``, and
+    with ``with_preprocessing`` in the graph too (``serve.onnx_pipeline``)."""
     if not run.onnx_ok:
         reason = run.manifest.get("onnx", {}).get("reason", "it was not exported")
         raise CnnCliError(
@@ -282,11 +292,16 @@ def write_onnx_with_metadata(run: RunFolder, path: Path) -> None:
     import onnx
 
     model = onnx.load(str(run.file(ONNX_FILENAME)))
+    recipe = PREPROCESS_RECIPE
+    if with_preprocessing:
+        from cnncli.serve.onnx_pipeline import PIPELINE_RECIPE, pipeline_onnx
+
+        model, recipe = pipeline_onnx(model, run.preprocessor, str(run.path)), PIPELINE_RECIPE
     entries = {
         METADATA_PREPROCESS: json.dumps(
             json.loads(run.preprocessor.to_json()), separators=(",", ":")
         ),
-        METADATA_RECIPE: PREPROCESS_RECIPE,
+        METADATA_RECIPE: recipe,
         METADATA_VERSION: __version__,
     }
     kept = [prop for prop in model.metadata_props if prop.key not in entries]
@@ -294,7 +309,7 @@ def write_onnx_with_metadata(run: RunFolder, path: Path) -> None:
     model.metadata_props.extend(kept)
     for key, value in entries.items():
         model.metadata_props.add(key=key, value=value)
-    model.doc_string = f"Exported by cnncli {__version__} from {run.path.name}. {PREPROCESS_RECIPE}"
+    model.doc_string = f"Exported by cnncli {__version__} from {run.path.name}. {recipe}"
     with open_atomic(path) as stream:
         stream.write(model.SerializeToString())
 
