@@ -348,3 +348,55 @@ def error(text: str) -> None:
         stderr.print(
             f"[red]error:[/red] {escape(line)}", highlight=False, markup=True, soft_wrap=True
         )
+
+
+def runs_table(runs: Sequence[Any]) -> None:
+    """``cnncli runs``: one line per run on stdout, newest (or best) first."""
+    from rich.table import Table
+
+    table = Table(title="Runs", title_justify="left")
+    for column in ("run", "started", "task", "rows", "epochs", "backend", "test", "status"):
+        table.add_column(column, justify="right" if column in ("rows", "epochs") else "left")
+    for run in runs:
+        epochs = "" if run.epochs is None else str(run.epochs)
+        status = {"interrupted": "interrupted (resumable)"}.get(run.status, run.status)
+        if run.problem:
+            status += f": {run.problem}"
+        table.add_row(
+            escape(run.name),
+            run.started or "",
+            run.task or "",
+            "" if run.rows is None else str(run.rows),
+            epochs,
+            escape(run.backend or ""),
+            "  ".join(f"{escape(name)} {_format(value)}" for name, value in run.test.items()),
+            escape(status),
+        )
+    if not runs:
+        table.caption = "no runs yet: cnncli train CONFIG writes one"
+    stdout.print(table)
+
+
+def comparison(result: Any) -> None:
+    """``cnncli compare``: the config keys that differ, then the test metrics, run by run."""
+    from rich.table import Table
+
+    names = [escape(name) for name in result.names]
+    differ = Table(title="Config keys that differ", title_justify="left")
+    differ.add_column("key")
+    for name in names:
+        differ.add_column(name)
+    for key, values in result.differences.items():
+        differ.add_row(escape(key), *(escape(str(value)) for value in values))
+    if not result.differences:
+        differ.caption = "the configs are the same"
+    stdout.print(differ)
+    scores = Table(title="Test metrics", title_justify="left")
+    scores.add_column("metric")
+    for name in names:
+        scores.add_column(name, justify="right")
+    for metric, values in result.metrics.items():
+        scores.add_row(
+            escape(metric), *("" if value is None else _format(value) for value in values)
+        )
+    stdout.print(scores)
