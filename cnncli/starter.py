@@ -61,6 +61,8 @@ class Starter:
     missing: str
     missing_cells: dict[str, int]
     classes: dict[str, int] = field(default_factory=dict)
+    #: features read as text (one-hot categories, dates)
+    text_features: list[str] = field(default_factory=list)
     model: str = "dense"
     input_shape: list[int] | None = None
 
@@ -153,6 +155,7 @@ def inspect_csv(
         missing=missing,
         missing_cells=missing_cells,
         classes=classes,
+        text_features=[name for name in features if not mostly_numeric(sample[name])],
         model=model,
     )
     if model != "dense":
@@ -208,7 +211,7 @@ def _conv_shape(starter: Starter, model: str) -> list[int]:
     """The input shape of a convolutional stack: the features as a sequence or a square image."""
     count = len(starter.features)
     where = Location(file="cnncli init", key="--model")
-    typed = [name for name in starter.features if name in starter.columns]
+    typed = starter.text_features
     if typed:  # a text column one-hot encodes into as many inputs as it has values
         raise CnnCliError(
             f"{model} reads the features as one sequence of numbers, but"
