@@ -256,7 +256,10 @@ def _bug(exc: Exception, debug: bool) -> NoReturn:
 @click.group(cls=CnnCliGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cnncli")
 @click.option("--debug", is_flag=True, help="Show tracebacks and TensorFlow's own log lines.")
-def cli(debug: bool) -> None:
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No progress or notes on stderr; results and errors only."
+)
+def cli(debug: bool, quiet: bool) -> None:
     """Train Keras networks on CSV data from a YAML model spec.
 
     \b
@@ -267,6 +270,7 @@ def cli(debug: bool) -> None:
     from cnncli.runtime import set_debug
 
     set_debug(debug)
+    render.set_quiet(quiet)
     if not debug:  # --debug keeps Python's own format, with the source path
         warnings.showwarning = render.python_warning
 
@@ -542,19 +546,32 @@ def export(run: Path | None, fmt: str, output: Path | None, as_json: bool) -> No
 
 @cli.command()
 @config_argument
-def summary(config: Any) -> None:
+@json_option
+def summary(config: Any, as_json: bool) -> None:
     """Show CONFIG's layer stack with output shapes and parameter counts (no training).
 
     \b
     Example:
       cnncli summary configs/seed.yaml
-      cnncli summary configs/seed.yaml --set model.layers[0].filters=128
+      cnncli summary configs/seed.yaml --set model.layers[0].filters=128 --json
     """
     from cnncli.train.check import summarize_config
 
     report = summarize_config(config)
     for text in report.columns.warnings:
         render.warning(text)
+    if as_json:
+        render.print_json(
+            {
+                "name": config.name,
+                "description": report.description,
+                "input_shape": list(report.input_shape),
+                "layers": report.layers,
+                "parameters": sum(layer["params"] for layer in report.layers),
+                "columns": list(report.columns.lines),
+            }
+        )
+        return
     render.column_lines(report.columns.lines)
     render.layers_table(
         report.layers, report.input_shape, title=f"{config.name}: {report.description}"
