@@ -57,6 +57,8 @@ CHECKPOINTS_DIRNAME = "checkpoints"
 CHECKPOINT_STATE_FILENAME = "state.json"  # written last: a checkpoint exists once it does
 #: Inside a staging folder only: held by the one process training or resuming it.
 LOCK_FILENAME = ".lock"
+#: ``fit.tensorboard``: the event files, listed in the manifest like every other file.
+TENSORBOARD_DIRNAME = "tensorboard"
 #: Files every complete run lists in its manifest; a manifest without them is refused.
 REQUIRED_FILES = (CONFIG_FILENAME, PREPROCESS_FILENAME, MODEL_FILENAME)
 

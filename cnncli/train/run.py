@@ -66,6 +66,7 @@ from cnncli.train.feed import (
     prepare_data,
     prepare_streamed,
 )
+from cnncli.train.tracking import open_tracker, require_trackers
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
 MessageCallback = Callable[[str], None]
@@ -132,6 +133,7 @@ def _train(
     output = Path(output_dir or config.output.dir)
     resumed = resume_point(config, output, resume) if resume is not None else None
     require_data_files(config)  # as validate does, and before Keras loads
+    require_trackers(config)
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
     seed = resumed.seed if resumed is not None else seed
     backend = select_backend(config.backend)
@@ -219,12 +221,42 @@ def _fit_and_save(
     on_epoch_end: EpochCallback | None,
     say: MessageCallback,
 ) -> TrainResult:
-    """Fit with checkpoints, evaluate on the test rows and publish the run folder."""
-    resumed = keeper.resumed
+    """Fit with checkpoints, evaluate on the test rows, publish the run folder, and hand it to
+    the configured tracker."""
     # a callback that writes files writes inside the run
     callbacks = make_callbacks(config, keras, run_dir=keeper.staged.staging)
     if on_epoch_end is not None:
         callbacks.append(_EpochReporter(keras, config.fit.epochs, on_epoch_end))
+    tracker = open_tracker(config, say)  # a copy of the run: its failures only warn
+    if tracker is not None:
+        callbacks.append(_EpochReporter(keras, config.fit.epochs, tracker.log_epoch))
+    try:
+        result = _fit_and_publish(
+            config, keras, model, prepared, keeper, seed, streaming, steps_per_epoch, callbacks, say
+        )
+    except BaseException as exc:
+        if tracker is not None:
+            stopped = isinstance(exc, (TrainingInterrupted, KeyboardInterrupt))
+            tracker.end("KILLED" if stopped else "FAILED")
+        raise
+    if tracker is not None:
+        tracker.finish(result.run_dir, result.metrics)
+    return result
+
+
+def _fit_and_publish(
+    config: Config,
+    keras: Any,
+    model: Any,
+    prepared: PreparedData | StreamedData,
+    keeper: CheckpointKeeper,
+    seed: int,
+    streaming: bool,
+    steps_per_epoch: int,
+    callbacks: list[Any],
+    say: MessageCallback,
+) -> TrainResult:
+    resumed = keeper.resumed
     weights = class_weights(config, prepared)
     inputs = fit_inputs(config, prepared, resumed.epoch if resumed is not None else 0, weights)
     if not streaming:

@@ -24,6 +24,9 @@ RESUMABLE_CHANGES = (
     "data.path",
     "data.test_path",
     "seed",
+    # where a run is logged, not how it trains (and absent from checkpoints before them)
+    "fit.tensorboard",
+    "tracking",
 )
 
 
