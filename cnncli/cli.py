@@ -634,12 +634,14 @@ def schema() -> None:
     help="What to predict (default: inferred from the label).",
 )
 @click.option(
+    "-m",
     "--model",
     type=click.Choice(["dense", "conv1d", "conv2d"]),
     default="dense",
-    show_default=True,
-    help="The layer stack: dense, conv1d (features as a sequence) or conv2d (a square image).",
+    help="The layer stack: dense (default), conv1d (the features as a sequence) or conv2d (a"
+    " square image).",
 )
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @click.option(
     "-o",
     "--output",
@@ -647,7 +649,6 @@ def schema() -> None:
     help="The config to write (default: <DATA name>.yaml here).",
 )
 @click.option("--delimiter", default=",", show_default=True, help="The file's delimiter.")
-@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @json_option
 def init(
     data: Path,

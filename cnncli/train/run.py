@@ -66,7 +66,7 @@ from cnncli.train.feed import (
     prepare_data,
     prepare_streamed,
 )
-from cnncli.train.tracking import open_tracker, require_trackers
+from cnncli.train.tracking import MlflowTracker, open_tracker, require_trackers
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
 MessageCallback = Callable[[str], None]
@@ -186,11 +186,13 @@ def _train(
         steps_per_execution=steps_per_execution,
     )
     signals.check()
+    tracker = open_tracker(config, say)  # a copy of the run: its failures only warn
+    signals.check()
     # staging folder + checkpoints; from here on, a failure keeps the last checkpoint
     with signals.deferred():  # the staging folder exists only with a keeper to clean it up
         keeper = CheckpointKeeper.open(config, output, seed, resumed, signals)
     try:
-        return _fit_and_save(
+        result = _fit_and_save(
             config,
             keras,
             model,
@@ -201,12 +203,19 @@ def _train(
             steps_per_epoch,
             on_epoch_end,
             say,
+            tracker,
         )
     except BaseException as exc:
         error = keeper.failed(exc)
+        if tracker is not None:
+            stopped = isinstance(error or exc, (TrainingInterrupted, KeyboardInterrupt))
+            tracker.end("KILLED" if stopped else "FAILED")
         if error is None:
             raise
         raise error from (None if isinstance(error, TrainingInterrupted) else exc)
+    if tracker is not None:
+        tracker.finish(result.run_dir, result.metrics)
+    return result
 
 
 def _fit_and_save(
@@ -220,43 +229,15 @@ def _fit_and_save(
     steps_per_epoch: int,
     on_epoch_end: EpochCallback | None,
     say: MessageCallback,
+    tracker: MlflowTracker | None = None,
 ) -> TrainResult:
-    """Fit with checkpoints, evaluate on the test rows, publish the run folder, and hand it to
-    the configured tracker."""
+    """Fit with checkpoints, evaluate on the test rows and publish the run folder."""
+    resumed = keeper.resumed
     # a callback that writes files writes inside the run
     callbacks = make_callbacks(config, keras, run_dir=keeper.staged.staging)
-    if on_epoch_end is not None:
-        callbacks.append(_EpochReporter(keras, config.fit.epochs, on_epoch_end))
-    tracker = open_tracker(config, say)  # a copy of the run: its failures only warn
-    if tracker is not None:
-        callbacks.append(_EpochReporter(keras, config.fit.epochs, tracker.log_epoch))
-    try:
-        result = _fit_and_publish(
-            config, keras, model, prepared, keeper, seed, streaming, steps_per_epoch, callbacks, say
-        )
-    except BaseException as exc:
-        if tracker is not None:
-            stopped = isinstance(exc, (TrainingInterrupted, KeyboardInterrupt))
-            tracker.end("KILLED" if stopped else "FAILED")
-        raise
-    if tracker is not None:
-        tracker.finish(result.run_dir, result.metrics)
-    return result
-
-
-def _fit_and_publish(
-    config: Config,
-    keras: Any,
-    model: Any,
-    prepared: PreparedData | StreamedData,
-    keeper: CheckpointKeeper,
-    seed: int,
-    streaming: bool,
-    steps_per_epoch: int,
-    callbacks: list[Any],
-    say: MessageCallback,
-) -> TrainResult:
-    resumed = keeper.resumed
+    for report in (on_epoch_end, tracker and tracker.log_epoch):
+        if report is not None:
+            callbacks.append(_EpochReporter(keras, config.fit.epochs, report))
     weights = class_weights(config, prepared)
     inputs = fit_inputs(config, prepared, resumed.epoch if resumed is not None else 0, weights)
     if not streaming:
