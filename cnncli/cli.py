@@ -648,7 +648,7 @@ def schema() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The config to write (default: <DATA name>.yaml here).",
 )
-@click.option("--delimiter", default=",", show_default=True, help="The file's delimiter.")
+@click.option("--delimiter", help="The file's delimiter (default: , ; tab or |, from the header).")
 @json_option
 def init(
     data: Path,
@@ -656,7 +656,7 @@ def init(
     task: str | None,
     model: str,
     output: Path | None,
-    delimiter: str,
+    delimiter: str | None,
     force: bool,
     as_json: bool,
 ) -> None:
@@ -677,7 +677,7 @@ def init(
     starter = inspect_csv(data, label=label, task=task, model=model, delimiter=delimiter)
     text = render_config(starter, target)
     check_config_text(text, target)
-    write_config(text, target, force=force)
+    write_config(text, target, data, force=force)
     if as_json:
         render.print_json(
             {

@@ -65,6 +65,7 @@ class Starter:
     text_features: list[str] = field(default_factory=list)
     model: str = "dense"
     input_shape: list[int] | None = None
+    delimiter: str = ","
 
 
 def inspect_csv(
@@ -73,7 +74,7 @@ def inspect_csv(
     label: str | None = None,
     task: str | None = None,
     model: str = "dense",
-    delimiter: str = ",",
+    delimiter: str | None = None,
 ) -> Starter:
     """Read the header and a sample of ``path`` and decide every column, the label and task.
 
@@ -82,13 +83,14 @@ def inspect_csv(
         label: the label column; the last column when None.
         task: classification or regression; inferred from the label when None.
         model: dense, conv1d or conv2d.
-        delimiter: the file's delimiter.
+        delimiter: the file's delimiter; None: the one of , ; tab | its header holds most.
 
     Raises:
         CnnCliError: the file cannot be read, the label is not a column, no feature is left,
             a classification label has one class, or the model does not fit the features.
     """
     require_regular_file(path)
+    delimiter = delimiter or guess_delimiter(path)
     header = read_header(path, delimiter)
     sample = read_sample(path, delimiter, rows=INIT_SAMPLE_ROWS)
     rows = len(sample)
@@ -157,10 +159,24 @@ def inspect_csv(
         classes=classes,
         text_features=[name for name in features if not mostly_numeric(sample[name])],
         model=model,
+        delimiter=delimiter,
     )
     if model != "dense":
         starter.input_shape = _conv_shape(starter, model)
     return starter
+
+
+#: The delimiters ``init`` recognises in a header, most common first.
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def guess_delimiter(path: Path) -> str:
+    """The delimiter a file's header line holds most of (a comma when it holds none)."""
+    with path.open(encoding="utf-8-sig", errors="replace") as stream:
+        header = stream.readline(1 << 20)
+    counts = {delimiter: header.count(delimiter) for delimiter in DELIMITERS}
+    best = max(DELIMITERS, key=lambda delimiter: counts[delimiter])  # ties: the earlier one
+    return best if counts[best] else ","
 
 
 def _judge(
@@ -293,6 +309,8 @@ def render_config(starter: Starter, config_path: Path) -> str:
         f"  path: {_yaml(data)}",
         f"  label: {_yaml(starter.label)}",
     ]
+    if starter.delimiter != ",":
+        lines.append(f"  delimiter: {json.dumps(starter.delimiter)}")
     lines += _missing_lines(starter)
     if starter.columns:
         lines.append("  columns:")
@@ -319,7 +337,7 @@ def render_config(starter: Starter, config_path: Path) -> str:
         "fit:",
         "  epochs: 50",
         "  batch_size: 32",
-        "  validation_split: 0.1          # validation loss per epoch, to spot overfitting",
+        _validation_line(starter),
         "output:",
         "  dir: runs",
     ]
@@ -329,6 +347,19 @@ def render_config(starter: Starter, config_path: Path) -> str:
 def _commented(line: str, comment: str) -> str:
     """A line with its comment, the comments of a block lined up."""
     return f"{line.ljust(32)} # {comment}"
+
+
+def _validation_line(starter: Starter) -> str:
+    """A tenth of the training rows for validation, where that is enough rows to mean something
+    (and, for a classifier, rows of every class)."""
+    held_out = starter.rows * 0.8 * 0.1
+    if held_out >= max(10, 2 * len(starter.classes)):
+        return _commented(
+            "  validation_split: 0.1", "validation loss per epoch, to spot overfitting"
+        )
+    return _commented(
+        "  validation_split: 0.0", f"{starter.rows} rows are too few to hold some out"
+    )
 
 
 def _task_comment(starter: Starter) -> str:
@@ -358,14 +389,20 @@ def _shape_comment(starter: Starter) -> str:
     return "the features as one sequence, one channel"
 
 
-def write_config(text: str, output: Path, force: bool = False) -> None:
+def write_config(text: str, output: Path, data: Path, force: bool = False) -> None:
     """Write ``text`` to ``output`` atomically; an existing file only with ``force``.
 
     Raises:
-        CnnCliError: ``output`` exists (without ``force``) or is not a regular file (a folder,
-            a FIFO), or its folder cannot be written.
+        CnnCliError: ``output`` exists (without ``force``), is not a regular file (a folder,
+            a FIFO) or is the data file itself, or its folder cannot be written.
     """
     target = new_file_target(output, replace=force, option="-o")
+    if target.exists() and target.resolve() == data.resolve():
+        raise CnnCliError(
+            "is the data file itself",
+            where=Location(file=shown_path(output)),
+            hint="write the config elsewhere, e.g. -o config.yaml",
+        )
     try:
         write_atomic(target, text)
     except OSError as exc:

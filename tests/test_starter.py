@@ -137,3 +137,21 @@ def test_init_reads_a_sample_not_the_whole_file(tmp_path, monkeypatch):
     csv.write_text("x,y\n" + "".join(f"{i % 7},{i % 2}\n" for i in range(500)) + "oops,\n")
     found = starter.inspect_csv(csv)  # the text cell past the sample is never read
     assert (found.rows, found.whole_file, found.task) == (50, False, "classification")
+
+
+def test_init_reads_other_delimiters_and_never_writes_over_the_data(runner, tmp_path):
+    csv = tmp_path / "semi.yaml"  # a data file with a config's name
+    csv.write_text("a;b c;label\n" + "".join(f"{i % 5};{i % 3};{'xy'[i % 2]}\n" for i in range(40)))
+    result = init(runner, str(csv), "-o", str(csv), "--force")
+    assert result.exit_code == 2
+    assert error_lines(result) == [
+        f"error: {csv}: is the data file itself; write the config elsewhere, e.g. -o config.yaml"
+    ]
+    assert csv.read_text().startswith("a;b c;label\n")
+    config = tmp_path / "semi-config.yaml"
+    assert init(runner, str(csv), "-o", str(config)).exit_code == 0
+    loaded = yaml.safe_load(config.read_text())
+    assert loaded["data"]["delimiter"] == ";"
+    assert loaded["fit"]["validation_split"] == 0.0  # 40 rows: too few to hold some out
+    result = runner.invoke(cli, ["validate", str(config)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output

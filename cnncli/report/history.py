@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnncli.data.csvfile import check_path
 from cnncli.data.untrusted import Field, count, mapping, member, one_line, read_json
 from cnncli.errors import CnnCliError, Location, did_you_mean
 from cnncli.runs import (
@@ -86,11 +87,13 @@ def list_runs(folder: Path, sort: str | None = None, limit: int | None = None) -
     Raises:
         CnnCliError: ``folder`` is not a folder, or no run has the metric ``sort``.
     """
+    hint = "pass the folder cnncli train wrote into (output.dir, default runs)"
+    check_path(folder, folder=True, hint=hint)  # a file, a link loop: said as what it is
     if not folder.is_dir():
         raise CnnCliError(
             "no such folder of runs",
             where=Location(file=str(folder)),
-            hint="pass the folder cnncli train wrote into (output.dir, default runs)",
+            hint=hint,
         )
     found = []
     for entry in sorted(os.scandir(folder), key=lambda item: item.name):
