@@ -313,6 +313,22 @@ def lock_staging(staging: Path) -> None:
     _LOCKED[key] = fd
 
 
+def staging_in_use(staging: Path) -> bool:
+    """Whether another process holds a staging folder's lock (it is training now), found
+    without writing anything: a shared ``flock`` tried on the lock file, and let go."""
+    try:
+        fd = os.open(staging / LOCK_FILENAME, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # no lock file: nobody ever held it, or not ours to look at
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing lets go of the lock
+    return False
+
+
 def refuse_links_inside(staging: Path) -> None:
     """Refuse a staging folder holding a link: a resume writes and deletes inside it.
 

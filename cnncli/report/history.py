@@ -29,10 +29,12 @@ from cnncli.runs import (
     open_run,
     read_history,
     read_metrics,
+    staging_in_use,
 )
 
 COMPLETE = "complete"
 INTERRUPTED = "interrupted"
+TRAINING = "training"  # a staging folder another process holds: training or resuming now
 DAMAGED = "damaged"
 #: ``<name>-YYYYmmdd-HHMMSS`` (``runs.start_run``), maybe with ``-N`` when the second was taken.
 _STAMP = re.compile(r"-(\d{8}-\d{6})(?:-\d+)?$")
@@ -151,7 +153,7 @@ def _interrupted(path: Path) -> RunInfo:
     return RunInfo(
         name=final,
         path=path,
-        status=INTERRUPTED,
+        status=TRAINING if staging_in_use(path) else INTERRUPTED,
         started=_started(final),
         task=task if task in ("classification", "regression") else None,
         epochs=epoch,

@@ -80,3 +80,30 @@ def test_runs_of_a_missing_folder_is_one_line(runner, tmp_path):
         f"error: {tmp_path / 'nowhere'}: no such folder of runs; pass the folder cnncli train"
         " wrote into (output.dir, default runs)"
     ]
+
+
+def test_an_interrupted_run_another_process_trains_is_listed_as_training(runs_folder):
+    import subprocess
+    import sys
+
+    staging = next(path for path in runs_folder.iterdir() if path.name.startswith(".tmp-"))
+    holder = subprocess.Popen(  # holds the run's lock as a resuming `cnncli train` does
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(staging / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(30)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        [listed] = [run for run in list_runs(runs_folder) if run.path == staging]
+        assert listed.status == "training"
+    finally:
+        holder.kill()
+        holder.communicate()
+    [listed] = [run for run in list_runs(runs_folder) if run.path == staging]
+    assert listed.status == "interrupted"  # the lock is the kernel's: gone with its holder
