@@ -186,12 +186,12 @@ def _train(
         steps_per_execution=steps_per_execution,
     )
     signals.check()
-    tracker = open_tracker(config, say)  # a copy of the run: its failures only warn
-    signals.check()
     # staging folder + checkpoints; from here on, a failure keeps the last checkpoint
     with signals.deferred():  # the staging folder exists only with a keeper to clean it up
         keeper = CheckpointKeeper.open(config, output, seed, resumed, signals)
+    tracker = None
     try:
+        tracker = open_tracker(config, say)  # a copy of the run: its failures only warn
         result = _fit_and_save(
             config,
             keras,

@@ -12,7 +12,7 @@ from tests.conftest import base_config, seed_like_rows
 from tests.train.conftest import interrupt_after
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def runs_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``runs/`` with run ``a`` (2 epochs, 8 units), ``b`` (3 epochs, 16 units), both complete,
     and ``c`` stopped by SIGINT after epoch 1 of 4 (resumable)."""
