@@ -113,7 +113,10 @@ def write_curves(comparison: Comparison, output: Path) -> Path:
     from matplotlib.figure import Figure
 
     shared = set.intersection(*(set(history) for history in comparison.histories))
-    panels = [name for name in sorted(shared) if not name.startswith("val_")] or ["loss"]
+    panels = sorted(
+        (name for name in shared if not name.startswith("val_")),
+        key=lambda name: (name != "loss", name),  # the loss first
+    ) or ["loss"]
     figure = Figure(figsize=(6 * len(panels), 4.5), layout="constrained")
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     colours = matplotlib.colormaps["tab10"]
