@@ -256,7 +256,10 @@ def _bug(exc: Exception, debug: bool) -> NoReturn:
 @click.group(cls=CnnCliGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cnncli")
 @click.option("--debug", is_flag=True, help="Show tracebacks and TensorFlow's own log lines.")
-def cli(debug: bool) -> None:
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No progress or notes on stderr; results and errors only."
+)
+def cli(debug: bool, quiet: bool) -> None:
     """Train Keras networks on CSV data from a YAML model spec.
 
     \b
@@ -267,6 +270,7 @@ def cli(debug: bool) -> None:
     from cnncli.runtime import set_debug
 
     set_debug(debug)
+    render.set_quiet(quiet)
     if not debug:  # --debug keeps Python's own format, with the source path
         warnings.showwarning = render.python_warning
 
@@ -553,19 +557,32 @@ def export(
 
 @cli.command()
 @config_argument
-def summary(config: Any) -> None:
+@json_option
+def summary(config: Any, as_json: bool) -> None:
     """Show CONFIG's layer stack with output shapes and parameter counts (no training).
 
     \b
     Example:
       cnncli summary configs/seed.yaml
-      cnncli summary configs/seed.yaml --set model.layers[0].filters=128
+      cnncli summary configs/seed.yaml --set model.layers[0].filters=128 --json
     """
     from cnncli.train.check import summarize_config
 
     report = summarize_config(config)
     for text in report.columns.warnings:
         render.warning(text)
+    if as_json:
+        render.print_json(
+            {
+                "name": config.name,
+                "description": report.description,
+                "input_shape": list(report.input_shape),
+                "layers": report.layers,
+                "parameters": sum(layer["params"] for layer in report.layers),
+                "columns": list(report.columns.lines),
+            }
+        )
+        return
     render.column_lines(report.columns.lines)
     render.layers_table(
         report.layers, report.input_shape, title=f"{config.name}: {report.description}"
@@ -617,6 +634,134 @@ def schema() -> None:
     from cnncli.config.schema import config_json_schema
 
     render.print_json(config_json_schema())
+
+
+@cli.command()
+@click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--label", help="The label column (default: the last column).")
+@click.option(
+    "--task",
+    type=click.Choice(["classification", "regression"]),
+    help="What to predict (default: inferred from the label).",
+)
+@click.option(
+    "-m",
+    "--model",
+    type=click.Choice(["dense", "conv1d", "conv2d"]),
+    default="dense",
+    help="The layer stack: dense (default), conv1d (the features as a sequence) or conv2d (a"
+    " square image).",
+)
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The config to write (default: <DATA name>.yaml here).",
+)
+@click.option("--delimiter", help="The file's delimiter (default: , ; tab or |, from the header).")
+@json_option
+def init(
+    data: Path,
+    label: str | None,
+    task: str | None,
+    model: str,
+    output: Path | None,
+    delimiter: str | None,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Write a commented config for the CSV file DATA that validates and trains as written.
+
+    Reads the header and a sample: numeric and text columns, the label (the last column unless
+    --label), the task, classes, empty cells and a policy for them, and the ID-like, free-text
+    and constant columns to leave out, each with a comment saying why.
+
+    \b
+    Example:
+      cnncli init my.csv -o my.yaml
+      cnncli init data/digits.csv --label digit --model conv2d -o digits.yaml --force
+    """
+    from cnncli.starter import check_config_text, inspect_csv, render_config, write_config
+
+    target = output if output is not None else Path(f"{data.stem or 'config'}.yaml")
+    starter = inspect_csv(data, label=label, task=task, model=model, delimiter=delimiter)
+    text = render_config(starter, target)
+    check_config_text(text, target)
+    write_config(text, target, data, force=force)
+    if as_json:
+        render.print_json(
+            {
+                "config": str(target),
+                "label": starter.label,
+                "task": starter.task,
+                "features": starter.features,
+                "columns": starter.columns,
+                "missing": starter.missing,
+                "classes": starter.classes,
+            }
+        )
+        return
+    for name, why in starter.reasons.items():
+        render.note(f"{name}: {starter.columns[name]} ({why})")
+    click.echo(str(target))
+
+
+@cli.command()
+@click.argument("folder", required=False, type=click.Path(path_type=Path), default=Path("runs"))
+@click.option("--sort", "metric", metavar="METRIC", help="Best first by this test metric.")
+@click.option("--limit", type=click.IntRange(min=1), help="Show at most this many runs.")
+@json_option
+def runs(folder: Path, metric: str | None, limit: int | None, as_json: bool) -> None:
+    """List the runs in FOLDER (default: runs), newest first, complete and interrupted.
+
+    One line per run: name, when it started, task, rows, epochs run, backend, test metrics and
+    status (complete, or interrupted and resumable with cnncli train CONFIG --resume RUN).
+
+    \b
+    Example:
+      cnncli runs
+      cnncli runs runs --sort accuracy --limit 5 --json
+    """
+    from cnncli.report.history import list_runs
+
+    found = list_runs(folder, metric, limit)
+    if as_json:
+        render.print_json([run.to_json() for run in found])
+        return
+    render.runs_table(found)
+
+
+@cli.command()
+@click.argument("run_paths", nargs=-1, metavar="RUN RUN...", type=click.Path(path_type=Path))
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("compare.png"),
+    show_default=True,
+    help="Where to write the overlaid learning curves (PNG).",
+)
+@click.option("--no-plot", is_flag=True, help="Compare configs and metrics only.")
+@json_option
+def compare(run_paths: tuple[Path, ...], plot: Path, no_plot: bool, as_json: bool) -> None:
+    """Compare complete runs: the config keys that differ, test metrics side by side, and the
+    learning curves overlaid into one PNG.
+
+    \b
+    Example:
+      cnncli compare runs/seed-20261201-101500 runs/seed-20261201-103000
+      cnncli compare runs/a runs/b --plot curves.png --json
+    """
+    from cnncli.report.compare import compare_runs, write_curves
+
+    result = compare_runs(list(run_paths))
+    written = None if no_plot else write_curves(result, plot)
+    if as_json:
+        render.print_json({**result.to_json(), "plot": None if written is None else str(written)})
+        return
+    render.comparison(result)
+    if written is not None:
+        render.note(f"learning curves: {written}")
 
 
 def main() -> None:

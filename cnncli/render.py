@@ -7,6 +7,7 @@ Only this module and ``cli`` import rich or click. Progress and errors go to std
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -65,6 +66,23 @@ class _LazyConsole:
 stdout = _LazyConsole(soft_wrap=True)
 stderr = _LazyConsole(stderr=True, soft_wrap=True)
 
+#: ``cnncli --quiet``: no progress and no notes on stderr; results, warnings and errors stay.
+_QUIET = {"on": False}
+
+
+def set_quiet(quiet: bool) -> None:
+    _QUIET["on"] = quiet
+
+
+def plain_output(console: Any) -> bool:
+    """Plain lines instead of a redrawn bar: not a terminal, or ``NO_COLOR`` set (no-color.org:
+    any non-empty value), or ``TERM=dumb``."""
+    return (
+        not console.is_terminal
+        or bool(os.environ.get("NO_COLOR"))
+        or os.environ.get("TERM") == "dumb"
+    )
+
 
 def escape(text: str) -> str:
     """``text`` shown as written: control characters as escapes (``errors.escape_controls``), then
@@ -89,6 +107,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def note(text: str) -> None:
+    if _QUIET["on"]:
+        return
     stderr.print(f"[dim]{escape(text)}[/dim]", highlight=False)
 
 
@@ -133,7 +153,8 @@ def _format(value: float) -> str:
 
 class EpochProgress:
     """An epoch bar with loss and metrics, redrawn at most a few times a second; plain lines
-    when stderr is not a terminal (a CI log, a file)."""
+    when stderr is not a terminal (a CI log, a file) or ``NO_COLOR`` is set; nothing with
+    ``--quiet``."""
 
     def __init__(self, console: Console | _LazyConsole = stderr, min_interval: float = 0.2) -> None:
         self.console = console.console if isinstance(console, _LazyConsole) else console
@@ -146,7 +167,9 @@ class EpochProgress:
         self._unshown: tuple[int, int, dict[str, float]] | None = None
 
     def __call__(self, epoch: int, epochs: int, logs: dict[str, float]) -> None:
-        if not self.console.is_terminal:
+        if _QUIET["on"]:
+            return
+        if plain_output(self.console):
             self._plain_line(epoch, epochs, logs)
             return
         from rich.progress import (
@@ -288,6 +311,8 @@ def run_in_use(path: Any, config_name: str) -> None:
     """
     import click
 
+    if _QUIET["on"]:
+        return
     text = escape_controls(f"run {path} (config '{config_name}')")
     click.echo(click.style(text, dim=True), err=True)
 
@@ -348,3 +373,55 @@ def error(text: str) -> None:
         stderr.print(
             f"[red]error:[/red] {escape(line)}", highlight=False, markup=True, soft_wrap=True
         )
+
+
+def runs_table(runs: Sequence[Any]) -> None:
+    """``cnncli runs``: one line per run on stdout, newest (or best) first."""
+    from rich.table import Table
+
+    table = Table(title="Runs", title_justify="left")
+    for column in ("run", "started", "task", "rows", "epochs", "backend", "test", "status"):
+        table.add_column(column, justify="right" if column in ("rows", "epochs") else "left")
+    for run in runs:
+        epochs = "" if run.epochs is None else str(run.epochs)
+        status = {"interrupted": "interrupted (resumable)"}.get(run.status, run.status)
+        if run.problem:
+            status += f": {run.problem}"
+        table.add_row(
+            escape(run.name),
+            run.started or "",
+            run.task or "",
+            "" if run.rows is None else str(run.rows),
+            epochs,
+            escape(run.backend or ""),
+            "  ".join(f"{escape(name)} {_format(value)}" for name, value in run.test.items()),
+            escape(status),
+        )
+    if not runs:
+        table.caption = "no runs yet: cnncli train CONFIG writes one"
+    stdout.print(table)
+
+
+def comparison(result: Any) -> None:
+    """``cnncli compare``: the config keys that differ, then the test metrics, run by run."""
+    from rich.table import Table
+
+    names = [escape(name) for name in result.names]
+    differ = Table(title="Config keys that differ", title_justify="left")
+    differ.add_column("key")
+    for name in names:
+        differ.add_column(name)
+    for key, values in result.differences.items():
+        differ.add_row(escape(key), *(escape(str(value)) for value in values))
+    if not result.differences:
+        differ.caption = "the configs are the same"
+    stdout.print(differ)
+    scores = Table(title="Test metrics", title_justify="left")
+    scores.add_column("metric")
+    for name in names:
+        scores.add_column(name, justify="right")
+    for metric, values in result.metrics.items():
+        scores.add_row(
+            escape(metric), *("" if value is None else _format(value) for value in values)
+        )
+    stdout.print(scores)

@@ -57,6 +57,8 @@ CHECKPOINTS_DIRNAME = "checkpoints"
 CHECKPOINT_STATE_FILENAME = "state.json"  # written last: a checkpoint exists once it does
 #: Inside a staging folder only: held by the one process training or resuming it.
 LOCK_FILENAME = ".lock"
+#: ``fit.tensorboard``: the event files, listed in the manifest like every other file.
+TENSORBOARD_DIRNAME = "tensorboard"
 #: Files every complete run lists in its manifest; a manifest without them is refused.
 REQUIRED_FILES = (CONFIG_FILENAME, PREPROCESS_FILENAME, MODEL_FILENAME)
 
@@ -122,6 +124,44 @@ def output_target(path: Path) -> Path:
             f"is a symbolic link to {os.readlink(path)}, which does not exist",
             where=Location(file=str(path)),
             hint="point the link at an existing file, or choose another --output",
+        )
+    return target
+
+
+def new_file_target(path: Path, *, replace: bool, option: str) -> Path:
+    """Where a file a command makes (``init``'s config, ``compare``'s plot) is written: a regular
+    file or a new name, never a folder, device or FIFO that a rename would replace.
+
+    Args:
+        path: the path the user gave (a symbolic link is followed, as ``output_target`` does).
+        replace: an existing regular file may be replaced (``--force``).
+        option: the option that names the file, for the hint.
+
+    Raises:
+        CnnCliError: the path exists and is not a regular file, or exists and ``replace`` is
+            False, or its folder does not exist.
+    """
+    target = output_target(path)
+    where = Location(file=shown_path(path))
+    mode = check_path(target, hint=f"choose another {option}")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise CnnCliError(
+            f"is {kind_of(mode)}, and cnncli only writes a regular file here",
+            where=where,
+            hint=f"choose another {option}",
+        )
+    if mode is not None and not replace:
+        raise CnnCliError(
+            "already exists",
+            where=where,
+            hint=f"give --force to replace it, or choose another {option}",
+        )
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise CnnCliError(
+            "folder does not exist",
+            where=Location(file=shown_path(folder)),
+            hint=f"create it or choose another {option}",
         )
     return target
 
@@ -271,6 +311,22 @@ def lock_staging(staging: Path) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _LOCKED[key] = fd
+
+
+def staging_in_use(staging: Path) -> bool:
+    """Whether another process holds a staging folder's lock (it is training now), found
+    without writing anything: a shared ``flock`` tried on the lock file, and let go."""
+    try:
+        fd = os.open(staging / LOCK_FILENAME, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # no lock file: nobody ever held it, or not ours to look at
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing lets go of the lock
+    return False
 
 
 def refuse_links_inside(staging: Path) -> None:
@@ -674,3 +730,59 @@ def load_keras_model(run: RunFolder) -> Any:
 
 #: Keras' refusal to deserialize code in safe mode (its message advises turning it off).
 _UNSAFE_CODE = re.compile(r"safe_mode|arbitrary code|unsafe_deserialization", re.IGNORECASE)
+
+
+#: The most epochs a ``history.csv`` is read for (a hand-made file of a billion rows is refused).
+MAX_HISTORY_EPOCHS = 1_000_000
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """A run's ``history.csv`` (``epoch`` then one column per logged value) as untrusted input.
+
+    Returns:
+        Each logged name's values, one per epoch ("nan" and "inf" as floats).
+
+    Raises:
+        CnnCliError: not a table of numbers with an ``epoch`` column counting from 1.
+    """
+    import csv
+    import itertools
+
+    where = Field(str(path))
+    try:
+        with path.open(encoding="utf-8", newline="") as stream:
+            rows = list(csv.reader(itertools.islice(stream, MAX_HISTORY_EPOCHS + 2)))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise where.damaged(f"cannot be read ({type(exc).__name__})") from exc
+    if not rows or not rows[0] or rows[0][0] != "epoch":
+        raise where.damaged("has no header starting with 'epoch'")
+    names = rows[0][1:]
+    history: dict[str, list[float]] = {name: [] for name in names}
+    for index, row in enumerate(rows[1:], start=1):
+        if len(row) != len(names) + 1 or row[0] != str(index):
+            raise where.at(index).damaged(f"line {index + 1} is not epoch {index} and its values")
+        for name, value in zip(names, row[1:], strict=True):
+            try:
+                history[name].append(float(value))
+            except ValueError:
+                raise where.at(index).at(name).refuse("a number", value) from None
+    return history
+
+
+def read_metrics(path: Path) -> dict[str, dict[str, float]]:
+    """The scored parts of a run's ``metrics.json`` (``test``, ``validation``): name → number.
+
+    Raises:
+        CnnCliError: the file is not JSON, or a part is not a mapping of numbers.
+    """
+    top = Field(str(path))
+    metrics = mapping(read_json(path), top)
+    parts: dict[str, dict[str, float]] = {}
+    for part in ("test", "validation"):
+        if part in metrics:
+            scores = mapping(metrics[part], top.at(part))
+            parts[part] = {
+                str(name): number(value, top.at(part).at(str(name)))
+                for name, value in scores.items()
+            }
+    return parts

@@ -163,6 +163,8 @@ class FitSpec(_Strict):
     callbacks: list[CallbackSpec] = Field(default_factory=list)
     steps_per_execution: int | Literal["auto"] = "auto"
     verbose: bool = True
+    #: TensorBoard logs (scalars per epoch) in the run's ``tensorboard/`` folder.
+    tensorboard: bool = False
     #: Loss weight per class: ``balanced`` (n / (classes × count), from the training rows) or
     #: ``{class: weight}`` (unlisted classes weigh 1); checked against the label's classes.
     class_weight: ClassWeights | None = None
@@ -185,6 +187,18 @@ class OutputSpec(_Strict):
     dir: PathText = "runs"
 
 
+class MlflowSpec(_Strict):
+    """Where MLflow logs a run: params, metrics per epoch, test metrics, the run folder."""
+
+    #: A tracking URI; a relative ``sqlite:///`` file resolves against the config's folder.
+    uri: str = Field(default="sqlite:///mlruns.db", min_length=1)
+    experiment: str = Field(default="cnncli", min_length=1, max_length=500)
+
+
+class TrackingSpec(_Strict):
+    mlflow: MlflowSpec | None = None
+
+
 class Config(_Strict):
     """A whole validated config. Data paths are absolute once loaded."""
 
@@ -200,6 +214,7 @@ class Config(_Strict):
     compile: CompileSpec = CompileSpec()
     fit: FitSpec = FitSpec()
     output: OutputSpec = OutputSpec()
+    tracking: TrackingSpec = TrackingSpec()
 
     _source: SourceMap = PrivateAttr(default_factory=lambda: SourceMap(file="<config>"))
 
@@ -302,7 +317,14 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
     data = config.data.model_copy(
         update={"path": absolute(config.data.path), "test_path": absolute(config.data.test_path)}
     )
-    resolved = config.model_copy(update={"data": data})
+    update: dict[str, Any] = {"data": data}
+    mlflow = config.tracking.mlflow
+    if mlflow is not None and mlflow.uri.startswith("sqlite:///"):
+        # a relative SQLite file sits beside the config, as a relative data.path does
+        database = absolute(mlflow.uri.removeprefix("sqlite:///"))
+        tracked = mlflow.model_copy(update={"uri": f"sqlite:///{database}"})
+        update["tracking"] = config.tracking.model_copy(update={"mlflow": tracked})
+    resolved = config.model_copy(update=update)
     resolved._source = config._source
     return resolved
 

@@ -93,3 +93,18 @@ def _check_index(container: Any, index: int, text: str, path: tuple) -> None:
             if container
             else f"the {what} is empty: set the whole {path_to_key(path[:-1])}=[…] instead",
         )
+
+
+def flatten_config(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A config as ``{key: value}``, each key a ``--set`` path (``model.layers[0].units``)."""
+    if isinstance(value, dict):
+        items: dict[str, Any] = {}
+        for key, item in value.items():
+            items.update(flatten_config(item, f"{prefix}.{key}" if prefix else str(key)))
+        return items
+    if isinstance(value, list):
+        items = {}
+        for index, item in enumerate(value):
+            items.update(flatten_config(item, f"{prefix}[{index}]"))
+        return items or {prefix: []}
+    return {prefix: value}

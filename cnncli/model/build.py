@@ -278,7 +278,21 @@ def make_callbacks(config: Config, keras: Any, run_dir: Path | None = None) -> l
             callbacks.append(cls(**args))
         except (TypeError, ValueError) as exc:
             raise CnnCliError(keras_message(exc), where=where) from exc
+    if config.fit.tensorboard:
+        callbacks.append(tensorboard_callback(config, keras, run_dir))
     return callbacks
+
+
+def tensorboard_callback(config: Config, keras: Any, run_dir: Path | None) -> Any:
+    """``fit.tensorboard``: Keras' TensorBoard callback writing epoch scalars into the run's
+    ``tensorboard/`` folder (no graph, no profiler: the run stays small and quick)."""
+    from cnncli.runs import TENSORBOARD_DIRNAME
+
+    where = config.locate("fit.tensorboard")
+    cls = lookup(CALLBACKS, "TensorBoard", where, keras)  # says which package is missing
+    # cnncli's own folder, which confine_path keeps every configured callback out of
+    log_dir = TENSORBOARD_DIRNAME if run_dir is None else str(run_dir / TENSORBOARD_DIRNAME)
+    return cls(log_dir=log_dir, write_graph=False, update_freq="epoch", profile_batch=0)
 
 
 def describe_layers(model: Any) -> list[dict[str, Any]]:

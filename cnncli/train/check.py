@@ -51,6 +51,7 @@ from cnncli.model.targets import (
     model_input_shape,
 )
 from cnncli.runtime import import_keras
+from cnncli.train.tracking import require_trackers
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ def facts_from_preprocessor(task: str, preprocessor: Preprocessor) -> DataFacts:
 def summarize_config(config: Config) -> ConfigReport:
     """Run every check; return the layer table, or raise ConfigErrors listing all problems."""
     problems: list[CnnCliError] = []
+    _collect(problems, require_trackers, config)
     facts = _collect(problems, inspect_data, config)
     input_shape = _check_model(problems, config, facts)
     report = None

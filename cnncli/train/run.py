@@ -66,6 +66,7 @@ from cnncli.train.feed import (
     prepare_data,
     prepare_streamed,
 )
+from cnncli.train.tracking import MlflowTracker, open_tracker, require_trackers
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
 MessageCallback = Callable[[str], None]
@@ -132,6 +133,7 @@ def _train(
     output = Path(output_dir or config.output.dir)
     resumed = resume_point(config, output, resume) if resume is not None else None
     require_data_files(config)  # as validate does, and before Keras loads
+    require_trackers(config)
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
     seed = resumed.seed if resumed is not None else seed
     backend = select_backend(config.backend)
@@ -187,8 +189,10 @@ def _train(
     # staging folder + checkpoints; from here on, a failure keeps the last checkpoint
     with signals.deferred():  # the staging folder exists only with a keeper to clean it up
         keeper = CheckpointKeeper.open(config, output, seed, resumed, signals)
+    tracker = None
     try:
-        return _fit_and_save(
+        tracker = open_tracker(config, say)  # a copy of the run: its failures only warn
+        result = _fit_and_save(
             config,
             keras,
             model,
@@ -199,12 +203,19 @@ def _train(
             steps_per_epoch,
             on_epoch_end,
             say,
+            tracker,
         )
     except BaseException as exc:
         error = keeper.failed(exc)
+        if tracker is not None:
+            stopped = isinstance(error or exc, (TrainingInterrupted, KeyboardInterrupt))
+            tracker.end("KILLED" if stopped else "FAILED")
         if error is None:
             raise
         raise error from (None if isinstance(error, TrainingInterrupted) else exc)
+    if tracker is not None:
+        tracker.finish(result.run_dir, result.metrics)
+    return result
 
 
 def _fit_and_save(
@@ -218,13 +229,15 @@ def _fit_and_save(
     steps_per_epoch: int,
     on_epoch_end: EpochCallback | None,
     say: MessageCallback,
+    tracker: MlflowTracker | None = None,
 ) -> TrainResult:
     """Fit with checkpoints, evaluate on the test rows and publish the run folder."""
     resumed = keeper.resumed
     # a callback that writes files writes inside the run
     callbacks = make_callbacks(config, keras, run_dir=keeper.staged.staging)
-    if on_epoch_end is not None:
-        callbacks.append(_EpochReporter(keras, config.fit.epochs, on_epoch_end))
+    for report in (on_epoch_end, tracker and tracker.log_epoch):
+        if report is not None:
+            callbacks.append(_EpochReporter(keras, config.fit.epochs, report))
     weights = class_weights(config, prepared)
     inputs = fit_inputs(config, prepared, resumed.epoch if resumed is not None else 0, weights)
     if not streaming:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from cnncli.config.models import Config
+from cnncli.config.overrides import flatten_config
 from cnncli.data.untrusted import read_json
 from cnncli.errors import CnnCliError, Location
 from cnncli.runs import STAGING_PREFIX, has_checkpoint, lock_staging, sha256_file, write_atomic
@@ -23,6 +24,9 @@ RESUMABLE_CHANGES = (
     "data.path",
     "data.test_path",
     "seed",
+    # where a run is logged, not how it trains (and absent from checkpoints before them)
+    "fit.tensorboard",
+    "tracking",
 )
 
 
@@ -82,7 +86,8 @@ def _check_same_config(config: Config, checkpoint: Checkpoint) -> None:
             where=config.locate("seed"),
             hint="resume with the config the run was started with",
         )
-    now, then = _flatten(comparable_config(config)), _flatten(checkpoint.state["config"])
+    now = flatten_config(comparable_config(config))
+    then = flatten_config(checkpoint.state["config"])
     changed = sorted(key for key in now.keys() | then.keys() if now.get(key) != then.get(key))
     if changed:
         key = changed[0]
@@ -132,20 +137,6 @@ def comparable_config(config: Config) -> dict[str, Any]:
             container = container.get(part, {})
         container.pop(parts[-1], None)
     return data
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        items: dict[str, Any] = {}
-        for key, item in value.items():
-            items.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return items
-    if isinstance(value, list):
-        items = {}
-        for index, item in enumerate(value):
-            items.update(_flatten(item, f"{prefix}[{index}]"))
-        return items or {prefix: []}
-    return {prefix: value}
 
 
 # ---------------------------------------------------------------------------------------------

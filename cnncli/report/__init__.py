@@ -1,0 +1,1 @@
+"""What people look at after training: run history, comparisons, plots and reports."""
