@@ -237,7 +237,6 @@ class Service:
         label = self.pre.label
         files = self.run.manifest.get("files", {})
         model_file = ONNX_FILENAME if self.predictor.backend == "onnx" else "model.keras"
-        entry = files.get(model_file) or {}
         return {
             "run": self.run.path.name,
             "name": self.run.config.get("name"),
@@ -247,7 +246,7 @@ class Service:
             "features": features,
             "backend": self.predictor.backend,
             "model_file": model_file,
-            "model_sha256": entry.get("sha256") if isinstance(entry, dict) else entry,
+            "model_sha256": files.get(model_file),
             "cnncli_version": __version__,
         }
 
@@ -669,7 +668,7 @@ def serve(
         )
         from uvicorn.supervisors import Multiprocess
 
-        supervisor = Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock])
+        supervisor = Multiprocess(config, sockets=[sock])
         on_ready(url)
         supervisor.run()
         return
