@@ -633,12 +633,21 @@ def serve(
         token=token,
         quiet=quiet,
     )
-    stopping: list[int] = []
-    # SIGTERM is how a service is stopped: uvicorn finishes the requests in flight, then hands
-    # the signal back here, where it means a clean exit (SIGINT stays an interrupt, 130).
-    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
-    name = folder.path.name
-    run_server(settings, on_ready=lambda url: render.note(f"serving {name} on {url}"), run=folder)
+    serving: list[str] = []
+
+    def ready(url: str) -> None:
+        serving.append(url)
+        render.note(f"serving {folder.path.name} on {url}")
+
+    received: list[int] = click.get_current_context().meta.get(_SIGNALS_RECEIVED, [])
+    try:
+        run_server(settings, on_ready=ready, run=folder)
+    except KeyboardInterrupt:
+        # uvicorn finished the requests in flight, then handed the signal back. SIGTERM is how
+        # a service is stopped: a clean exit once it served; SIGINT stays an interrupt (130).
+        if not (serving and received and received[-1] == signal.SIGTERM):
+            raise
+        received.clear()
 
 
 @cli.command()

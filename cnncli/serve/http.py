@@ -264,6 +264,7 @@ def build_app(settings: ServeSettings, service: Service | None = None) -> Any:
     """
     from fastapi import FastAPI, Request
     from fastapi.responses import Response, StreamingResponse
+    from starlette.exceptions import HTTPException
 
     if service is None:
         service = Service(open_run(Path(settings.run)))
@@ -286,8 +287,11 @@ def build_app(settings: ServeSettings, service: Service | None = None) -> Any:
             return await run_in_threadpool(work, body)
 
         try:
+            if sys.version_info >= (3, 11):  # a deadline on this task: no second task to start
+                async with asyncio.timeout(settings.timeout):
+                    return await read_and_work()
             return await asyncio.wait_for(read_and_work(), settings.timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # TimeoutError since 3.11; its own class on 3.10
             raise BadRequest(
                 503,
                 f"the request took longer than the limit of {settings.timeout:g} s (--timeout)",
@@ -349,6 +353,16 @@ def build_app(settings: ServeSettings, service: Service | None = None) -> Any:
     @api.exception_handler(BadRequest)
     async def bad_request(_request: Request, exc: BadRequest) -> Response:
         return error_response(exc)
+
+    @api.exception_handler(HTTPException)
+    async def no_such_endpoint(request: Request, exc: HTTPException) -> Response:
+        """A wrong path or method, in the same one-line JSON as every other refusal."""
+        error = BadRequest(
+            exc.status_code,
+            f"{request.method} {request.url.path}: {str(exc.detail).lower()}",
+            hint="POST /predict or /predict/csv; GET /health, /metadata, /metrics or /docs",
+        )
+        return error_response(error)
 
     log = None if settings.quiet else access_line
     return Gate(api, service.metrics, settings.token, log)

@@ -195,6 +195,10 @@ def test_csv_body_errors_name_the_line_and_column(seed_server):
     assert missing.status_code == 422 and "missing feature column(s) x3" in missing.json()["error"]
     wrong = seed_server.client.post("/predict/csv", json={"rows": [[3, 30, 5]]})
     assert wrong.status_code == 415 and "/predict for JSON" in wrong.json()["error"]
+    method = seed_server.client.get("/predict")
+    assert method.status_code == 405
+    assert method.json()["error"].startswith("GET /predict: method not allowed; POST /predict")
+    assert seed_server.client.get("/nowhere").json()["error"].startswith("GET /nowhere: not found")
 
 
 def test_health_metadata_metrics_openapi_and_the_access_log(seed_server, seed_run):
