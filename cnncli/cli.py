@@ -543,42 +543,27 @@ def export(run: Path | None, fmt: str, output: Path | None, as_json: bool) -> No
 @cli.command()
 @run_argument
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8000,
-    show_default=True,
-    help="Port (0: any free one).",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Server processes, each with its own copy of the model.",
-)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, help="Port (0: a free one).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, help="Server processes.")
 @click.option(
     "--max-body",
     type=click.IntRange(1),
     default=16 << 20,
-    show_default=True,
     metavar="BYTES",
-    help="Largest request body; more is refused with 413.",
+    help="Largest request body (16 MB); more is refused with 413.",
 )
 @click.option(
     "--max-rows",
     type=click.IntRange(1),
     default=100_000,
-    show_default=True,
-    help="Most rows in one JSON request; more is refused with 413.",
+    help="Most rows in one JSON request (100,000); more is refused with 413.",
 )
 @click.option(
     "--timeout",
     type=click.FloatRange(0, min_open=True),
     default=30.0,
-    show_default=True,
     metavar="SECONDS",
-    help="Longest a request may take (503 after); also the bound on finishing at SIGTERM.",
+    help="Longest a request may take (30; 503 after), and the bound on finishing at SIGTERM.",
 )
 @click.option(
     "--token",

@@ -181,32 +181,25 @@ def _plain_numbers(rows: list[Any], width: int) -> np.ndarray | None:
 
 def _row_cells(row: Any, index: int, names: list[str]) -> list[Any]:
     where = Location(key=f"rows[{index}]")
+    hint = f"give [{', '.join(names)}] in that order, or send records"
     if not isinstance(row, list):
-        raise BadRequest(
-            400,
-            f"a row is a JSON {_json_kind(row)}, not a list of cells",
-            where=where,
-            hint=f"give [{', '.join(names)}] in that order, or send records",
-            row=index,
-        )
+        raise _not_a(f"a row is a JSON {_json_kind(row)}, not a list of cells", where, hint, index)
     if len(row) != len(names):
-        error = wrong_cell_count(
-            len(row), names, where, f"give [{', '.join(names)}] in that order, or send records"
-        )
+        error = wrong_cell_count(len(row), names, where, hint)
         raise BadRequest(400, error.message, where=where, hint=error.hint, row=index)
     return row
+
+
+def _not_a(what: str, where: Location, hint: str, index: int) -> BadRequest:
+    """A row of a JSON type no row has."""
+    return BadRequest(400, what, where=where, hint=hint, row=index)
 
 
 def _record_cells(record: Any, index: int, names: list[str]) -> list[Any]:
     where = Location(key=f"records[{index}]")
     if not isinstance(record, dict):
-        raise BadRequest(
-            400,
-            f"a record is a JSON {_json_kind(record)}, not an object",
-            where=where,
-            hint=f"give {{{', '.join(repr(n) for n in names)}: ...}}",
-            row=index,
-        )
+        hint = f"give {{{', '.join(repr(n) for n in names)}: ...}}"
+        raise _not_a(f"a record is a JSON {_json_kind(record)}, not an object", where, hint, index)
     if len(record) != len(names) or any(name not in record for name in names):
         unknown = [key for key in record if key not in names]
         if unknown:
