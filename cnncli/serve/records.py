@@ -68,6 +68,19 @@ def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _refuse_twice(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object as a dict; a key given twice is refused, as ``--input x1=1,x1=2`` is (the
+    JSON module would keep the last value without a word)."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"the key {short_repr(key)} appears twice in one object")
+            seen.add(key)
+    return found
+
+
 def load_body(body: bytes) -> Any:
     """Parse a request body as strict JSON (no ``NaN``/``Infinity``, UTF-8).
 
@@ -75,7 +88,7 @@ def load_body(body: bytes) -> Any:
         BadRequest: 400, naming the line and column where parsing stopped.
     """
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
+        return json.loads(body, parse_constant=_refuse_constant, object_pairs_hook=_refuse_twice)
     except UnicodeDecodeError:
         raise BadRequest(400, "the body is not UTF-8 text", hint="send UTF-8 JSON") from None
     except RecursionError:

@@ -75,6 +75,8 @@ def test_body_shapes_and_limits(pre):
         request_rows({"records": {}}, 5)
     with pytest.raises(BadRequest, match="-Infinity is not a JSON number"):
         load_body(b'{"rows": [[-Infinity]]}')
+    with pytest.raises(BadRequest, match="the key 'x1' appears twice in one object"):
+        load_body(b'{"records": [{"x1": 1, "x1": 2}]}')
     with pytest.raises(BadRequest, match="nests too deeply"):
         load_body(b"[" * 100_000 + b"]" * 100_000)
     assert BadRequest(400, "x", row=2, column="c").to_json() == {
