@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+LOAD_BEFORE = ""
 
 #: The hand-written service: what a Keras user puts around ``model.predict``.
 KERAS_SERVICE = textwrap.dedent(
@@ -94,9 +95,19 @@ def wait_ready(port: int, process: subprocess.Popen, limit: float = 120.0) -> fl
 
 
 def request_bytes(rows: list[list[float]]) -> bytes:
-    body = json.dumps({"rows": rows}).encode()
+    """A keep-alive ``POST /predict`` of ``rows`` as JSON."""
+    return post("/predict", "application/json", json.dumps({"rows": rows}).encode())
+
+
+def csv_request_bytes(names: list[str], rows: np.ndarray) -> bytes:
+    """A keep-alive ``POST /predict/csv`` of ``rows`` under a header of ``names``."""
+    lines = [",".join(names)] + [",".join(map(repr, row)) for row in rows.tolist()]
+    return post("/predict/csv", "text/csv", ("\n".join(lines) + "\n").encode())
+
+
+def post(path: str, content_type: str, body: bytes) -> bytes:
     head = (
-        "POST /predict HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
@@ -114,11 +125,16 @@ async def client(
             started = time.perf_counter()
             writer.write(payload)
             head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
+            length = -1
             for line in head.split(b"\r\n"):
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":")[1])
-            await reader.readexactly(length)
+            if length >= 0:
+                await reader.readexactly(length)
+            else:  # chunked: sizes in hex, a zero-size chunk ends it
+                while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+                    await reader.readexactly(size + 2)
+                await reader.readuntil(b"\r\n")
             latencies.append(time.perf_counter() - started)
             if not head.startswith(b"HTTP/1.1 200"):
                 errors += 1
@@ -151,17 +167,24 @@ def load(port: int, payload: bytes, clients: int, seconds: float, requests: int)
     }
 
 
-def measure(port: int, rows: np.ndarray, seconds: float) -> dict:
-    """The four figures of one server: 1 and 32 clients single-row, 1,000-row batches."""
+PHASES = ("1 client", "32 clients", "batches", "csv batches")
+
+
+def measure(port: int, rows: np.ndarray, names: list[str], seconds: float, csv: bool) -> dict:
+    """One server's figures: 1 and 32 clients single-row, 1,000-row batches (JSON, and CSV
+    where the server has a CSV endpoint)."""
     single = request_bytes(rows[:1].tolist())
-    batch = request_bytes(rows[:1000].tolist())
     load(port, single, 4, 0.5, 200)  # warm both ends
     results = {
         "1 client": load(port, single, 1, seconds, 20_000),
         "32 clients": load(port, single, 32, seconds, 100_000),
-        "batches": load(port, batch, 2, seconds, 2_000),
+        "batches": load(port, request_bytes(rows[:1000].tolist()), 2, seconds, 2_000),
     }
-    results["batches"]["rows_per_second"] = results["batches"]["per_second"] * 1000
+    if csv:
+        results["csv batches"] = load(port, csv_request_bytes(names, rows), 2, seconds, 2_000)
+    for phase in ("batches", "csv batches"):
+        if phase in results:
+            results[phase]["rows_per_second"] = results[phase]["per_second"] * 1000
     return results
 
 
@@ -181,6 +204,8 @@ def main() -> None:
     parser.add_argument("run", nargs="?", type=Path, help="a run folder (default: train seed)")
     parser.add_argument("--seconds", type=float, default=5.0, help="longest phase")
     args = parser.parse_args()
+    global LOAD_BEFORE
+    LOAD_BEFORE = f"{os.getloadavg()[0]:.1f}"
     with tempfile.TemporaryDirectory() as scratch:
         run = args.run
         if run is None:
@@ -201,6 +226,7 @@ def main() -> None:
             ),
             3,
         )
+        names = [f["name"] for f in pre["features"]]
         results = {}
         port = free_port()
         process, ready = start(
@@ -208,7 +234,10 @@ def main() -> None:
             port,
         )
         try:
-            results["cnncli serve"] = {"ready_s": ready, **measure(port, rows, args.seconds)}
+            results["cnncli serve"] = {
+                "ready_s": ready,
+                **measure(port, rows, names, args.seconds, csv=True),
+            }
         finally:
             stop(process)
         script = Path(scratch) / "keras_service.py"
@@ -216,7 +245,10 @@ def main() -> None:
         port = free_port()
         process, ready = start([sys.executable, str(script), str(run), str(port)], port)
         try:
-            results["Keras + FastAPI"] = {"ready_s": ready, **measure(port, rows, args.seconds)}
+            results["Keras + FastAPI"] = {
+                "ready_s": ready,
+                **measure(port, rows, names, args.seconds, csv=False),
+            }
         finally:
             stop(process)
     ours, theirs = results["cnncli serve"], results["Keras + FastAPI"]
@@ -235,15 +267,17 @@ def main() -> None:
         for key in ("p50_ms", "p99_ms"):
             row(f"{clients}, single row: {key[:3]}", ours[clients][key], theirs[clients][key],
                 "ms", higher_is_better=False)  # fmt: skip
-    row("1,000-row batches: rows/s", ours["batches"]["rows_per_second"],
+    row("1,000-row JSON batches: rows/s", ours["batches"]["rows_per_second"],
+        theirs["batches"]["rows_per_second"], "")  # fmt: skip
+    row("1,000-row CSV batches (theirs: JSON): rows/s", ours["csv batches"]["rows_per_second"],
         theirs["batches"]["rows_per_second"], "")  # fmt: skip
     row("start-up to ready", ours["ready_s"], theirs["ready_s"], "s", higher_is_better=False)
-    errors = {name: sum(r[k]["errors"] for k in ("1 client", "32 clients", "batches"))
-              for name, r in results.items()}  # fmt: skip
     print()
-    print(f"error responses: {errors}; requests: "
-          + ", ".join(f"{n} {sum(r[k]['requests'] for k in ('1 client', '32 clients', 'batches'))}"
-                      for n, r in results.items()))  # fmt: skip
+    for name, result in results.items():
+        phases = [result[phase] for phase in PHASES if phase in result]
+        print(f"{name}: {sum(p['requests'] for p in phases):,} requests,"
+              f" {sum(p['errors'] for p in phases)} error responses")  # fmt: skip
+    print(f"load average before and after: {LOAD_BEFORE} / {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

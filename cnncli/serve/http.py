@@ -18,6 +18,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -118,6 +119,9 @@ class Service:
         self.ready = False
         predict_columns(self.predictor, self._warm_up_row())
         self.ready = True
+        # The CSV endpoint reads with pandas, whose import takes about a second: done beside
+        # the server once it is up, not in the first CSV request nor before the port opens.
+        threading.Thread(target=_import_csv_reader, name="cnncli-import", daemon=True).start()
 
     def _warm_up_row(self) -> dict[str, np.ndarray]:
         """One row of training-like values: each number's mean, each column's first category."""
@@ -249,6 +253,10 @@ class Service:
             "model_sha256": files.get(model_file),
             "cnncli_version": __version__,
         }
+
+
+def _import_csv_reader() -> None:
+    import cnncli.serve.batch  # noqa: F401 - pandas, for /predict/csv
 
 
 # ---------------------------------------------------------------------------------------------

@@ -429,12 +429,12 @@ def test_a_run_failing_its_checks_never_starts_a_server(seed_run, tmp_path, runn
     assert error_lines(busy)[0].startswith(f"error: 127.0.0.1:{port}: cannot listen there")
 
 
-def test_serving_imports_no_tensorflow_keras_pandas_sklearn_or_pydantic(seed_run):
+def test_serving_imports_no_tensorflow_keras_sklearn_or_pydantic(seed_run):
     code = (
         "import sys\nfrom pathlib import Path\n"
         "from cnncli.serve.http import ServeSettings, build_app\n"
         f"build_app(ServeSettings(run={str(seed_run)!r}))\n"
-        "heavy = ('tensorflow', 'keras', 'jax', 'pandas', 'sklearn', 'pydantic', 'fastapi')\n"
+        "heavy = ('tensorflow', 'keras', 'jax', 'sklearn', 'pydantic', 'fastapi')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
