@@ -700,6 +700,12 @@ def listening_socket(host: str, port: int) -> socket.socket:
     Raises:
         CnnCliError: the address cannot be bound.
     """
+    if not host.strip():  # the socket module reads "" as every interface: say so instead
+        raise CnnCliError(
+            "the address is empty",
+            where=Location(file="--host"),
+            hint="give one, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)",
+        )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -420,6 +420,10 @@ def test_a_run_failing_its_checks_never_starts_a_server(seed_run, tmp_path, runn
         "error: --token: the token is empty; give a secret, or leave --token and"
         " CNNCLI_SERVE_TOKEN unset"
     ]
+    nowhere = runner.invoke(cli, ["serve", str(seed_run), "--host", ""])
+    assert nowhere.exit_code == 2 and error_lines(nowhere)[0].startswith(
+        "error: --host: the address is empty; give one, e.g. 127.0.0.1"
+    )
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
