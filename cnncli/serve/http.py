@@ -570,12 +570,19 @@ async def read_body(request: Any, limit: int) -> bytes:
     )
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_big
+    from starlette.requests import ClientDisconnect
+
     parts, size = [], 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise too_big
-        parts.append(part)
+    try:
+        async for part in request.stream():
+            size += len(part)
+            if size > limit:
+                raise too_big
+            parts.append(part)
+    except ClientDisconnect:  # nobody is left to answer; the access log still gets its line
+        raise BadRequest(
+            400, "the client closed the connection before the body ended", hint="send it whole"
+        ) from None
     return b"".join(parts)
 
 
@@ -748,7 +755,7 @@ def serve(
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}"
     common: dict[str, Any] = {
-        "log_level": "warning",
+        "log_level": "error",  # a malformed request is the client's: no line of ours
         "access_log": False,
         "server_header": False,
         "proxy_headers": False,

@@ -306,7 +306,11 @@ def test_limits_answer_413_and_503_naming_the_limit(seed_run):
                 reply += part
         reply = reply.decode()
         assert reply.startswith("HTTP/1.1 503") and "limit of 0.5 s (--timeout)" in reply
+        with socket.create_connection((host, int(port))) as gone:  # a client that hangs up
+            gone.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\n{")
         assert server.client.post("/predict", json={"rows": [[3, 30, 5]] * 5}).status_code == 200
+        time.sleep(0.2)
+        assert not [line for line in server.lines if "Traceback" in line or "ERROR" in line]
     finally:
         assert server.stop() == 0
 
