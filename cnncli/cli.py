@@ -556,6 +556,101 @@ def export(
 
 
 @cli.command()
+@run_argument
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, help="Port (0: a free one).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, help="Server processes.")
+@click.option(
+    "--max-body",
+    type=click.IntRange(1),
+    default=16 << 20,
+    metavar="BYTES",
+    help="Largest request body (16 MB); more is refused with 413.",
+)
+@click.option(
+    "--max-rows",
+    type=click.IntRange(1),
+    default=100_000,
+    help="Most rows in one JSON request (100,000); more is refused with 413.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=30.0,
+    metavar="SECONDS",
+    help="Longest a request may take (30; 503 after), and the bound on finishing at SIGTERM.",
+)
+@click.option(
+    "--token",
+    envvar="CNNCLI_SERVE_TOKEN",
+    help="Require 'Authorization: Bearer TOKEN' on every path but /health"
+    " (or set CNNCLI_SERVE_TOKEN).",
+)
+@click.option("--quiet", is_flag=True, help="No JSON access-log line per request on stderr.")
+def serve(
+    run: Path | None,
+    host: str,
+    port: int,
+    workers: int,
+    max_body: int,
+    max_rows: int,
+    timeout: float,
+    token: str | None,
+    quiet: bool,
+) -> None:
+    """Serve a trained RUN over HTTP: POST /predict (JSON), /predict/csv, GET /health,
+    /metadata, /metrics and /docs.
+
+    RUN defaults to runs/latest; it is checked as predict checks it before the port opens.
+    Answers equal cnncli predict's. SIGTERM finishes the requests in flight and exits 0.
+
+    \b
+    Example:
+      cnncli serve runs/latest --port 8000
+      curl -s localhost:8000/predict -d '{"rows": [[3, 30, 5]]}'
+      curl -s localhost:8000/predict/csv --data-binary @new.csv -H 'Content-Type: text/csv'
+    """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as predict: ONNX Runtime needs no BLAS
+    from cnncli.serve.http import ServeSettings, require_server_libraries
+    from cnncli.serve.http import serve as run_server
+
+    require_server_libraries()
+    if token is not None and not token.strip():
+        raise CnnCliError(
+            "the token is empty",
+            where=Location(file="--token"),
+            hint="give a secret, or leave --token and CNNCLI_SERVE_TOKEN unset",
+        )
+    folder = _open_run(run)
+    settings = ServeSettings(
+        run=str(folder.path),
+        host=host,
+        port=port,
+        workers=workers,
+        max_body=max_body,
+        max_rows=max_rows,
+        timeout=timeout,
+        token=token,
+        quiet=quiet,
+    )
+    serving: list[str] = []
+
+    def ready(url: str) -> None:
+        serving.append(url)
+        render.note(f"serving {folder.path.name} on {url}")
+
+    received: list[int] = click.get_current_context().meta.get(_SIGNALS_RECEIVED, [])
+    try:
+        run_server(settings, on_ready=ready, run=folder)
+    except KeyboardInterrupt:
+        # uvicorn finished the requests in flight, then handed the signal back. SIGTERM is how
+        # a service is stopped: a clean exit once it served; SIGINT stays an interrupt (130).
+        if not (serving and received and received[-1] == signal.SIGTERM):
+            raise
+        received.clear()
+
+
+@cli.command()
 @config_argument
 @json_option
 def summary(config: Any, as_json: bool) -> None:

@@ -202,6 +202,7 @@ class Predictions:
         backend: ``onnx`` or ``keras``.
         warnings: values unlike training, one line per column.
         inputs: the ``--input`` texts the rows came from, when they did.
+        decoded: ``decode``'s first result: each row's class index, or its value.
     """
 
     labels: list[Any]
@@ -210,6 +211,7 @@ class Predictions:
     backend: str = ""
     warnings: list[str] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
+    decoded: np.ndarray | None = None
 
     def to_json(self) -> dict[str, Any]:
         """What ``predict --input ... --json`` prints: one entry per input row, and the backend."""
@@ -237,4 +239,5 @@ def predict_columns(predictor: Predictor, columns: dict[str, np.ndarray]) -> Pre
         classes=pre.label.classes,
         backend=predictor.backend,
         warnings=surprises.notes(),
+        decoded=decoded,
     )

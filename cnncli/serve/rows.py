@@ -33,8 +33,7 @@ def parse_input(pre: Preprocessor, text: str, missing: str = "error") -> dict[st
         row: dict[str, Any] = {}
         for name, value in named:
             if name not in names:
-                hint = did_you_mean(name, names, f"features are: {', '.join(names)}")
-                raise CnnCliError(f"unknown feature '{name}'", where=where, hint=hint)
+                raise unknown_feature(name, names, where)
             if name in row:
                 raise CnnCliError(
                     f"{name} is given twice ({row[name]!r} and {value!r})",
@@ -44,19 +43,15 @@ def parse_input(pre: Preprocessor, text: str, missing: str = "error") -> dict[st
             row[name] = value
         absent = [name for name in names if name not in row]
         if absent:
-            raise CnnCliError(
-                f"missing feature(s) {', '.join(absent)}",
-                where=where,
-                hint=f"give all of: {', '.join(names)}",
-            )
+            raise missing_features(absent, names, where)
     else:
         cells = [value if name is None else f"{name}={value}" for name, value in split]
         if len(cells) != len(names):
-            raise CnnCliError(
-                f"got {len(cells)} value(s), the model expects {len(names)}: {', '.join(names)}",
-                where=where,
-                hint=f"for example --input {','.join(names)} values in that order,"
-                " or name=value pairs",
+            raise wrong_cell_count(
+                len(cells),
+                names,
+                where,
+                f"for example --input {','.join(names)} values in that order, or name=value pairs",
             )
         row = dict(zip(names, cells, strict=True))
     fillable = empty_allowed(pre, missing)
@@ -66,6 +61,30 @@ def parse_input(pre: Preprocessor, text: str, missing: str = "error") -> dict[st
         )
         for feature in pre.features
     }
+
+
+def unknown_feature(name: str, names: list[str], where: Location) -> CnnCliError:
+    """The one wording of a cell named for no feature (``--input x9=1``, a record's key)."""
+    hint = did_you_mean(name, names, f"features are: {', '.join(names)}")
+    return CnnCliError(f"unknown feature '{name}'", where=where, hint=hint)
+
+
+def missing_features(absent: list[str], names: list[str], where: Location) -> CnnCliError:
+    """The one wording of a row by name that leaves features out."""
+    return CnnCliError(
+        f"missing feature(s) {', '.join(absent)}",
+        where=where,
+        hint=f"give all of: {', '.join(names)}",
+    )
+
+
+def wrong_cell_count(count: int, names: list[str], where: Location, hint: str) -> CnnCliError:
+    """The one wording of a row in feature order with too few or too many cells."""
+    return CnnCliError(
+        f"got {count} value(s), the model expects {len(names)}: {', '.join(names)}",
+        where=where,
+        hint=hint,
+    )
 
 
 def split_input(text: str, where: Location) -> list[tuple[str | None, str]]:
