@@ -163,6 +163,8 @@ class FitSpec(_Strict):
     callbacks: list[CallbackSpec] = Field(default_factory=list)
     steps_per_execution: int | Literal["auto"] = "auto"
     verbose: bool = True
+    #: Draw the run's plots (learning curves, confusion matrix, ROC, ...) into the run folder.
+    plots: bool = True
     #: Loss weight per class: ``balanced`` (n / (classes × count), from the training rows) or
     #: ``{class: weight}`` (unlisted classes weigh 1); checked against the label's classes.
     class_weight: ClassWeights | None = None
