@@ -8,11 +8,7 @@ in every plot (its position in ``tab10``), so a class is found at a glance acros
 
 from __future__ import annotations
 
-import atexit
 import io
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,11 +25,14 @@ from cnncli.runs import (
     ROC_FILENAME,
     write_atomic,
 )
+from cnncli.runtime import keep_matplotlib_out_of_home
 from cnncli.serve.predictor import decode
 
 #: Inches at ``DPI`` dots per inch: 800 × 450 pixels per panel row, readable at 100 % zoom.
 PANEL_SIZE = (4.0, 4.5)
 DPI = 100
+MARGIN_RIGHT = 0.25  # inches
+CHARACTER_WIDTH = 0.085  # inches of a tick label's character, at matplotlib's default 10 pt
 #: Colours by class position; after ten classes they repeat (a matplotlib qualitative map).
 CLASS_COLOURS = "tab10"
 TRAINING_COLOUR, VALIDATION_COLOUR = "#1f77b4", "#ff7f0e"
@@ -129,7 +128,18 @@ def confusion_matrix_figure(
     np.add.at(counts, (truth, predicted), 1)
     totals = counts.sum(axis=1, keepdims=True)
     fractions = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
-    figure = _figure(2, scale=max(1.0, size / 6))
+    longest = max(map(len, classes), default=1)
+    cells = max(2.8, 0.5 * size)  # inches of matrix, square cells
+    label_room = min(2.5, CHARACTER_WIDTH * longest)  # inches of tick label
+    rotated = label_room > 0.9 * cells / size  # names wider than a cell go aslant
+    figure = _figure(
+        2,
+        panel=(cells / 0.9, cells),  # the colour bar takes a tenth of each panel
+        left=0.55 + label_room,
+        bottom=0.6 + (label_room * 0.75 if rotated else 0.2),
+        top=0.75,
+        between=1.0 + label_room,  # the colour bar's numbers and the next tick labels
+    )
     for axis, values, title, text in zip(
         figure.subplots(1, 2),
         (counts, fractions),
@@ -138,7 +148,7 @@ def confusion_matrix_figure(
         strict=True,
     ):
         image = axis.imshow(values, cmap="Blues", vmin=0, vmax=max(values.max(), 1e-9))
-        figure.colorbar(image, ax=axis, shrink=0.8)
+        figure.colorbar(image, ax=axis, fraction=0.07, pad=0.03)
         if size <= 20:  # more cells than that leave no room for a readable number
             cut = values.max() / 2
             for (row, column), value in np.ndenumerate(values):
@@ -153,7 +163,7 @@ def confusion_matrix_figure(
                 )
         ticks = np.arange(size)
         axis.set_xticks(
-            ticks, classes, rotation=45 if size > 4 else 0, ha="right" if size > 4 else "center"
+            ticks, classes, rotation=45 if rotated else 0, ha="right" if rotated else "center"
         )
         axis.set_yticks(ticks, classes)
         for ticks_of in (axis.get_xticklabels, axis.get_yticklabels):
@@ -168,17 +178,15 @@ def confusion_matrix_figure(
 
 def roc_figure(classes: Sequence[str], truth: np.ndarray, probabilities: np.ndarray) -> Any:
     """One ROC curve per class (that class against the rest), its AUC in the legend."""
-    from sklearn.metrics import auc, roc_curve
-
-    figure = _figure(1, scale=1.3)
+    figure = _figure(1, scale=1.3, top=0.45)
     axis = figure.subplots()
     for index in _plotted_classes(classes, truth):
-        rates = roc_curve(truth == index, probabilities[:, index])
+        false_rate, true_rate, area = roc_curve(truth == index, probabilities[:, index])
         axis.plot(
-            rates[0],
-            rates[1],
+            false_rate,
+            true_rate,
             color=_class_colour(index),
-            label=f"{classes[index]} (AUC {auc(rates[0], rates[1]):.3f})",
+            label=f"{classes[index]} (AUC {area:.3f})",
         )
     axis.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="chance (AUC 0.500)")
     axis.set_xlabel("false positive rate")
@@ -192,32 +200,28 @@ def precision_recall_figure(
     classes: Sequence[str], truth: np.ndarray, probabilities: np.ndarray
 ) -> Any:
     """One precision-recall curve per class, its area (average precision) in the legend."""
-    from sklearn.metrics import average_precision_score, precision_recall_curve
-
-    figure = _figure(1, scale=1.3)
+    figure = _figure(1, scale=1.3, top=0.7)
     axis = figure.subplots()
     for index in _plotted_classes(classes, truth):
         actual = truth == index
-        precision, recall, _ = precision_recall_curve(actual, probabilities[:, index])
-        area = average_precision_score(actual, probabilities[:, index])
+        recall, precision, area = precision_recall_curve(actual, probabilities[:, index])
         axis.step(
             recall,
             precision,
-            where="post",
+            where="pre",  # each precision holds up to its recall: the area is the average precision
             color=_class_colour(index),
             label=f"{classes[index]} (AUC {area:.3f}; {actual.mean():.0%} of rows)",
         )
     axis.set_xlabel("recall")
     axis.set_ylabel("precision")
-    axis.set_title("Precision-recall curves, test rows")
-    axis.text(0.01, 0.01, "AUC: average precision", transform=axis.transAxes, fontsize="small")
+    axis.set_title("Precision-recall curves, test rows\n(AUC: average precision)")
     _unit_square(axis)
     return figure
 
 
 def predicted_vs_actual_figure(name: str, truth: np.ndarray, predicted: np.ndarray) -> Any:
     """Each test row's prediction against its true value; a perfect model lies on the diagonal."""
-    figure = _figure(1, scale=1.3)
+    figure = _figure(1, scale=1.3, top=0.45)
     axis = figure.subplots()
     truth, predicted = _sample(truth, predicted)
     axis.scatter(truth, predicted, s=12, alpha=0.6, color=TRAINING_COLOUR, label="test rows")
@@ -256,6 +260,38 @@ def residuals_figure(name: str, truth: np.ndarray, predicted: np.ndarray) -> Any
     return figure
 
 
+def roc_curve(actual: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """False and true positive rates at each distinct score as threshold, and the area under
+    them: scikit-learn's ``roc_curve`` and ``roc_auc_score`` in NumPy (no scikit-learn import,
+    a second or more of a run, for two curves)."""
+    hits, misses = _ranked(actual, scores)
+    true_rate = np.r_[0, hits] / hits[-1]
+    false_rate = np.r_[0, misses] / misses[-1]
+    area = float(np.sum(np.diff(false_rate) * (true_rate[1:] + true_rate[:-1]) / 2))
+    return false_rate, true_rate, area
+
+
+def precision_recall_curve(
+    actual: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Recall and precision at each distinct score as threshold, from (0, 1) down to the lowest
+    score, and the average precision: scikit-learn's ``precision_recall_curve`` and
+    ``average_precision_score`` in NumPy."""
+    hits, misses = _ranked(actual, scores)
+    recall = np.r_[0, hits / hits[-1]]
+    precision = np.r_[1, hits / (hits + misses)]
+    return recall, precision, float(np.sum(np.diff(recall) * precision[1:]))
+
+
+def _ranked(actual: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positives and negatives scored at or above each distinct score, highest score first."""
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
+    ranked, actual = np.asarray(scores)[order], np.asarray(actual, dtype=bool)[order]
+    last = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # each score's last row
+    hits = np.cumsum(actual)[last].astype(np.float64)
+    return hits, (last + 1) - hits
+
+
 def _plotted_classes(classes: Sequence[str], truth: np.ndarray) -> list[int]:
     """The classes a curve is drawn for: each one present among the test rows (a curve needs
     both positives and negatives); of two classes only the second, the other is its mirror."""
@@ -285,13 +321,40 @@ def _class_colour(index: int) -> Any:
     return colormaps[CLASS_COLOURS](index % 10)
 
 
-def _figure(panels: int, scale: float = 1.0) -> Any:
-    """A figure of ``panels`` side by side, drawn by Agg alone (no pyplot, no window)."""
-    _keep_matplotlib_out_of_home()
+def _figure(
+    panels: int,
+    scale: float = 1.0,
+    *,
+    panel: tuple[float, float] | None = None,
+    left: float = 0.8,
+    bottom: float = 0.65,
+    top: float = 0.85,
+    between: float = 0.85,
+) -> Any:
+    """A figure of ``panels`` side by side, drawn by Agg alone (no pyplot, no window).
+
+    Margins are fixed, in inches, rather than fitted by a layout engine, which took half of
+    each plot's drawing time; ``left`` and ``bottom`` make room for long tick labels.
+    """
+    keep_matplotlib_out_of_home()
     from matplotlib.figure import Figure
 
-    width, height = PANEL_SIZE
-    return Figure(figsize=(width * panels * scale, height * scale), dpi=DPI, layout="constrained")
+    if panel is None:  # the whole panel, margins included
+        width, height = PANEL_SIZE[0] * panels * scale, PANEL_SIZE[1] * scale
+        inner = (width - left - MARGIN_RIGHT - between * (panels - 1)) / panels
+    else:  # the plotting area of each panel; the margins come on top
+        inner = panel[0]
+        width = left + inner * panels + between * (panels - 1) + MARGIN_RIGHT
+        height = top + panel[1] + bottom
+    figure = Figure(figsize=(width, height), dpi=DPI)
+    figure.subplots_adjust(
+        left=left / width,
+        right=1 - MARGIN_RIGHT / width,
+        bottom=bottom / height,
+        top=1 - top / height,
+        wspace=between / inner,
+    )
+    return figure
 
 
 def png_bytes(figure: Any) -> bytes:
@@ -299,14 +362,3 @@ def png_bytes(figure: Any) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
-
-
-def _keep_matplotlib_out_of_home() -> None:
-    """matplotlib writes its font list into ``~/.cache/matplotlib`` on first import; cnncli
-    writes nothing into the home folder, so unless ``MPLCONFIGDIR`` is set, a private temporary
-    folder takes it (building the list costs a few tens of ms) and is removed at exit."""
-    if "MPLCONFIGDIR" in os.environ:
-        return
-    folder = tempfile.mkdtemp(prefix="cnncli-matplotlib-")
-    os.environ["MPLCONFIGDIR"] = folder
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)

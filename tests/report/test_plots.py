@@ -178,3 +178,23 @@ def test_a_binary_classifier_draws_one_curve_for_its_positive_class():
     positive = np.array([0.1, 0.8, 0.3, 0.6, 0.9, 0.4])
     axis = roc_figure(["no", "yes"], truth, np.stack([1 - positive, positive], axis=1)).axes[0]
     assert [line.get_label() for line in axis.lines] == ["yes (AUC 1.000)", "chance (AUC 0.500)"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_curves_and_their_areas_are_scikit_learns(seed):
+    """NumPy's ROC and precision-recall (train imports no scikit-learn), ties in scores included."""
+    from sklearn import metrics
+
+    from cnncli.report.plots import precision_recall_curve, roc_curve
+
+    rng = np.random.default_rng(seed)
+    actual = rng.random(200) < 0.3
+    scores = np.round(rng.random(200) * 0.7 + 0.3 * actual, 1)  # one decimal: many ties
+    false_rate, true_rate, area = roc_curve(actual, scores)
+    expected = metrics.roc_curve(actual, scores, drop_intermediate=False)
+    assert np.allclose(false_rate, expected[0]) and np.allclose(true_rate, expected[1])
+    assert area == pytest.approx(metrics.roc_auc_score(actual, scores), abs=1e-12)
+    recall, precision, average = precision_recall_curve(actual, scores)
+    sk_precision, sk_recall, _ = metrics.precision_recall_curve(actual, scores)
+    assert np.allclose(recall, sk_recall[::-1]) and np.allclose(precision, sk_precision[::-1])
+    assert average == pytest.approx(metrics.average_precision_score(actual, scores), abs=1e-12)
