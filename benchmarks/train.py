@@ -263,12 +263,12 @@ PLOT_CONFIGS = {"seed": 50, "iris": 60, "diabetes": 20, "digits_conv2d": 6}
 
 
 def plots_child(name: str, epochs: int) -> None:
-    """In this process: train configs/NAME.yaml, timing ``run_plots`` and ``write_plots``; print
-    one JSON line."""
+    """In this process: train configs/NAME.yaml, timing ``run_plots`` (drawing and encoding) and
+    the atomic writes of the PNG files; print one JSON line."""
     sys.path.insert(0, str(ROOT))
     from cnncli.config.models import load_config
     from cnncli.report import plots
-    from cnncli.train.run import train_run
+    from cnncli.train import run as training
 
     spent = {"draw": 0.0, "write": 0.0}
 
@@ -283,11 +283,15 @@ def plots_child(name: str, epochs: int) -> None:
         return wrapper
 
     plots.run_plots = timed("draw", plots.run_plots)
-    plots.write_plots = timed("write", plots.write_plots)
+    write_atomic = training.write_atomic
+    timed_write = timed("write", write_atomic)
+    training.write_atomic = lambda path, data: (
+        timed_write(path, data) if path.suffix == ".png" else write_atomic(path, data)
+    )
     with tempfile.TemporaryDirectory() as output:
         config = load_config(ROOT / "configs" / f"{name}.yaml", [f"fit.epochs={epochs}"])
         start = time.perf_counter()
-        run = train_run(config, Path(output)).run_dir
+        run = training.train_run(config, Path(output)).run_dir
         wall = time.perf_counter() - start
         sizes = sum(path.stat().st_size for path in run.glob("*.png"))
     print(

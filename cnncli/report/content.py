@@ -8,7 +8,6 @@ may import ``train``): its history, drawn into learning curves now, and its conf
 
 from __future__ import annotations
 
-import math
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,7 +192,7 @@ def report_interrupted(path: Path, state: dict[str, Any]) -> RunReport:
     report.metrics = {LAST_EPOCH: {name: values[-1] for name, values in history.items() if values}}
     data = state.get("data", {}).get("data") or {}
     report.data_lines = _present(("data file", data.get("path")), ("bytes", data.get("bytes")))
-    if epoch and all(math.isfinite(values[-1]) for values in history.values() if values):
+    if epoch:
         report.plots = {LEARNING_CURVES_FILENAME: png_bytes(learning_curves_figure(history))}
     report.notes.append(
         "an interrupted run has no test scores, layer table or per-class scores yet;"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,6 @@ from cnncli.runs import (
     PREDICTED_VS_ACTUAL_FILENAME,
     RESIDUALS_FILENAME,
     ROC_FILENAME,
-    write_atomic,
 )
 from cnncli.runtime import keep_matplotlib_out_of_home
 from cnncli.serve.predictor import decode
@@ -74,12 +72,6 @@ def run_plots(
     return {name: png_bytes(figure) for name, figure in figures.items()}
 
 
-def write_plots(folder: Path, plots: dict[str, bytes]) -> None:
-    """Write each plot into ``folder`` atomically, like every file of a run."""
-    for name, png in plots.items():
-        write_atomic(folder / name, png)
-
-
 def learning_curves_figure(
     history: dict[str, list[float]], best_epoch: int | None = None, *, scaled: bool = False
 ) -> Any:
@@ -102,7 +94,9 @@ def learning_curves_figure(
             values = history.get(key)
             if values:
                 epochs = np.arange(1, len(values) + 1)
-                axis.plot(epochs, values, color=colour, marker="." if len(values) < 30 else None)
+                shown = np.asarray(values, dtype=np.float64)
+                shown[~np.isfinite(shown)] = np.nan  # a gap, not an axis stretched to infinity
+                axis.plot(epochs, shown, color=colour, marker="." if len(values) < 30 else None)
                 axis.lines[-1].set_label(words)
         if best_epoch is not None:
             axis.axvline(

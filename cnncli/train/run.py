@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -240,6 +241,16 @@ def _fit_and_save(
         say(baseline_warning(prepared.preprocessor.label, "test"))
     histories = {name: [float(v) for v in values] for name, values in history.history.items()}
     keeper.entering("saving the run")
+    # drawn from the outputs scoring already computed: the model does not run again
+    files: dict[str, str | bytes] = {
+        SUMMARY_FILENAME: _summary_json(config, model, prepared, tested)
+    }
+    if config.fit.plots and len(tested.truth):
+        from cnncli.report.plots import run_plots
+
+        label = prepared.preprocessor.label
+        best = metrics.get("best_epoch")
+        files.update(run_plots(histories, label, tested.outputs, tested.truth, best))
     run_dir, onnx = save_run(
         config,
         model,
@@ -250,7 +261,7 @@ def _fit_and_save(
         say,
         keeper,
         class_weight=weights,
-        tested=tested,
+        report_files=files,
     )
     return TrainResult(run_dir=run_dir, metrics=metrics, history=histories, seed=seed, onnx=onnx)
 
@@ -362,12 +373,12 @@ def save_run(
     keeper: CheckpointKeeper,
     *,
     class_weight: dict[str, float] | None = None,
-    tested: TestedRows | None = None,
+    report_files: dict[str, str | bytes] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Write every artifact into the keeper's staging folder, then publish it atomically.
 
     The staging folder already holds the run's checkpoints; a failure keeps the last one so
-    the run can be resumed. ``tested`` gives ``summary.json`` and the plots (``fit.plots``).
+    the run can be resumed. ``report_files`` (name → content) are ``summary.json`` and the plots.
     """
     from cnncli.serve.export import export_onnx_checked
 
@@ -381,8 +392,8 @@ def save_run(
         write_json(staged.staging / METRICS_FILENAME, metrics)
         write_json(staged.staging / SPLIT_FILENAME, prepared.split.to_json())
         write_atomic(staged.staging / HISTORY_FILENAME, history_csv(history))
-        if tested is not None:
-            _write_summary_and_plots(config, model, prepared, metrics, history, tested, staged)
+        for name, content in (report_files or {}).items():
+            write_atomic(staged.staging / name, content)
         save_keras_atomic(model, staged.staging / MODEL_FILENAME)
         onnx = export_onnx_checked(model, staged.staging / ONNX_FILENAME, prepared.check_rows())
         if not onnx["checked"]:
@@ -411,20 +422,10 @@ def save_run(
         raise error from exc
 
 
-def _write_summary_and_plots(
-    config: Config,
-    model: Any,
-    prepared: PreparedData | StreamedData,
-    metrics: dict[str, Any],
-    history: dict[str, list[float]],
-    tested: TestedRows,
-    staged: Any,
-) -> None:
-    """``summary.json`` (data, layers, per-class scores) and, under ``fit.plots``, the plots,
-    drawn from the outputs scoring already computed: the model does not run again."""
+def _summary_json(config: Config, model: Any, prepared: Any, tested: TestedRows) -> str:
+    """``summary.json``: the data, the layer table and the test rows' per-class scores."""
     from cnncli.report.summary import run_summary
 
-    label = prepared.preprocessor.label
     summary = run_summary(
         config,
         prepared.preprocessor,
@@ -434,12 +435,7 @@ def _write_summary_and_plots(
         list(prepared.notes),
         (tested.outputs, tested.truth),
     )
-    write_json(staged.staging / SUMMARY_FILENAME, summary)
-    if config.fit.plots and len(tested.truth):
-        from cnncli.report.plots import run_plots, write_plots
-
-        plots = run_plots(history, label, tested.outputs, tested.truth, metrics.get("best_epoch"))
-        write_plots(staged.staging, plots)
+    return json.dumps(summary, indent=2, allow_nan=False) + "\n"
 
 
 #: A label encoding in the config's words: a binary label (one 0/1 output, set by a binary loss

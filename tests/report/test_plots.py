@@ -198,3 +198,13 @@ def test_the_curves_and_their_areas_are_scikit_learns(seed):
     sk_precision, sk_recall, _ = metrics.precision_recall_curve(actual, scores)
     assert np.allclose(recall, sk_recall[::-1]) and np.allclose(precision, sk_precision[::-1])
     assert average == pytest.approx(metrics.average_precision_score(actual, scores), abs=1e-12)
+
+
+def test_values_that_are_not_finite_are_gaps_in_the_learning_curves():
+    """A hand-edited or diverged history (inf, nan) draws with gaps, without warnings."""
+    from cnncli.report.plots import learning_curves_figure, png_bytes
+
+    figure = learning_curves_figure({"loss": [1.0, float("inf"), float("nan"), 0.5]})
+    drawn = figure.axes[0].lines[0].get_ydata()
+    assert drawn[0] == 1.0 and drawn[3] == 0.5 and np.isnan(drawn[1:3]).all()
+    assert png_bytes(figure)[:8] == b"\x89PNG\r\n\x1a\n"

@@ -23,7 +23,7 @@ from cnncli.runs import (
     sha256_file,
 )
 from tests.conftest import base_config, error_lines, seed_like_rows
-from tests.train.conftest import interrupt_after, staging_folders
+from tests.train.conftest import interrupt_after, resume_config, staging_folders
 
 #: Class names a hostile CSV may hold: markup for the browser and for rich.
 HOSTILE_CLASSES = ("<script>alert(1)</script>", "[bold]b", "c&d")
@@ -129,9 +129,7 @@ def test_a_streaming_run_is_reported_and_its_class_names_stay_text(runner, strea
 def test_an_interrupted_run_is_reported_with_its_epochs_so_far_and_how_to_resume(
     runner, monkeypatch, tmp_path, tiny_csv, write_config
 ):
-    config = base_config(tiny_csv)
-    config["fit"]["epochs"] = 4
-    path = write_config(config)
+    path = write_config(resume_config(tiny_csv, epochs=4))
     interrupt_after(monkeypatch, epoch=2)
     trained = runner.invoke(cli, ["train", str(path), "--output", str(tmp_path / "runs")])
     assert trained.exit_code == 130, trained.output
@@ -244,3 +242,23 @@ def test_open_shows_the_written_page_in_the_browser(runner, tiny_run, tmp_path, 
     while not (tmp_path / "opened").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert (tmp_path / "opened").read_text() == page.resolve().as_uri()
+
+
+@pytest.mark.slow
+def test_a_run_without_summary_or_plots_is_reported_with_what_is_missing(
+    runner, tiny_run, tmp_path
+):
+    """A run from before summary.json (or trained with fit.plots: false) still reports."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    manifest = json.loads((run / MANIFEST_FILENAME).read_text())
+    for name in (SUMMARY_FILENAME, *PLOT_FILENAMES):
+        (run / name).unlink(missing_ok=True)
+        manifest["files"].pop(name, None)
+    (run / MANIFEST_FILENAME).write_text(json.dumps(manifest))
+    result = report(runner, str(run), "--html", str(tmp_path / "r.html"))
+    assert result.exit_code == 0, result.output
+    assert "note: this run has no summary.json (an older cnncli wrote none)" in result.stdout
+    assert "note: no plots: the run was trained with fit.plots: false" in result.stdout
+    assert re.search(r"│ rows\s+│ 30\s+│", result.stdout)
+    assert images_of((tmp_path / "r.html").read_text()) == []
