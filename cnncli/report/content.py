@@ -207,7 +207,8 @@ def config_lines(config: dict[str, Any]) -> list[tuple[str, str]]:
     compile_ = _section(config, "compile")
     fit = _section(config, "fit")
     layers = model.get("layers") if isinstance(model.get("layers"), list) else []
-    types = [str(layer.get("type")) for layer in layers if isinstance(layer, dict)]
+    # a layer is a name (``Flatten``) or ``{type: Dense, ...}``
+    types = [str(layer.get("type") if isinstance(layer, dict) else layer) for layer in layers]
     callbacks = fit.get("callbacks") if isinstance(fit.get("callbacks"), list) else []
     return _present(
         ("name", config.get("name")),
@@ -215,11 +216,11 @@ def config_lines(config: dict[str, Any]) -> list[tuple[str, str]]:
         ("input shape", model.get("input_shape")),
         ("optimizer", _named(compile_.get("optimizer"))),
         ("loss", _named(compile_.get("loss"))),
-        ("metrics", ", ".join(map(_named, compile_.get("metrics") or [])) or None),
+        ("metrics", ", ".join(map(str, map(_named, compile_.get("metrics") or []))) or None),
         ("epochs", fit.get("epochs")),
         ("batch size", fit.get("batch_size")),
         ("validation split", fit.get("validation_split")),
-        ("callbacks", ", ".join(_named(item) for item in callbacks) or None),
+        ("callbacks", ", ".join(str(_named(item)) for item in callbacks) or None),
         ("preprocess", _flat(_section(config, "preprocess"))),
         ("split", _flat(_section(config, "split"))),
     )
@@ -325,8 +326,10 @@ def _section(config: dict[str, Any], name: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _named(value: Any) -> str:
-    """A name or ``{type: Name, ...}`` as the config wrote it, in a few words."""
+def _named(value: Any) -> str | None:
+    """A name or ``{type: Name, ...}`` as the config wrote it, in a few words; None for none."""
+    if value is None:
+        return None
     if isinstance(value, dict):
         arguments = ", ".join(f"{key}={item}" for key, item in value.items() if key != "type")
         return f"{value.get('type')}({arguments})"

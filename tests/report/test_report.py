@@ -262,3 +262,20 @@ def test_a_run_without_summary_or_plots_is_reported_with_what_is_missing(
     assert "note: no plots: the run was trained with fit.plots: false" in result.stdout
     assert re.search(r"│ rows\s+│ 30\s+│", result.stdout)
     assert images_of((tmp_path / "r.html").read_text()) == []
+
+
+def test_the_config_lines_name_every_layer_written_as_a_name_or_a_mapping():
+    from cnncli.report.content import config_lines
+
+    config = {
+        "name": "x",
+        "model": {"layers": [{"type": "Conv1D", "filters": 4}, "Flatten", {"type": "Dense"}]},
+        "compile": {"optimizer": {"type": "Adam", "learning_rate": 0.01}, "metrics": ["mae"]},
+        "fit": {"epochs": 3, "callbacks": [{"type": "EarlyStopping", "patience": 2}]},
+    }
+    lines = dict(config_lines(config))
+    assert lines["layers"] == "3: Conv1D → Flatten → Dense"
+    assert lines["optimizer"] == "Adam(learning_rate=0.01)"
+    assert lines["callbacks"] == "EarlyStopping(patience=2)"
+    assert (lines["metrics"], lines["epochs"]) == ("mae", "3")
+    assert "loss" not in lines  # nothing shown for what the config leaves out
