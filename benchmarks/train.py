@@ -15,6 +15,11 @@ Prints tables and writes ``benchmarks/out/train.json``. Not a test: run it on a 
     python benchmarks/train.py                   # everything (about 10 minutes on 2 cores)
     python benchmarks/train.py --sizes 100000    # a quick look at scale
     python benchmarks/train.py --quick           # only the seed rows: the ratios in a few minutes
+    python benchmarks/train.py --plots           # only what the run's plots cost (a minute)
+
+4. Plots (``--plots``): each example config trained in a fresh process with its usual epochs;
+   the time ``train`` spends drawing and writing the plots (matplotlib's first import included,
+   as every run pays it), against the whole run's wall time.
 """
 
 from __future__ import annotations
@@ -253,6 +258,77 @@ def scale(sizes: list[int], seed_way_max: int) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------
 
 
+#: The configs whose plots are timed, with the epochs the tests train them for.
+PLOT_CONFIGS = {"seed": 50, "iris": 60, "diabetes": 20, "digits_conv2d": 6}
+
+
+def plots_child(name: str, epochs: int) -> None:
+    """In this process: train configs/NAME.yaml, timing ``run_plots`` (drawing and encoding) and
+    the atomic writes of the PNG files; print one JSON line."""
+    sys.path.insert(0, str(ROOT))
+    from cnncli.config.models import load_config
+    from cnncli.report import plots
+    from cnncli.train import run as training
+
+    spent = {"draw": 0.0, "write": 0.0, "cpu": 0.0}
+
+    def timed(key: str, function: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start, cpu = time.perf_counter(), time.process_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[key] += time.perf_counter() - start
+                spent["cpu"] += time.process_time() - cpu
+
+        return wrapper
+
+    plots.run_plots = timed("draw", plots.run_plots)
+    write_atomic = training.write_atomic
+    timed_write = timed("write", write_atomic)
+    training.write_atomic = lambda path, data: (
+        timed_write(path, data) if path.suffix == ".png" else write_atomic(path, data)
+    )
+    with tempfile.TemporaryDirectory() as output:
+        config = load_config(ROOT / "configs" / f"{name}.yaml", [f"fit.epochs={epochs}"])
+        start = time.perf_counter()
+        run = training.train_run(config, Path(output)).run_dir
+        wall = time.perf_counter() - start
+        sizes = sum(path.stat().st_size for path in run.glob("*.png"))
+    print(
+        json.dumps({"config": name, "epochs": epochs, "run_s": wall, **spent, "png_bytes": sizes})
+    )
+
+
+def measure_plots() -> list[dict[str, Any]]:
+    """Each of ``PLOT_CONFIGS`` in a fresh process (matplotlib imported cold)."""
+    rows = []
+    for name, epochs in PLOT_CONFIGS.items():
+        child = [*CNNCLI[:1], str(Path(__file__)), "--plots-child", f"{name}:{epochs}"]
+        result = run(child, {"CNNCLI_BACKEND": "tensorflow"})
+        rows.append(json.loads(result["stdout"].splitlines()[-1]))
+        print(f"  {name}: done", flush=True)
+    return rows
+
+
+def plots_markdown(rows: list[dict[str, Any]], when: str, machine: str) -> str:
+    lines = [
+        f"Measured {when} on {machine} (`python benchmarks/train.py --plots`).",
+        "",
+        "| config (epochs) | whole run | plots drawn | plots written | plots' CPU time"
+        " | plots' share | PNG size |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        plots = row["draw"] + row["write"]
+        lines.append(
+            f"| {row['config']} ({row['epochs']}) | {row['run_s']:.2f} s | {row['draw']:.2f} s"
+            f" | {row['write'] * 1000:.0f} ms | {row['cpu']:.2f} s | {plots / row['run_s']:.0%}"
+            f" | {row['png_bytes'] / 1024:.0f} KB |"
+        )
+    return "\n".join(lines)
+
+
 def markdown(report: dict[str, Any]) -> str:
     seed = report["seed"]
     lines = [
@@ -319,7 +395,13 @@ def main() -> None:
         action="store_true",
         help="only the 50-epoch seed rows (script, cnncli, cnncli on TensorFlow), 3 alternations",
     )
+    parser.add_argument("--plots", action="store_true", help="only what the plots cost")
+    parser.add_argument("--plots-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.plots_child:
+        name, epochs = args.plots_child.split(":")
+        plots_child(name, int(epochs))
+        return
     if args.quick:
         args.repeats, args.sizes = 3, ""
     OUT.mkdir(parents=True, exist_ok=True)
@@ -332,6 +414,13 @@ def main() -> None:
         "profile": [],
         "scale": [],
     }
+    if args.plots:
+        print("plots (each config in a fresh process):", flush=True)
+        report["plots"] = measure_plots()
+        (OUT / "train-plots.json").write_text(json.dumps(report, indent=2) + "\n")
+        print()
+        print(plots_markdown(report["plots"], report["when"], report["machine"]))
+        return
     if not args.skip_seed:
         print("seed pipeline (alternating):", flush=True)
         report["seed"] = compare_seed(args.repeats, quick=args.quick)

@@ -414,6 +414,52 @@ def evaluate(run: Path | None, data: Path | None, backend: str, as_json: bool) -
 @cli.command()
 @run_argument
 @click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report as one self-contained HTML file (plots and CSS inline).",
+)
+@click.option("--open", "open_html", is_flag=True, help="Open the --html file in a web browser.")
+def report(run: Path | None, html_file: Path | None, open_html: bool) -> None:
+    """Report on a RUN: config, data, layers, metrics, per-class scores, plots and files.
+
+    RUN defaults to runs/latest. An interrupted run (the .tmp- folder named when it stopped) is
+    reported too: its epochs so far and how to resume it. --html writes one HTML file with no
+    external link (images inline) that opens anywhere.
+
+    \b
+    Example:
+      cnncli report
+      cnncli report runs/latest --html report.html --open
+    """
+    from cnncli.report.content import report_interrupted, report_run
+    from cnncli.runs import MANIFEST_FILENAME, has_checkpoint, resolve_run_dir
+
+    if open_html and html_file is None:
+        raise CnnCliError("--open goes with --html", hint="give --html report.html --open")
+    path = resolve_run_dir(run)
+    if not (path / MANIFEST_FILENAME).is_file() and has_checkpoint(path):
+        from cnncli.train.checkpoints.store import load_checkpoint
+
+        checkpoint = load_checkpoint(path)
+        result = report_interrupted(checkpoint.run, checkpoint.state)
+    else:
+        result = report_run(_open_run(run))
+    render.run_report(result)
+    if html_file is not None:
+        from cnncli.report.html import write_html
+
+        written = write_html(result, html_file)
+        render.note(f"report written to {written}")
+        if open_html:
+            import webbrowser
+
+            webbrowser.open(written.resolve().as_uri())
+
+
+@cli.command()
+@run_argument
+@click.option(
     "--input",
     "inputs",
     multiple=True,

@@ -148,7 +148,9 @@ def _library_of(filename: str) -> str | None:
 
 
 def _format(value: float) -> str:
-    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
+    from cnncli.report.content import format_score
+
+    return format_score(value)
 
 
 class EpochProgress:
@@ -227,24 +229,16 @@ class EpochProgress:
             self._plain_line(*unshown, last=True)
 
 
-#: The parts of ``metrics.json`` that are rows of scores, in the order a table shows them.
-SCORED_PARTS = ("test", "validation")
-
-
 def metrics_table(metrics: dict[str, Any], title: str = "Results") -> None:
     """Training's scores per split beside the baseline's, on stderr beside the progress (the run
     folder is the result), then the epochs EarlyStopping stopped at and restored, on one line."""
-    rows = {part: metrics[part] for part in SCORED_PARTS if part in metrics}
+    from cnncli.report.content import metric_rows, stopping_words
+
+    rows = metric_rows(metrics)
     baseline = metrics.get("baseline") or {}
-    rows.update({f"baseline ({part})": baseline[part] for part in rows if part in baseline})
     stderr.print(_metrics_table(rows, title, metrics.get("scale") or {}, baseline))
-    epochs = [
-        f"{words} epoch {metrics[key]}"
-        for key, words in (("stopped_epoch", "stopped early after"), ("best_epoch", "weights of"))
-        if key in metrics
-    ]
-    if epochs:
-        note("EarlyStopping: " + "; ".join(epochs))
+    if stopped := stopping_words(metrics):
+        note(stopped)
 
 
 def _metrics_table(
@@ -264,13 +258,9 @@ def _metrics_table(
         table.add_column(f"{name} (scaled)" if name in (scale or {}) else name, justify="right")
     for split, values in rows.items():
         table.add_row(split, *(_format(values[name]) if name in values else "" for name in names))
-    if baseline:
-        predicts = baseline["predicts"]
-        shown = _format(predicts) if isinstance(predicts, float) else str(predicts)
-        table.caption = f"baseline: always predict the {baseline['method']} ({shown})"
-    if scale:  # the model learned a standardised label: its loss is on that scale
-        words = "(scaled): on the standardised label the model learned; the rest in label units"
-        table.caption = f"{table.caption}; {words}" if table.caption else words
+    from cnncli.report.content import metrics_caption
+
+    table.caption = metrics_caption(baseline, scale) or None
     return table
 
 
@@ -337,34 +327,101 @@ def predictions(result: Any) -> None:
 
 def evaluation(result: Any) -> None:
     """Scores, per-class table and confusion matrix on stdout; where they came from on stderr."""
-    from rich.table import Table
 
     note(f"{result.source} · {result.rows} rows · {result.backend}")
     rows = {result.scored: result.metrics}
     if result.baseline:
         rows["baseline"] = result.baseline["metrics"]
     stdout.print(_metrics_table(rows, "Evaluation", result.scale, result.baseline))
-    if not result.per_class:
-        return
+    if result.per_class:
+        _class_tables(result.per_class, result.classes, result.confusion)
+
+
+def _class_tables(
+    per_class: list[dict[str, Any]], classes: Sequence[Any], confusion: list[list[int]]
+) -> None:
+    """The per-class scores and the confusion matrix, on stdout."""
+    from rich.table import Table
+
     table = Table(title="Per class", title_justify="left")
     for column in ("class", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="left" if column == "class" else "right")
-    for row in result.per_class:
+    for row in per_class:
         table.add_row(
-            str(row["class"]),
+            escape(str(row["class"])),
             _format(row["precision"]),
             _format(row["recall"]),
             _format(row["f1"]),
             str(row["support"]),
         )
     stdout.print(table)
+    if not confusion:
+        return
     matrix = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
     matrix.add_column("")
-    for name in result.classes:
-        matrix.add_column(str(name), justify="right")
-    for name, counts in zip(result.classes, result.confusion, strict=True):
-        matrix.add_row(str(name), *map(str, counts))
+    for name in classes:
+        matrix.add_column(escape(str(name)), justify="right")
+    for name, counts in zip(classes, confusion, strict=True):
+        matrix.add_row(escape(str(name)), *map(str, counts))
     stdout.print(matrix)
+
+
+def run_report(report: Any) -> None:
+    """``cnncli report``: the run, its config and data, layers, scores and files, on stdout.
+
+    Args:
+        report: a ``report.content.RunReport``.
+    """
+    from rich.table import Table
+
+    from cnncli.report.content import metric_rows, stopping_words
+
+    colour = "green" if report.complete else "yellow"
+    stdout.print(f"[bold]{escape(report.name)}[/bold]  {escape(str(report.path))}", highlight=False)
+    stdout.print(f"[{colour}]{escape(report.status)}[/{colour}]", highlight=False)
+    for title, pairs in (
+        ("Run", report.facts),
+        ("Config", report.config_lines),
+        ("Data", report.data_lines),
+    ):
+        if pairs:
+            table = Table(title=title, title_justify="left", show_header=False)
+            table.add_column(style="bold")
+            table.add_column()
+            for what, value in pairs:
+                table.add_row(escape(what), escape(value))
+            stdout.print(table)
+    if report.classes:
+        balance = Table(title="Class balance (training rows)", title_justify="left")
+        balance.add_column("class")
+        balance.add_column("rows", justify="right")
+        balance.add_column("share", justify="right")
+        total = sum(rows for _, rows in report.classes) or 1
+        for name, rows in report.classes:
+            balance.add_row(escape(name), f"{rows:,}", f"{rows / total:.1%}")
+        stdout.print(balance)
+    if report.layers:
+        layers_table(report.layers, report.input_shape, title="Layers")
+    rows = metric_rows(report.metrics)
+    if rows:
+        title = "Metrics" if report.complete else "Metrics (last completed epoch)"
+        metrics = report.metrics
+        stdout.print(_metrics_table(rows, title, metrics.get("scale"), metrics.get("baseline")))
+        if stopped := stopping_words(metrics):
+            stdout.print(stopped, highlight=False, markup=False)
+    if report.per_class:
+        _class_tables(
+            report.per_class, [row["class"] for row in report.per_class], report.confusion
+        )
+    if report.files:
+        files = Table(title=f"Files in {escape(str(report.path))}", title_justify="left")
+        for column, justify in (("file", "left"), ("holds", "left"), ("bytes", "right")):
+            files.add_column(column, justify=justify)  # type: ignore[arg-type]
+        for name, role, size in report.files:
+            files.add_row(escape(name), escape(role), f"{size:,}")
+        stdout.print(files)
+    for text in report.notes:
+        stdout.print(f"note: {escape(text)}", highlight=False)
 
 
 def error(text: str) -> None:

@@ -50,6 +50,25 @@ METRICS_FILENAME = "metrics.json"
 HISTORY_FILENAME = "history.csv"
 SPLIT_FILENAME = "split.json"
 MANIFEST_FILENAME = "manifest.json"
+#: What the run trained on and with: rows per part, features, class balance, missing cells
+#: handled, the layer table and the test rows' per-class scores (report/summary.py).
+SUMMARY_FILENAME = "summary.json"
+#: The plots ``train`` draws (``fit.plots``; report/plots.py): every run has the learning curves,
+#: a classifier the next three, a regressor the last two.
+LEARNING_CURVES_FILENAME = "learning_curves.png"
+CONFUSION_MATRIX_FILENAME = "confusion_matrix.png"
+ROC_FILENAME = "roc.png"
+PRECISION_RECALL_FILENAME = "precision_recall.png"
+PREDICTED_VS_ACTUAL_FILENAME = "predicted_vs_actual.png"
+RESIDUALS_FILENAME = "residuals.png"
+PLOT_FILENAMES = (
+    LEARNING_CURVES_FILENAME,
+    CONFUSION_MATRIX_FILENAME,
+    ROC_FILENAME,
+    PRECISION_RECALL_FILENAME,
+    PREDICTED_VS_ACTUAL_FILENAME,
+    RESIDUALS_FILENAME,
+)
 LATEST_LINK = "latest"
 STAGING_PREFIX = ".tmp-"
 #: Inside a staging folder only: per-epoch checkpoints of a run in progress (train/checkpoints/).

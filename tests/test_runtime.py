@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -216,3 +217,21 @@ def test_train_predict_and_export_write_nothing_into_home(tmp_path, tiny_csv, wr
     cnncli("predict", run, "--input", "3,30,5")
     cnncli("export", run, "--output", str(tmp_path / "model.onnx"))
     assert list(home.iterdir()) == []
+
+
+@pytest.mark.parametrize("cache", ["on", "off"])
+def test_matplotlibs_files_go_into_cnnclis_cache_or_a_temporary_folder(
+    monkeypatch, tmp_path, cache
+):
+    """Keras imports matplotlib, which wrote ~/.config/matplotlib and ~/.cache/matplotlib."""
+    monkeypatch.delenv("MPLCONFIGDIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CNNCLI_CACHE_DIR", str(tmp_path / "cache") if cache == "on" else "")
+    runtime.keep_matplotlib_out_of_home()
+    folder = Path(os.environ["MPLCONFIGDIR"])
+    assert folder.is_dir()
+    if cache == "on":
+        assert folder == tmp_path / "cache" / "matplotlib"
+    else:
+        assert folder.name.startswith("cnncli-matplotlib-") and tmp_path not in folder.parents
+    assert not (tmp_path / "home").exists()

@@ -165,6 +165,8 @@ class FitSpec(_Strict):
     verbose: bool = True
     #: TensorBoard logs (scalars per epoch) in the run's ``tensorboard/`` folder.
     tensorboard: bool = False
+    #: Draw the run's plots (learning curves, confusion matrix, ROC, ...) into the run folder.
+    plots: bool = True
     #: Loss weight per class: ``balanced`` (n / (classes × count), from the training rows) or
     #: ``{class: weight}`` (unlisted classes weigh 1); checked against the label's classes.
     class_weight: ClassWeights | None = None

@@ -38,11 +38,14 @@ PROBABILITY_PREFIX = "prob_"
 
 
 @contextlib.contextmanager
-def open_output(output: Path | IO[bytes], input_file: Path) -> Iterator[IO[bytes]]:
+def open_output(
+    output: Path | IO[bytes], input_file: Path, option: str = "--output"
+) -> Iterator[IO[bytes]]:
     """A stream as is, or a temporary file beside ``output`` renamed over it on success.
 
     An existing special file (a device, a FIFO) is written to directly: renaming over it would
     replace it with a regular file. A symbolic link is followed (``runs.output_target``).
+    ``option`` names the option the path came from (``--html``), for the hint.
 
     Raises:
         CnnCliError: ``output`` is the input file, a dangling link, or cannot be created.
@@ -62,28 +65,28 @@ def open_output(output: Path | IO[bytes], input_file: Path) -> Iterator[IO[bytes
         try:
             special = output.open("wb")
         except OSError as exc:
-            raise cannot_write(output, exc) from None
+            raise cannot_write(output, exc, option) from None
         try:
             with special:
                 yield special
                 special.flush()
         except OSError as exc:  # a full disk or device while writing: the user's to fix
-            raise cannot_write(output, exc) from None
+            raise cannot_write(output, exc, option) from None
         return
     atomic = open_atomic(output, buffering=1 << 20)
     try:
         stream = atomic.__enter__()
     except OSError as exc:
-        raise cannot_write(output, exc) from None
+        raise cannot_write(output, exc, option) from None
     try:
         with contextlib.ExitStack() as stack:  # entered above, so creation errors get a message
             stack.push(atomic)
             yield stream
     except OSError as exc:  # a full disk while writing or at fsync; open_atomic removed the rest
-        raise cannot_write(output, exc) from None
+        raise cannot_write(output, exc, option) from None
 
 
-def cannot_write(output: Path, exc: OSError) -> CnnCliError:
+def cannot_write(output: Path, exc: OSError, option: str = "--output") -> CnnCliError:
     """The one line for a write error at ``output`` (read-only folder, full disk, a device)."""
     # open_atomic's temporary file beside it: a folder such as /proc/self holds no new files
     temporary = (  # not a rename (filename2): the temporary file could not be created
@@ -91,7 +94,7 @@ def cannot_write(output: Path, exc: OSError) -> CnnCliError:
     )
     what = f"cannot create a file in {output.parent}" if temporary else "cannot write there"
     problem = f"{what}: {exc.strerror}"
-    return CnnCliError(problem, where=Location(file=str(output)), hint="choose another --output")
+    return CnnCliError(problem, where=Location(file=str(output)), hint=f"choose another {option}")
 
 
 class Writer:

@@ -2,7 +2,8 @@
 
 The loss is the one the run was compiled with (``compile.loss``, or the default for its label
 encoding), computed by Keras on the Keras path and by ``losses``' NumPy twins on the ONNX path.
-scikit-learn computes the per-class scores; it is imported here only, never by ``predict``.
+The per-class scores are NumPy's, as scikit-learn defines them (``zero_division=0``), so
+``train`` writes them into ``summary.json`` without importing scikit-learn (a second or more).
 """
 
 from __future__ import annotations
@@ -273,13 +274,16 @@ def classification_scores(
         outputs: the model's outputs.
         truth: each row's true class index.
     """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    classes = np.arange(len(pre.label.classes))
+    size = len(pre.label.classes)
     predicted, _ = decode(pre.label, outputs)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        truth, predicted, labels=classes, zero_division=0
-    )
+    truth = np.asarray(truth, dtype=np.int64)
+    confusion = np.bincount(truth * size + predicted, minlength=size * size).reshape(size, size)
+    hits, support, said = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
+    # scikit-learn's definitions with zero_division=0: a class never predicted (or never
+    # present) scores 0, and F1 is 2·tp / (2·tp + fp + fn)
+    precision = _share(hits, said)
+    recall = _share(hits, support)
+    f1 = _share(2 * hits, said + support)
     per_class = [
         {
             "class": name,
@@ -290,5 +294,9 @@ def classification_scores(
         }
         for index, name in enumerate(pre.label.classes)
     ]
-    confusion = confusion_matrix(truth, predicted, labels=classes)
     return label_scores(pre.label, outputs, truth), per_class, confusion.tolist()
+
+
+def _share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """``part / whole``, 0 where ``whole`` is 0."""
+    return np.divide(part, whole, out=np.zeros(len(part)), where=whole > 0)

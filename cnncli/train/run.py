@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from cnncli.config.models import Config
 from cnncli.data.chunks import StreamedData, wants_streaming
 from cnncli.data.csvfile import require_data_files
 from cnncli.data.split import TEST, TRAIN, VALIDATION
-from cnncli.model.build import build_model, make_callbacks
+from cnncli.model.build import build_model, describe_layers, make_callbacks
 from cnncli.model.targets import default_loss, default_metrics
 from cnncli.runs import (
     CONFIG_FILENAME,
@@ -31,6 +32,7 @@ from cnncli.runs import (
     ONNX_FILENAME,
     PREPROCESS_FILENAME,
     SPLIT_FILENAME,
+    SUMMARY_FILENAME,
     finish_run,
     save_keras_atomic,
     write_atomic,
@@ -247,13 +249,32 @@ def _fit_and_save(
         inputs["steps_per_epoch"] = steps_per_epoch
     history = keeper.fit(model, **inputs, epochs=config.fit.epochs, callbacks=callbacks, verbose=0)
     keeper.entering("evaluating on the test rows")
-    metrics = result_metrics(config, model, prepared, callbacks, keras)
+    metrics, tested = result_metrics(config, model, prepared, callbacks, keras)
     if not metrics["baseline"]["beaten"]:
         say(baseline_warning(prepared.preprocessor.label, "test"))
     histories = {name: [float(v) for v in values] for name, values in history.history.items()}
     keeper.entering("saving the run")
+    # drawn from the outputs scoring already computed: the model does not run again
+    files: dict[str, str | bytes] = {
+        SUMMARY_FILENAME: _summary_json(config, model, prepared, tested)
+    }
+    if config.fit.plots and len(tested.truth):
+        from cnncli.report.plots import run_plots
+
+        label = prepared.preprocessor.label
+        best = metrics.get("best_epoch")
+        files.update(run_plots(histories, label, tested.outputs, tested.truth, best))
     run_dir, onnx = save_run(
-        config, model, prepared, metrics, histories, seed, say, keeper, class_weight=weights
+        config,
+        model,
+        prepared,
+        metrics,
+        histories,
+        seed,
+        say,
+        keeper,
+        class_weight=weights,
+        report_files=files,
     )
     return TrainResult(run_dir=run_dir, metrics=metrics, history=histories, seed=seed, onnx=onnx)
 
@@ -264,8 +285,9 @@ def result_metrics(
     prepared: PreparedData | StreamedData,
     callbacks: list[Any],
     keras: Any,
-) -> dict[str, Any]:
-    """What ``metrics.json`` holds: test (and validation) scores, the baseline's, the epochs.
+) -> tuple[dict[str, Any], TestedRows]:
+    """What ``metrics.json`` holds: test (and validation) scores, the baseline's, the epochs;
+    and the test rows' outputs, which the plots and ``summary.json`` are drawn from.
 
     Keras' evaluation gives the loss and the configured metrics, on the scale the model learned;
     accuracy, or MAE, RMSE and R² in the label's units, come from the same functions ``evaluate``
@@ -279,6 +301,7 @@ def result_metrics(
     metrics: dict[str, Any] = {}
     baseline: dict[str, Any] = {"method": BASELINE_METHODS[label.is_classification]}
     baseline["predicts"] = predicts
+    tested = TestedRows(train_truth, rows={"train": len(train_truth)})
     for part, name in ((TEST, "test"), (VALIDATION, "validation")):
         outputs, truths = [], []  # a chunk at a time: a streaming run's inputs never pile up
         for x, y in part_arrays(prepared, part):
@@ -287,6 +310,9 @@ def result_metrics(
         if not outputs:
             continue
         truth = np.concatenate(truths)
+        tested.rows[name] = len(truth)
+        if part == TEST:
+            tested.outputs, tested.truth = np.concatenate(outputs), truth
         keras_scores = model.evaluate(
             **evaluate_inputs(config, prepared, part), verbose=0, return_dict=True
         )
@@ -300,7 +326,18 @@ def result_metrics(
     if not label.is_classification:
         metrics["scale"] = scaled_scores(label, metrics["test"])
     metrics.update(stopping_epochs(callbacks, keras))
-    return metrics
+    return metrics, tested
+
+
+@dataclass
+class TestedRows:
+    """What scoring saw: each training row's truth, the test rows' outputs and truth (class
+    indices, or values in label units), and the rows of each part."""
+
+    train_truth: np.ndarray
+    rows: dict[str, int]
+    outputs: np.ndarray = field(default_factory=lambda: np.empty(0))
+    truth: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
 def stopping_epochs(callbacks: list[Any], keras: Any) -> dict[str, int]:
@@ -349,11 +386,12 @@ def save_run(
     keeper: CheckpointKeeper,
     *,
     class_weight: dict[str, float] | None = None,
+    report_files: dict[str, str | bytes] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Write every artifact into the keeper's staging folder, then publish it atomically.
 
     The staging folder already holds the run's checkpoints; a failure keeps the last one so
-    the run can be resumed.
+    the run can be resumed. ``report_files`` (name → content) are ``summary.json`` and the plots.
     """
     from cnncli.serve.export import export_onnx_checked
 
@@ -367,6 +405,8 @@ def save_run(
         write_json(staged.staging / METRICS_FILENAME, metrics)
         write_json(staged.staging / SPLIT_FILENAME, prepared.split.to_json())
         write_atomic(staged.staging / HISTORY_FILENAME, history_csv(history))
+        for name, content in (report_files or {}).items():
+            write_atomic(staged.staging / name, content)
         save_keras_atomic(model, staged.staging / MODEL_FILENAME)
         onnx = export_onnx_checked(model, staged.staging / ONNX_FILENAME, prepared.check_rows())
         if not onnx["checked"]:
@@ -393,6 +433,22 @@ def save_run(
         if error is None:
             raise
         raise error from exc
+
+
+def _summary_json(config: Config, model: Any, prepared: Any, tested: TestedRows) -> str:
+    """``summary.json``: the data, the layer table and the test rows' per-class scores."""
+    from cnncli.report.summary import run_summary
+
+    summary = run_summary(
+        config,
+        prepared.preprocessor,
+        describe_layers(model),
+        tested.train_truth,
+        tested.rows,
+        list(prepared.notes),
+        (tested.outputs, tested.truth),
+    )
+    return json.dumps(summary, indent=2, allow_nan=False) + "\n"
 
 
 #: A label encoding in the config's words: a binary label (one 0/1 output, set by a binary loss

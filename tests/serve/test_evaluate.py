@@ -213,3 +213,29 @@ def test_evaluate_with_data_names_the_file_it_scored(runner, iris_run):
     assert "│ iris.csv " in other.stdout and "│ test " not in other.stdout
     assert "│ test " in own.stdout
     assert other.stderr.startswith(f"{DATA / 'iris.csv'} · 150 rows")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_per_class_scores_and_confusion_are_scikit_learns(seed):
+    """NumPy's per-class scores (train writes them without importing scikit-learn), with a
+    class that is never predicted and one never present, which score 0 as zero_division=0."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    from tests.conftest import fit_label
+
+    rng = np.random.default_rng(seed)
+    label = fit_label(np.array(["a", "b", "c", "d"]), "onehot", "y")
+    pre = Preprocessor(features=(), label=label, input_shape=(1,))
+    truth = rng.integers(0, 3, 60)  # class d is never present
+    outputs = rng.random((60, 4))
+    outputs[:, 2] = 0  # class c is never predicted
+    _, per_class, confusion = classification_scores(pre, outputs, truth)
+    predicted = outputs.argmax(axis=1)
+    expected = precision_recall_fscore_support(
+        truth, predicted, labels=np.arange(4), zero_division=0
+    )
+    for index, row in enumerate(per_class):
+        assert row["class"] == "abcd"[index]
+        got = (row["precision"], row["recall"], row["f1"], row["support"])
+        assert got == pytest.approx(tuple(float(values[index]) for values in expected))
+    assert confusion == confusion_matrix(truth, predicted, labels=np.arange(4)).tolist()

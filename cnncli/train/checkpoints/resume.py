@@ -20,6 +20,7 @@ from cnncli.train.checkpoints.store import Checkpoint, load_checkpoint, state_pa
 RESUMABLE_CHANGES = (
     "fit.epochs",
     "fit.verbose",
+    "fit.plots",
     "output.dir",
     "data.path",
     "data.test_path",
