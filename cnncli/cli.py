@@ -420,7 +420,8 @@ def evaluate(run: Path | None, data: Path | None, backend: str, as_json: bool) -
     help="Also write the report as one self-contained HTML file (plots and CSS inline).",
 )
 @click.option("--open", "open_html", is_flag=True, help="Open the --html file in a web browser.")
-def report(run: Path | None, html_file: Path | None, open_html: bool) -> None:
+@json_option
+def report(run: Path | None, html_file: Path | None, open_html: bool, as_json: bool) -> None:
     """Report on a RUN: config, data, layers, metrics, per-class scores, plots and files.
 
     RUN defaults to runs/latest. An interrupted run (the .tmp- folder named when it stopped) is
@@ -431,6 +432,7 @@ def report(run: Path | None, html_file: Path | None, open_html: bool) -> None:
     Example:
       cnncli report
       cnncli report runs/latest --html report.html --open
+      cnncli report --json
     """
     from cnncli.report.content import report_interrupted, report_run
     from cnncli.runs import MANIFEST_FILENAME, has_checkpoint, resolve_run_dir
@@ -445,7 +447,10 @@ def report(run: Path | None, html_file: Path | None, open_html: bool) -> None:
         result = report_interrupted(checkpoint.run, checkpoint.state)
     else:
         result = report_run(_open_run(run))
-    render.run_report(result)
+    if as_json:
+        render.print_json(result.as_json())
+    else:
+        render.run_report(result)
     if html_file is not None:
         from cnncli.report.html import write_html
 

@@ -103,6 +103,28 @@ class RunReport:
     config: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
+    def as_json(self) -> dict[str, Any]:
+        """The report as plain data for ``report --json``: plots by file name, not their bytes."""
+        return {
+            "run": str(self.path),
+            "name": self.name,
+            "complete": self.complete,
+            "status": self.status,
+            "facts": dict(self.facts),
+            "config_summary": dict(self.config_lines),
+            "data": dict(self.data_lines),
+            "class_balance": dict(self.classes),
+            "layers": self.layers,
+            "input_shape": list(self.input_shape),
+            "metrics": self.metrics,
+            "per_class": self.per_class,
+            "confusion_matrix": self.confusion,
+            "plots": sorted(self.plots),
+            "files": [{"file": f, "holds": what, "bytes": size} for f, what, size in self.files],
+            "config": self.config,
+            "notes": self.notes,
+        }
+
 
 def report_run(run: RunFolder) -> RunReport:
     """The report of a complete run (opened, and so checked, by ``runs.open_run``)."""

@@ -88,6 +88,18 @@ def test_the_terminal_report_shows_the_run_its_data_layers_scores_and_files(runn
     assert result.stderr == ""
 
 
+def test_report_json_is_one_object_with_the_runs_metrics_plots_and_files(runner, tiny_run):
+    result = report(runner, str(tiny_run), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    manifest = json.loads((tiny_run / MANIFEST_FILENAME).read_text())
+    assert data["complete"] is True and data["name"] == "t"
+    assert data["metrics"] == json.loads((tiny_run / "metrics.json").read_text())
+    assert set(data["plots"]) <= set(manifest["files"]) and "learning_curves.png" in data["plots"]
+    assert {row["file"] for row in data["files"]} == {*manifest["files"], MANIFEST_FILENAME}
+    assert result.stderr == ""
+
+
 @pytest.mark.slow
 def test_the_html_report_is_one_self_contained_file_with_the_plots_and_the_config(
     runner, tiny_run, tmp_path
