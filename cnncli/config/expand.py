@@ -385,7 +385,7 @@ class _Expander:
                 )
         last = len(outputs) - 1
         for index, name in enumerate(outputs):
-            if index != last and index not in used:
+            if index != last and index not in used and not self.problems:  # not after a typo
                 self.problem(
                     f"node '{name}' is not used: no node takes it and it is not the last",
                     f"model.graph[{index}]",
