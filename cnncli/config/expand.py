@@ -110,7 +110,9 @@ class _Expander:
     def problem(self, message: str, key: str, hint: str, *, on_key: bool = False) -> None:
         path = key_to_path(key) or ()
         where = self.config.source.locate(path, on_key=on_key)
-        self.problems.append(CnnCliError(message, where=where, hint=hint))
+        found = CnnCliError(message, where=where, hint=hint)
+        if all(found.one_line() != known.one_line() for known in self.problems):  # once per use
+            self.problems.append(found)
 
     # -- one entry → its layers ---------------------------------------------------------------
 
@@ -146,6 +148,13 @@ class _Expander:
                     sources[name] = source
         spec = entry.model_copy(update={"args": args})
         if use is None:
+            for name, value in args.items():
+                if isinstance(value, str) and _PARAM.fullmatch(value):
+                    self.problem(
+                        f"{value} is a block parameter, but this layer is not inside a block",
+                        f"{key}.{name}",
+                        "give the value itself, or define a block under model.blocks",
+                    )
             where = self.config.locate(key, label=entry.type)
             return spec, where, lambda name: self.config.locate(f"{key}.{name}", label=entry.type)
         line = self.config.locate(key).line

@@ -93,7 +93,7 @@ class BlockUse(_Strict):
     repeat: int = 1
     #: In a graph: the node's name and the names it takes its input from.
     name: str | None = Field(default=None, min_length=1)
-    inputs: list[str] | str | None = None
+    inputs: Any = None  # a name or a list of names, checked where the graph expands
     args: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
