@@ -32,18 +32,9 @@ def train(config: Path, output: Path, overrides: tuple[str, ...] = ()) -> dict:
     """One whole `cnncli train --json` process (timed), then `cnncli evaluate` on its run."""
     started = time.perf_counter()
     sets = [part for override in overrides for part in ("--set", override)]
+    arguments = ["train", str(config), *sets, "--output", str(output), "--json"]
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cnncli",
-            "train",
-            str(config),
-            *sets,
-            "--output",
-            str(output),
-            "--json",
-        ],
+        [sys.executable, "-m", "cnncli", *arguments],
         capture_output=True,
         text=True,
         check=True,
