@@ -28,6 +28,9 @@ INPUT = "input"
 MERGE_LAYERS = frozenset(
     {"Add", "Concatenate", "Multiply", "Average", "Subtract", "Maximum", "Minimum", "Dot"}
 )
+#: Layers a config may expand to: ``repeat`` inside ``repeat`` multiplies, and a billion layers
+#: would exhaust memory long before Keras said anything.
+MAX_LAYERS = 10_000
 #: Keys of a layer entry that are cnncli's, not the Keras layer's.
 _RESERVED = ("repeat", "inputs")
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -95,7 +98,6 @@ class _Use:
     """A block use being expanded: the top-level entry's key and the params' source keys."""
 
     top_key: str
-    label: str
     values: dict[str, Any]
     value_keys: dict[str, str]
     chain: tuple[str, ...]
@@ -134,6 +136,14 @@ class _Expander:
             once = self.block_layers(entry, key, use)
         else:
             once = [self.plain_layer(entry, key, use)]
+        if len(once) * repeat > MAX_LAYERS:
+            self.problem(
+                f"repeat: {repeat} makes {len(once) * repeat:,} layers,"
+                f" more than the {MAX_LAYERS:,} a model may have",
+                f"{key}.repeat",
+                "use a smaller repeat",
+            )
+            return []
         return once * repeat
 
     def plain_layer(
@@ -231,7 +241,7 @@ class _Expander:
                 f"add {', '.join(f'{param}: ...' for param in missing)} to this use",
             )
             return []
-        inner = _Use(use.top_key if use else key, name, values, value_keys, chain)
+        inner = _Use(use.top_key if use else key, values, value_keys, chain)
         layers = []
         for index, item in enumerate(block.layers):
             item_key = f"model.blocks.{name}.layers[{index}]"
@@ -299,6 +309,12 @@ class _Expander:
             outputs.append(nodes[-1].name)
             if given is not None:
                 nodes[first] = replace(nodes[first], inputs=given)
+        if len(nodes) > MAX_LAYERS:
+            self.problem(
+                f"the model expands to {len(nodes):,} layers, more than the {MAX_LAYERS:,} allowed",
+                f"model.{part}",
+                "use fewer or smaller repeats",
+            )
         if is_graph and not self.problems:
             self.check_edges(entries or (), nodes, outputs, names, wanted)
         return ModelPlan(tuple(nodes), is_graph)

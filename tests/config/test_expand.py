@@ -151,6 +151,10 @@ def graph_problems(tiny_csv: Any, write_config: Any, graph: list[Any]) -> list[s
             "model.graph[0].inputs: the graph has a cycle: loop → loop;",
         ),
         (
+            [{"type": "Dense", "units": 2, "repeat": 20_000}, HEAD],
+            "model.graph[0].repeat: repeat: 20000 makes 20,000 layers, more than the 10,000",
+        ),
+        (
             [{"type": "Dense", "units": "$units"}, HEAD],
             "model.graph[0].units: $units is a block parameter, but this layer is not inside",
         ),
