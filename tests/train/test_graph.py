@@ -19,7 +19,7 @@ from cnncli.serve.evaluate import evaluate_run, evaluation_data
 from cnncli.serve.predictor import Predictor, predict_columns
 from tests.conftest import base_config
 from tests.serve.test_predictor import imported_by
-from tests.train.conftest import assert_same_run, interrupt_then_resume, weights_of
+from tests.train.conftest import assert_same_run, interrupt_then_resume
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ def residual_run(tmp_path_factory: pytest.TempPathFactory, resume_csv: Path) -> 
     from cnncli.train.run import train_run
 
     folder = tmp_path_factory.mktemp("residual")
-    path = write(residual_config(resume_csv, epochs=4), folder / "residual.yaml")
+    path = write(residual_config(resume_csv, epochs=3), folder / "residual.yaml")
     return train_run(load_config(path), folder / "runs").run_dir
 
 
@@ -108,18 +108,18 @@ def test_predict_and_evaluate_agree_and_predict_needs_no_tensorflow(residual_run
     assert imported_by(["predict", str(residual_run), "--input", "3,30,5"]) == []
 
 
-def test_an_interrupted_graph_run_resumes_bit_identical(runner, monkeypatch, tmp_path, resume_csv):
-    from cnncli.train.run import train_run
+def test_an_interrupted_graph_run_resumes_bit_identical(
+    residual_run, runner, monkeypatch, tmp_path, resume_csv
+):
+    path = write(residual_config(resume_csv, epochs=3), tmp_path / "residual.yaml")
+    resumed = interrupt_then_resume(runner, monkeypatch, path, tmp_path / "resumed", epoch=1)
+    assert_same_run(residual_run, resumed)  # the uninterrupted run of the same config
 
-    path = write(residual_config(resume_csv, epochs=4), tmp_path / "residual.yaml")
-    clean = train_run(load_config(path), tmp_path / "clean").run_dir
-    resumed = interrupt_then_resume(runner, monkeypatch, path, tmp_path / "resumed", epoch=2)
-    assert_same_run(clean, resumed)
 
-
-def test_a_straight_graph_is_the_same_model_as_the_stack(tmp_path, resume_csv):
-    """Same layers, same names, same seed: the same initial and trained weights."""
-    from cnncli.train.run import train_run
+def test_a_straight_graph_is_the_same_model_as_the_stack(write_config, resume_csv):
+    """Same layers, same names, same seed: the same weights."""
+    from cnncli.model.build import build_model
+    from cnncli.runtime import seed_everything
 
     stack = base_config(resume_csv)
     stack["model"] = {
@@ -131,12 +131,22 @@ def test_a_straight_graph_is_the_same_model_as_the_stack(tmp_path, resume_csv):
             {"type": "Dense", "units": "auto", "activation": "softmax"},
         ],
     }
-    stack["fit"] = {"epochs": 2, "batch_size": 8, "verbose": False}
     graph = {**stack, "model": {"input_shape": [3, 1], "graph": stack["model"]["layers"]}}
-    first = train_run(load_config(write(stack, tmp_path / "stack.yaml")), tmp_path / "a").run_dir
-    second = train_run(load_config(write(graph, tmp_path / "graph.yaml")), tmp_path / "b").run_dir
-    assert len(weights_of(first)) >= 4  # conv kernel and bias, dense kernel and bias
-    assert_same_run(first, second)
+    models = []
+    for config in (stack, graph):
+        seed_everything(0)
+        models.append(build_model(load_config(write_config(config)), (3, 1), 3))
+    as_stack, as_graph = models
+    assert (type(as_stack).__name__, type(as_graph).__name__) == ("Sequential", "Functional")
+    assert [layer.name for layer in as_stack.layers] == [
+        layer.name for layer in as_graph.layers if type(layer).__name__ != "InputLayer"
+    ]
+    first, second = as_stack.get_weights(), as_graph.get_weights()
+    assert len(first) == len(second) == 4
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    seed_everything(1)
+    other = build_model(load_config(write_config(stack)), (3, 1), 3).get_weights()
+    assert not np.array_equal(other[0], first[0])  # the seed, not chance, made them equal
 
 
 def test_summary_shows_the_graph_with_each_layers_inputs(runner, tmp_path, resume_csv):
