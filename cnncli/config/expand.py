@@ -297,10 +297,10 @@ class _Expander:
                 last = nodes[-1]  # the entry's name is its output's: the name others use
                 spec = last.spec.model_copy(update={"args": {**last.spec.args, "name": node_name}})
                 nodes[-1] = replace(last, name=node_name, spec=spec)
-                if node_name == INPUT or node_name in names:
+                if (node_name == INPUT and is_graph) or node_name in names:
                     self.problem(
                         f"two nodes are named '{node_name}'"
-                        if node_name != INPUT
+                        if node_name in names
                         else f"'{INPUT}' names the model's input and cannot name a node",
                         f"{key}.name",
                         "give each node its own name",
@@ -309,6 +309,17 @@ class _Expander:
             outputs.append(nodes[-1].name)
             if given is not None:
                 nodes[first] = replace(nodes[first], inputs=given)
+        counts: dict[str, int] = {}
+        for node in nodes:
+            counts[node.name] = counts.get(node.name, 0) + 1
+        for name, count in counts.items():
+            if count > 1 and name in names and not self.problems:  # a given name, an automatic one
+                self.problem(
+                    f"the name '{name}' is also the one cnncli gives another layer"
+                    " (an unnamed layer is named <type>_<position>)",
+                    f"model.{part}[{names[name]}].name",
+                    "choose another name",
+                )
         if len(nodes) > MAX_LAYERS:
             self.problem(
                 f"the model expands to {len(nodes):,} layers, more than the {MAX_LAYERS:,} allowed",

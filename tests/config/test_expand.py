@@ -151,6 +151,10 @@ def graph_problems(tiny_csv: Any, write_config: Any, graph: list[Any]) -> list[s
             "model.graph[0].inputs: the graph has a cycle: loop → loop;",
         ),
         (
+            [{"type": "Dense", "units": 4}, {"name": "dense_0", "type": "Dense"}, HEAD],
+            "model.graph[1].name: the name 'dense_0' is also the one cnncli gives another layer",
+        ),
+        (
             [{"type": "Dense", "units": 2, "repeat": 20_000}, HEAD],
             "model.graph[0].repeat: repeat: 20000 makes 20,000 layers, more than the 10,000",
         ),
