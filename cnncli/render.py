@@ -267,19 +267,28 @@ def _metrics_table(
 def layers_table(rows: list[dict[str, Any]], input_shape: tuple[int, ...], title: str) -> None:
     from rich.table import Table
 
+    graph = any("inputs" in row for row in rows)  # a graph's rows name what each layer takes
     table = Table(title=title, title_justify="left")
     for column, justify in (
         ("#", "right"),
         ("layer", "left"),
         ("type", "left"),
+        *((("inputs", "left"),) if graph else ()),
         ("output shape", "left"),
         ("params", "right"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    table.add_row("", "input", "Input", "(batch, " + ", ".join(map(str, input_shape)) + ")", "0")
+    shape = "(batch, " + ", ".join(map(str, input_shape)) + ")"
+    table.add_row("", "input", "Input", *(("",) if graph else ()), shape, "0")
     for index, row in enumerate(rows):
+        inputs = (escape(", ".join(row.get("inputs", ()))),) if graph else ()
         table.add_row(
-            str(index), row["name"], row["type"], row["output_shape"], f"{row['params']:,}"
+            str(index),
+            escape(row["name"]),
+            row["type"],
+            *inputs,
+            row["output_shape"],
+            f"{row['params']:,}",
         )
     total = sum(row["params"] for row in rows)
     table.caption = f"total parameters: {total:,}"

@@ -15,7 +15,15 @@ project dependency::
     pip download --no-deps sktime==1.2.0 -d /tmp/wheels
     python data/make_datasets.py --ucr-wheel /tmp/wheels/sktime-1.2.0-py3-none-any.whl
 
-Without ``--ucr-wheel`` the committed UCR CSVs are left untouched.
+Without ``--ucr-wheel`` the committed UCR CSVs are left untouched. The second UCR set
+(``italypowerdemand_train.csv`` / ``italypowerdemand_test.csv``, for the FCN and ResNet
+examples) comes from the files ``aeon`` ships inside its package; install aeon in a separate
+virtual environment (it pins its own NumPy and scikit-learn) and run this script with it::
+
+    python -m venv /tmp/aeon && /tmp/aeon/bin/pip install aeon
+    /tmp/aeon/bin/python data/make_datasets.py --aeon ItalyPowerDemand
+
+Nothing is downloaded: aeon's bundled ``.ts`` files are read as text, aeon is not imported.
 
 All output is deterministic: running the script twice gives byte-identical
 files (fixed random seed, fixed column order, fixed float formatting and
@@ -171,6 +179,21 @@ def make_ucr(wheel: Path, name: str = "GunPoint") -> dict[str, pd.DataFrame]:
     return frames
 
 
+def make_aeon(name: str) -> dict[str, pd.DataFrame]:
+    """Read the official TRAIN/TEST split of a UCR set from the files aeon's package holds."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("aeon")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("aeon is not installed in this Python; see this script's docstring")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / name
+    frames = {}
+    for split in ("TRAIN", "TEST"):
+        text = (folder / f"{name}_{split}.ts").read_text(encoding="utf-8")
+        frames[f"{name.lower()}_{split.lower()}.csv"] = ts_frame(*parse_ts(text))
+    return frames
+
+
 # --- writing ----------------------------------------------------------------
 
 
@@ -182,9 +205,16 @@ def write_csv(frame: pd.DataFrame, path: Path, float_format: str | None = None) 
     )
 
 
-def build_all(out: Path, ucr_wheel: Path | None = None, ucr_name: str = "GunPoint") -> None:
-    """Write every data set into ``out``; the UCR set only when a wheel is given."""
+def build_all(
+    out: Path, ucr_wheel: Path | None = None, ucr_name: str = "GunPoint", aeon: str | None = None
+) -> None:
+    """Write every data set into ``out``; the UCR set only when a wheel is given; only the
+    aeon set when ``aeon`` names one."""
     out.mkdir(parents=True, exist_ok=True)
+    if aeon is not None:
+        for filename, frame in make_aeon(aeon).items():
+            write_csv(frame, out / filename)
+        return
     write_csv(make_seed(), out / "seed.csv", float_format="%.3f")
     write_csv(make_iris(), out / "iris.csv")
     write_csv(make_digits(), out / "digits.csv")
@@ -209,12 +239,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="GunPoint",
         help="UCR problem name inside the wheel (default: GunPoint)",
     )
+    parser.add_argument(
+        "--aeon",
+        metavar="NAME",
+        help="write only this UCR set, read from the installed aeon package (ItalyPowerDemand)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    build_all(args.out, args.ucr_wheel, args.ucr_name)
+    build_all(args.out, args.ucr_wheel, args.ucr_name, args.aeon)
 
 
 if __name__ == "__main__":

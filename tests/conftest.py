@@ -130,6 +130,10 @@ EXAMPLE_EPOCHS = {
     "digits_conv2d": 6,
     "diabetes": 20,
     "gunpoint_conv1d": 60,
+    "gunpoint_fcn": 1,  # 266k-507k parameters on 150 steps: one epoch shows that they train
+    "gunpoint_resnet": 1,
+    "italypower_fcn": 1,
+    "italypower_resnet": 1,
 }
 
 

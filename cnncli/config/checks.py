@@ -10,7 +10,8 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from cnncli.errors import CnnCliError
+from cnncli.config.expand import expand_model, plan_or_none
+from cnncli.errors import CnnCliError, ConfigErrors
 
 if TYPE_CHECKING:
     from cnncli.config.models import Config
@@ -109,14 +110,25 @@ def check_duplicate_features(config: Config) -> CnnCliError | None:
     return None
 
 
+def check_model_expands(config: Config) -> CnnCliError | None:
+    """Blocks, repeats and graph nodes expand into layers (``config.expand``)."""
+    try:
+        expand_model(config)
+    except ConfigErrors as exc:
+        return exc
+    return None
+
+
 def check_conv_strides_with_dilation(config: Config) -> CnnCliError | None:
     """Conv1D strides and dilation are not both set (Keras refuses the pair)."""
-    for index, layer in enumerate(config.model.layers):
+    plan = plan_or_none(config)
+    for node in plan.nodes if plan else ():
+        layer = node.spec
         strides, dilation = layer.args.get("strides", 1), layer.args.get("dilation_rate", 1)
         if layer.type in ("Conv1D", "SeparableConv1D") and _not_one(strides) and _not_one(dilation):
             return CnnCliError(
                 f"strides={strides} together with dilation_rate={dilation}",
-                where=config.locate(f"model.layers[{index}]", label=layer.type),
+                where=node.where,
                 hint="Keras allows strides or dilation_rate other than 1, not both; set one to 1",
             )
     return None
@@ -124,11 +136,13 @@ def check_conv_strides_with_dilation(config: Config) -> CnnCliError | None:
 
 def check_causal_padding(config: Config) -> CnnCliError | None:
     """``padding: causal`` exists only for 1-D convolutions."""
-    for index, layer in enumerate(config.model.layers):
+    plan = plan_or_none(config)
+    for node in plan.nodes if plan else ():
+        layer = node.spec
         if layer.args.get("padding") == "causal" and not layer.type.endswith("1D"):
             return CnnCliError(
                 f"padding 'causal' is only defined for 1-D convolutions, not {layer.type}",
-                where=config.locate(f"model.layers[{index}].padding", label=layer.type),
+                where=node.locate("padding"),
                 hint="use padding: same or valid",
             )
     return None
@@ -136,7 +150,14 @@ def check_causal_padding(config: Config) -> CnnCliError | None:
 
 def check_finite_arguments(config: Config) -> CnnCliError | None:
     """No Keras argument is NaN or infinite (``learning_rate: .nan`` trained into a NaN loss)."""
-    objects = [(f"model.layers[{i}]", layer) for i, layer in enumerate(config.model.layers)]
+    model = config.model
+    part = "layers" if model.layers is not None else "graph"
+    objects = [(f"model.{part}[{i}]", entry) for i, entry in enumerate(model.layers or model.graph)]
+    objects += [
+        (f"model.blocks.{name}.layers[{i}]", entry)
+        for name, block in model.blocks.items()
+        for i, entry in enumerate(block.layers)
+    ]
     objects += [("compile.optimizer", config.compile.optimizer)]
     objects += [("compile.loss", config.compile.loss)] if config.compile.loss else []
     objects += [(f"fit.callbacks[{i}]", c) for i, c in enumerate(config.fit.callbacks)]
@@ -236,6 +257,7 @@ CROSS_CHECKS = (
     check_dropped_not_feature,
     check_label_not_typed,
     check_label_preprocessing_fits_task,
+    check_model_expands,
     check_conv_strides_with_dilation,
     check_causal_padding,
     check_finite_arguments,

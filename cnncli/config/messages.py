@@ -156,7 +156,7 @@ def _yaml_path(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
         if part == "args" and path and isinstance(path[-1], int):
             continue  # NamedObject keeps extra keys under "args"; users write them inline
         if isinstance(part, str) and (
-            part.startswith("function-")
+            part.startswith(("function-", "entry-"))
             or part in ("str", "int", "bool", "dict", "literal['auto']")
         ):
             continue  # union branch labels

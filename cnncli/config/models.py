@@ -84,6 +84,49 @@ class LayerSpec(NamedObject):
     """One layer: the Keras class name in ``type``, every other key a keyword argument."""
 
 
+class BlockUse(_Strict):
+    """A use of a block in ``model.layers`` or ``model.graph``: ``{block: NAME, repeat: N, ...}``;
+    every other key fills one of the block's ``params``."""
+
+    block: str = Field(min_length=1)
+    #: How many times the block follows itself; checked (``repeat: 0``) where blocks expand.
+    repeat: int = 1
+    #: In a graph: the node's name and the names it takes its input from.
+    name: str | None = Field(default=None, min_length=1)
+    inputs: Any = None  # a name or a list of names, checked where the graph expands
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_yaml(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "args" not in value:
+            own = ("block", "repeat", "name", "inputs")
+            args = {key: item for key, item in value.items() if key not in own}
+            return {**{key: value[key] for key in own if key in value}, "args": args}
+        return value
+
+
+#: A ``model.layers`` or ``model.graph`` entry: a Keras layer, or a use of a block (``block:``).
+LayerEntry = Annotated[
+    Annotated[LayerSpec, Tag("entry-layer")] | Annotated[BlockUse, Tag("entry-block")],
+    Discriminator(
+        lambda value: (
+            "entry-block"
+            if isinstance(value, BlockUse) or (isinstance(value, dict) and "block" in value)
+            else "entry-layer"
+        )
+    ),
+]
+
+
+class BlockSpec(_Strict):
+    """A named sequence of layers defined once under ``model.blocks`` and used many times;
+    ``$param`` in an argument's value is filled by each use."""
+
+    params: list[str] = Field(default_factory=list)
+    layers: list[LayerEntry] = Field(min_length=1)
+
+
 class CallbackSpec(NamedObject):
     """One callback: the Keras class name in ``type``, every other key a keyword argument."""
 
@@ -122,7 +165,19 @@ class SplitSpec(_Strict):
 
 class ModelSpec(_Strict):
     input_shape: list[int] | None = Field(default=None, min_length=1)
-    layers: list[LayerSpec] = Field(min_length=1)
+    #: A stack (a ``Sequential``), or ``graph``: nodes with names and ``inputs`` (functional).
+    layers: list[LayerEntry] | None = Field(default=None, min_length=1)
+    graph: list[LayerEntry] | None = Field(default=None, min_length=1)
+    blocks: dict[str, BlockSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _layers_or_graph(self) -> ModelSpec:
+        if (self.layers is None) == (self.graph is None):
+            raise ValueError(
+                "give either model.layers (a stack) or model.graph (named nodes), not "
+                + ("both" if self.layers is not None else "neither")
+            )
+        return self
 
     @field_validator("input_shape")
     @classmethod
@@ -237,7 +292,24 @@ class Config(_Strict):
         def flatten(obj: dict[str, Any]) -> dict[str, Any] | str:
             return {"type": obj["type"], **obj["args"]} if obj["args"] else obj["type"]
 
-        data["model"]["layers"] = [flatten(layer) for layer in data["model"]["layers"]]
+        def flatten_entry(obj: dict[str, Any]) -> dict[str, Any] | str:
+            if "block" not in obj:
+                return flatten(obj)
+            own = {key: obj[key] for key in ("block", "repeat", "name", "inputs")}
+            own = {key: item for key, item in own.items() if item not in (None, 1)}
+            return own | obj["args"]
+
+        model = data["model"]
+        for part in ("layers", "graph"):
+            if model[part] is None:
+                del model[part]  # absent, as written: a stack's fingerprint stays what it was
+            else:
+                model[part] = [flatten_entry(entry) for entry in model[part]]
+        if model["blocks"]:
+            for block in model["blocks"].values():
+                block["layers"] = [flatten_entry(entry) for entry in block["layers"]]
+        else:
+            del model["blocks"]
         compile_ = data["compile"]
         compile_["optimizer"] = flatten(compile_["optimizer"])
         if compile_["loss"] is not None:
@@ -294,6 +366,11 @@ def load_config(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -
     config = _validate(raw, source)
     config = _resolve_paths(config, path.parent)
     problems = [problem for check in CROSS_CHECKS if (problem := check(config)) is not None]
+    problems = [  # a check that finds several problems reports each on its own line
+        single
+        for problem in problems
+        for single in (problem.problems if isinstance(problem, ConfigErrors) else [problem])
+    ]
     if problems:
         raise ConfigErrors(problems)
     return config

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import inspect
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cnncli.config.expand import INPUT, Node, expand_model, snake_name
 from cnncli.config.models import Config, LayerSpec, NamedObject
 from cnncli.errors import CnnCliError, Location, did_you_mean
 from cnncli.model.arguments import check_arguments, keras_message, shape_text
@@ -34,13 +36,14 @@ from cnncli.model.targets import default_metrics
 from cnncli.runtime import import_keras
 
 
-def resolve_units(config: Config, n_outputs: int) -> list[LayerSpec]:
-    """Replace ``units: auto`` with the number of outputs the task needs."""
+def resolve_units(config: Config, n_outputs: int) -> list[Node]:
+    """The expanded model's layers, ``units: auto`` replaced by the outputs the task needs."""
     resolved = []
-    for layer in config.model.layers:
-        if layer.args.get("units") == "auto":
-            layer = layer.model_copy(update={"args": {**layer.args, "units": n_outputs}})
-        resolved.append(layer)
+    for node in expand_model(config).nodes:
+        if node.spec.args.get("units") == "auto":
+            spec = node.spec.model_copy(update={"args": {**node.spec.args, "units": n_outputs}})
+            node = replace(node, spec=spec)
+        resolved.append(node)
     return resolved
 
 
@@ -54,32 +57,28 @@ def build_model(
     default_metrics: tuple[str, ...] = ("accuracy",),
     steps_per_execution: int = 1,
 ) -> Any:
-    """Build (and compile) the config's stack for the given input shape.
+    """Build (and compile) the config's model for the given input shape: a ``Sequential`` for
+    ``model.layers``, a functional ``Model`` for ``model.graph``.
 
     Raises:
         CnnCliError: an unknown name, a bad argument or a layer that does not fit its input,
             located at the layer's line in the config.
     """
     keras = import_keras()
-    model = keras.Sequential(name=config.name.replace("-", "_").replace(".", "_"))
-    model.add(keras.Input(shape=input_shape))
-    shape: tuple[Any, ...] = (None, *input_shape)
-    for index, spec in enumerate(resolve_units(config, n_outputs)):
-        key = f"model.layers[{index}]"
-        if "name" not in spec.args:  # stable names: the same config gives the same weight names
-            spec = spec.model_copy(
-                update={"args": {**spec.args, "name": f"{_snake(spec.type)}_{index}"}}
-            )
-        layer = make_layer(spec, config.locate(key, label=spec.type), keras)
-        try:
-            model.add(layer)
-        except (ValueError, TypeError) as exc:
-            raise CnnCliError(
-                f"does not fit its input of shape {shape_text(shape)}: {keras_message(exc)}",
-                where=config.locate(key, label=spec.type),
-                hint="check this layer's arguments against the shape printed by `cnncli summary`",
-            ) from exc
-        shape = tuple(model.output_shape)
+    name = config.name.replace("-", "_").replace(".", "_")
+    nodes = resolve_units(config, n_outputs)
+    if expand_model(config).is_graph:
+        model = _functional(keras, nodes, input_shape, name)
+    else:
+        model = keras.Sequential(name=name)
+        model.add(keras.Input(shape=input_shape))
+        for node in nodes:
+            shape = tuple(model.output_shape) if model.layers else (None, *input_shape)
+            layer = make_layer(node.spec, node.where, keras)
+            try:
+                model.add(layer)
+            except (ValueError, TypeError) as exc:
+                raise _misfit(exc, shape, node) from exc
     if compile_model:
         model.compile(
             optimizer=make_optimizer(config, keras),
@@ -90,8 +89,29 @@ def build_model(
     return model
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+def _functional(keras: Any, nodes: list[Node], input_shape: tuple[int, ...], name: str) -> Any:
+    """The graph's layers called on each other's outputs (Keras' functional API)."""
+    inputs = keras.Input(shape=input_shape, name=INPUT)
+    tensors = {INPUT: inputs}
+    for node in nodes:
+        layer = make_layer(node.spec, node.where, keras)
+        taken = [tensors[source] for source in node.inputs]
+        try:
+            tensors[node.name] = layer(taken if len(taken) > 1 else taken[0])
+        except (ValueError, TypeError) as exc:
+            raise _misfit(exc, tuple(taken[0].shape), node) from exc
+    return keras.Model(inputs=inputs, outputs=tensors[nodes[-1].name], name=name)
+
+
+def _misfit(exc: Exception, shape: tuple[Any, ...], node: Node) -> CnnCliError:
+    return CnnCliError(
+        f"does not fit its input of shape {shape_text(shape)}: {keras_message(exc)}",
+        where=node.where,
+        hint="check this layer's arguments against the shape printed by `cnncli summary`",
+    )
+
+
+_snake = snake_name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,16 +315,25 @@ def tensorboard_callback(config: Config, keras: Any, run_dir: Path | None) -> An
     return cls(log_dir=log_dir, write_graph=False, update_freq="epoch", profile_batch=0)
 
 
-def describe_layers(model: Any) -> list[dict[str, Any]]:
-    """Rows for the summary table: name, type, output shape, parameter count."""
+def describe_layers(model: Any, order: list[str] | None = None) -> list[dict[str, Any]]:
+    """Rows for the summary table: name, type, output shape, parameter count; a graph's rows
+    also name each layer's inputs, in ``order`` (the config's) where given."""
+    graph = type(model).__name__ != "Sequential"
+    layers = model.layers
+    if order is not None:
+        layers = [model.get_layer(name) for name in order]
     rows = []
-    for layer in model.layers:
-        rows.append(
-            {
-                "name": layer.name,
-                "type": type(layer).__name__,
-                "output_shape": shape_text(tuple(layer.output.shape)),
-                "params": int(layer.count_params()),
-            }
-        )
+    for layer in layers:
+        if type(layer).__name__ == "InputLayer":
+            continue  # the table's first row stands for it
+        row = {
+            "name": layer.name,
+            "type": type(layer).__name__,
+            "output_shape": shape_text(tuple(layer.output.shape)),
+            "params": int(layer.count_params()),
+        }
+        if graph:
+            taken = layer._inbound_nodes[0].input_tensors
+            row["inputs"] = [tensor._keras_history.operation.name for tensor in taken]
+        rows.append(row)
     return rows

@@ -56,13 +56,20 @@ class MemoryEstimate:
         return max(range(len(counts)), key=counts.__getitem__)
 
 
-def estimate_memory(keras: Any, layers: list[Any], input_shape: tuple[Any, ...]) -> MemoryEstimate:
+def estimate_memory(
+    keras: Any,
+    layers: list[Any],
+    input_shape: tuple[Any, ...],
+    inputs: list[list[tuple[Any, ...]]] | None = None,
+) -> MemoryEstimate:
     """Count each layer's parameters by a build that allocates nothing.
 
     Args:
         keras: the imported Keras module.
         layers: unbuilt layers, in order (copies are built; these stay unbuilt).
         input_shape: the model's input shape without the batch dimension.
+        inputs: a graph's input shapes per layer (one per input of a merge), from
+            ``train.check.propagate_shapes``; a stack's follow from ``input_shape``.
 
     A layer whose build needs real weights (none of Keras' large ones do) counts as 0.
     """
@@ -70,9 +77,11 @@ def estimate_memory(keras: Any, layers: list[Any], input_shape: tuple[Any, ...])
     frozen: list[int] = []
     activations = 0
     shape: tuple[Any, ...] = (None, *input_shape)
-    for layer in layers:
+    for index, layer in enumerate(layers):
         counted = {True: 0, False: 0}
         copy = type(layer).from_config(layer.get_config())
+        if inputs is not None:
+            shape = inputs[index][0] if len(inputs[index]) == 1 else inputs[index]
         try:
             with _weights_recorded(keras, counted):
                 copy.build(shape)

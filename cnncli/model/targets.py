@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cnncli.config.expand import plan_or_none
 from cnncli.errors import CnnCliError
 
 if TYPE_CHECKING:  # predict imports this module and must not pay for pydantic
@@ -104,7 +105,8 @@ def default_input_shape(config: Config, input_width: int) -> tuple[int, ...]:
     """``model.input_shape``, else ``[n]`` for Dense stacks and ``[n, 1]`` before a 1-D layer."""
     if config.model.input_shape:
         return tuple(config.model.input_shape)
-    first = config.model.layers[0].type
+    plan = plan_or_none(config)
+    first = plan.nodes[0].spec.type if plan else ""
     if any(first.endswith(suffix) or first == suffix for suffix in _ONE_D_FIRST_LAYERS):
         return (input_width, 1)
     return (input_width,)

@@ -1,4 +1,5 @@
-"""Write a Keras ``Sequential`` of common layers as an ONNX graph, straight from its weights.
+"""Write a Keras ``Sequential`` or functional graph of common layers as an ONNX graph, straight
+from its weights.
 
 Keras' own ONNX exporter goes through tf2onnx (TensorFlow, seconds to import) or jax2onnx (a
 large dependency tree), whichever backend trained the model. The stacks cnncli trains are made
@@ -36,12 +37,25 @@ _IDENTITY_LAYERS = {
 }
 
 
+#: Keras merge layers and the ONNX operator that joins their inputs.
+_MERGE_OPS = {
+    "Add": "Add",
+    "Multiply": "Mul",
+    "Subtract": "Sub",
+    "Average": "Mean",
+    "Maximum": "Max",
+    "Minimum": "Min",
+    "Concatenate": "Concat",
+}
+
+
 class Unsupported(Exception):
     """A layer or argument without a direct ONNX translation here."""
 
 
 def sequential_onnx(model: Any) -> Any | None:
-    """The ONNX ``ModelProto`` of a built Keras Sequential, or None if a layer is unsupported."""
+    """The ONNX ``ModelProto`` of a built Keras Sequential or single-input functional model,
+    or None if a layer is unsupported."""
     try:
         return _Graph(model).build()
     except Unsupported:
@@ -82,8 +96,8 @@ class _Graph:
         from onnx import TensorProto, helper
 
         model = self.model
-        if type(model).__name__ != "Sequential" or len(model.inputs) != 1:
-            raise Unsupported("not a single-input Sequential")
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise Unsupported("not one input and one output")
         if any(
             getattr(layer, "dtype_policy", None) is not None
             and layer.dtype_policy.name != "float32"
@@ -91,9 +105,12 @@ class _Graph:
         ):
             raise Unsupported("not float32")
         input_shape = list(model.inputs[0].shape)
-        tensor = INPUT_NAME
-        for layer in model.layers:
-            tensor = self.layer(layer, tensor)
+        if type(model).__name__ == "Sequential":
+            tensor = INPUT_NAME
+            for layer in model.layers:
+                tensor = self.layer(layer, tensor)
+        else:
+            tensor = self.functional(model)
         output_shape = list(model.outputs[0].shape)
         self.nodes.append(helper.make_node("Identity", [tensor], [OUTPUT_NAME]))
 
@@ -114,7 +131,44 @@ class _Graph:
         proto.ir_version = 8  # readable by every ONNX Runtime since 1.10
         return proto
 
+    def functional(self, model: Any) -> str:
+        """A functional model's layers in order, each on the ONNX names of its inputs."""
+        names: dict[int, str] = {id(model.inputs[0]): INPUT_NAME}
+        for layer in model.layers:
+            if type(layer).__name__ == "InputLayer":
+                continue
+            if len(layer._inbound_nodes) != 1:
+                raise Unsupported("a layer called more than once")
+            node = layer._inbound_nodes[0]
+            inputs = [names.get(id(tensor)) for tensor in node.input_tensors]
+            if None in inputs or len(node.output_tensors) != 1:
+                raise Unsupported("an input from outside the model, or several outputs")
+            if type(layer).__name__ in _MERGE_OPS:
+                output = self.merge(layer, inputs)
+            elif len(inputs) == 1:
+                output = self.layer(layer, inputs[0])
+            else:
+                raise Unsupported("several inputs")
+            names[id(node.output_tensors[0])] = output
+        if id(model.outputs[0]) not in names:
+            raise Unsupported("the output is not a layer's")
+        return names[id(model.outputs[0])]
+
     # -- layers -----------------------------------------------------------------------------
+
+    def merge(self, layer: Any, inputs: list[str]) -> str:
+        kind = type(layer).__name__
+        if kind == "Concatenate":
+            return self.op("Concat", inputs, axis=int(layer.axis))
+        op_type = _MERGE_OPS[kind]
+        if op_type in ("Add", "Mul", "Sub"):  # binary in ONNX: folded left, as Keras does
+            if kind == "Subtract" and len(inputs) != 2:
+                raise Unsupported("Subtract of more than two")
+            output = inputs[0]
+            for other in inputs[1:]:
+                output = self.op(op_type, [output, other])
+            return output
+        return self.op(op_type, inputs)
 
     def layer(self, layer: Any, x: str) -> str:
         kind = type(layer).__name__

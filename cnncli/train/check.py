@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from cnncli.config.expand import INPUT, MERGE_LAYERS, Node, expand_model, plan_or_none
 from cnncli.config.models import Config, LayerSpec
 from cnncli.data.columns import (
     ColumnReport,
@@ -153,11 +154,10 @@ def _check_model(
     """Collect the model's problems; the input shape once the shapes fit, else None."""
     keras = import_keras()
     n_outputs = facts.n_outputs if facts else 1
-    specs = resolve_units(config, n_outputs)
-    layers = [
-        _collect(problems, make_layer, spec, _layer_where(config, index, spec), keras)
-        for index, spec in enumerate(specs)
-    ]
+    nodes = _collect(problems, resolve_units, config, n_outputs)
+    if nodes is None:
+        return None
+    layers = [_collect(problems, make_layer, node.spec, node.where, keras) for node in nodes]
     _collect(problems, make_optimizer, config, keras)
     _collect(problems, make_metrics, config, keras, ())
     _collect(problems, make_callbacks, config, keras)
@@ -169,9 +169,10 @@ def _check_model(
     problems += class_weight_problems(config, facts)
     if any(layer is None for layer in layers):
         return None
-    input_shape = _collect(problems, _propagate_shapes, config, facts, specs, layers)
-    fits = input_shape is not None and _collect(
-        problems, check_memory, config, specs, layers, input_shape
+    shapes = _collect(problems, propagate_shapes, config, facts, nodes, layers)
+    input_shape = model_input_shape(config, facts.input_width) if shapes else None
+    fits = shapes is not None and _collect(
+        problems, check_memory, config, nodes, layers, input_shape, shapes
     )
     if not fits:
         return None  # a model too large to train is never built, not even for the summary
@@ -188,32 +189,44 @@ def _collect(problems: list[CnnCliError], function: Any, *args: Any) -> Any:
     return None
 
 
-def _layer_where(config: Config, index: int, spec: LayerSpec) -> Any:
-    return config.locate(f"model.layers[{index}]", label=spec.type)
-
-
 # ---------------------------------------------------------------------------------------------
 # Shapes
 
 
-def _propagate_shapes(
-    config: Config, facts: DataFacts, specs: list[LayerSpec], layers: list[Any]
-) -> tuple[int, ...]:
-    """Each layer's output shape in turn; the model's input shape when every layer fits."""
+def propagate_shapes(
+    config: Config, facts: DataFacts, nodes: list[Node], layers: list[Any]
+) -> list[list[tuple[Any, ...]]]:
+    """Each layer's output shape in turn, through every path of a graph.
+
+    Returns:
+        Each layer's input shapes (one, or one per input of a merge), when every layer fits.
+
+    Raises:
+        CnnCliError: at the first layer that does not fit, with the shapes on the way to it.
+    """
     input_shape = model_input_shape(config, facts.input_width)
-    trail = [f"input {shape_text((None, *input_shape))}"]
-    shape: tuple[Any, ...] = (None, *input_shape)
-    for index, (spec, layer) in enumerate(zip(specs, layers, strict=True)):
-        where = _layer_where(config, index, spec)
-        previous = specs[index - 1] if index else None
-        problem = expected_rank_problem(spec, shape, previous) or window_problem(
-            spec, shape, previous
-        )
+    shapes: dict[str, tuple[Any, ...]] = {INPUT: (None, *input_shape)}
+    trails = {INPUT: [f"input {shape_text(shapes[INPUT])}"]}
+    specs = {node.name: node.spec for node in nodes}
+    taken: list[list[tuple[Any, ...]]] = []
+    for node, layer in zip(nodes, layers, strict=True):
+        spec = node.spec
+        given = [shapes[source] for source in node.inputs]
+        trail = trails[node.inputs[0]]
+        if len(given) > 1 or spec.type in MERGE_LAYERS:
+            problem = merge_problem(node, given)
+            shape = given[0]
+        else:
+            shape = given[0]
+            previous = specs.get(node.inputs[0])
+            problem = expected_rank_problem(spec, shape, previous) or window_problem(
+                spec, shape, previous
+            )
         if problem is None:
             try:
-                shape = tuple(layer.compute_output_shape(shape))
+                shape = tuple(layer.compute_output_shape(given if len(given) > 1 else shape))
             except Exception as exc:  # noqa: BLE001 - Keras raises several types here
-                problem = rank_problem_from_keras_error(spec, shape, exc, previous)
+                problem = rank_problem_from_keras_error(spec, shape, exc, specs.get(node.inputs[0]))
             else:
                 if any(dim is not None and dim <= 0 for dim in shape[1:]):
                     problem = (
@@ -222,13 +235,60 @@ def _propagate_shapes(
                     )
         if problem is not None:
             message, hint = problem
-            raise CnnCliError(f"{message} (shapes: {' → '.join(trail)})", where=where, hint=hint)
-        trail.append(f"{spec.type} {shape_text(shape)}")
-    return input_shape
+            raise CnnCliError(
+                f"{message} (shapes: {' → '.join(trail)})", where=node.where, hint=hint
+            )
+        taken.append(given)
+        shapes[node.name] = shape
+        trails[node.name] = [*trail, f"{spec.type} {shape_text(shape)}"]
+    return taken
+
+
+def merge_problem(node: Node, shapes: list[tuple[Any, ...]]) -> tuple[str, str] | None:
+    """Shapes a merge layer cannot join, named with where each comes from and the fix."""
+    kind = node.spec.type
+    named = [
+        f"{shape_text(shape)} from '{source}'"
+        for shape, source in zip(shapes, node.inputs, strict=True)
+    ]
+    ranks = {len(shape) for shape in shapes}
+    if kind == "Concatenate":
+        axis = node.spec.args.get("axis", -1)
+        if len(ranks) == 1 and isinstance(axis, int) and -len(shapes[0]) < axis < len(shapes[0]):
+            rest = {tuple(d for i, d in enumerate(s) if i != axis % len(s)) for s in shapes}
+            if len(rest) == 1:
+                return None
+        return (
+            f"Concatenate needs equal shapes except on axis {axis}: {' and '.join(named)}",
+            "make the steps match (padding: same on the convolutions and pooling of each path),"
+            " or put a Flatten or global pooling on each path first",
+        )
+    if kind not in MERGE_LAYERS or len(set(shapes)) == 1:
+        return None
+    message = f"{kind} needs equal shapes: {' and '.join(named)}"
+    first = shapes[0]
+    if len(ranks) == 1 and all(shape[:-1] == first[:-1] for shape in shapes):
+        widest = max(shape[-1] or 0 for shape in shapes)
+        narrow = next(
+            source for shape, source in zip(shapes, node.inputs, strict=True) if shape[-1] != widest
+        )
+        layer = (
+            f"a Dense with units: {widest}"
+            if len(first) == 2
+            else f"a Conv{len(first) - 2}D with filters: {widest}, kernel_size: 1"
+        )
+        return message, f"put {layer} on the path from '{narrow}'"
+    return message, (
+        "make every path keep the same steps (padding: same) and channels, or use Concatenate"
+    )
 
 
 def check_memory(
-    config: Config, specs: list[LayerSpec], layers: list[Any], input_shape: tuple[int, ...]
+    config: Config,
+    nodes: list[Node],
+    layers: list[Any],
+    input_shape: tuple[int, ...],
+    inputs: list[list[tuple[Any, ...]]] | None = None,
 ) -> MemoryEstimate:
     """Training must fit in the memory available now (``model.size`` says what it counts).
 
@@ -238,7 +298,7 @@ def check_memory(
     Raises:
         CnnCliError: at the layer with the most parameters, with the count and the bytes.
     """
-    estimate = estimate_memory(import_keras(), layers, input_shape)
+    estimate = estimate_memory(import_keras(), layers, input_shape, inputs)
     needed = estimate.training_bytes(config.fit.batch_size)
     available = available_memory()
     if available is None or needed <= available:
@@ -260,7 +320,7 @@ def check_memory(
         f"the model has {estimate.parameters:,} parameters ({largest:,} in this layer); training"
         f" needs about {human_bytes(needed)} of memory (weights, gradients, optimizer state,"
         f" one batch's activations) but {human_bytes(available)} is available",
-        where=_layer_where(config, index, specs[index]),
+        where=nodes[index].where,
         hint="make this layer smaller (fewer units or filters, or pooling before it)",
     )
 
@@ -273,7 +333,8 @@ def _describe_model(config: Config, facts: DataFacts, input_shape: tuple[int, ..
         description += f" → {len(facts.classes)} classes ({facts.label_kind} labels)"
     else:
         description += " → 1 value (regression)"
-    return ConfigReport(input_shape, describe_layers(model), description, facts.columns)
+    order = [node.name for node in expand_model(config).nodes]
+    return ConfigReport(input_shape, describe_layers(model, order), description, facts.columns)
 
 
 def window_problem(
@@ -435,8 +496,11 @@ def class_weight_problems(config: Config, facts: DataFacts) -> list[CnnCliError]
 def head_and_loss_problems(config: Config, facts: DataFacts) -> list[CnnCliError]:
     """The last layer and the loss must fit the task and the label encoding."""
     problems: list[CnnCliError] = []
-    last_index = len(config.model.layers) - 1
-    last = config.model.layers[-1]
+    plan = plan_or_none(config)
+    if plan is None:
+        return problems  # load_config reports the model's expansion problems
+    node = plan.last
+    last = node.spec
     units = last.args.get("units")
     activation = last.args.get("activation")
     loss = configured_loss(config)
@@ -446,9 +510,10 @@ def head_and_loss_problems(config: Config, facts: DataFacts) -> list[CnnCliError
         """One problem at the last layer (or one of its arguments), or at compile.loss."""
         if argument == "loss":
             where = config.locate("compile.loss")
+        elif argument:
+            where = node.locate(argument)
         else:
-            key = f"model.layers[{last_index}]" + (f".{argument}" if argument else "")
-            where = config.locate(key, label=last.type)
+            where = node.where
         problems.append(CnnCliError(message, where=where, hint=hint))
 
     if facts.task == "classification":

@@ -220,7 +220,7 @@ def test_metrics_aliases_and_classes(write_config, tiny_csv, keras):
 
 def test_build_model_names_layers_stably_and_resolves_auto_units(write_config, tiny_csv, keras):
     config = load_config(write_config(base_config(tiny_csv)))
-    assert build.resolve_units(config, 3)[1].args["units"] == 3
+    assert build.resolve_units(config, 3)[1].spec.args["units"] == 3
     model = build.build_model(config, (3,), 3)
     rows = build.describe_layers(model)
     assert [row["name"] for row in rows] == ["dense_0", "dense_1"]

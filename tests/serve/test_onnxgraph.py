@@ -104,3 +104,44 @@ def test_unsupported_layers_fall_back():
     keras = import_keras()
     model = keras.Sequential([keras.Input((5, 2)), keras.layers.LSTM(3), keras.layers.Dense(2)])
     assert sequential_onnx(model) is None
+
+
+def test_a_functional_graph_with_every_merge_matches_keras(tmp_path: Path):
+    """Shortcuts and every merge the writer claims, one input feeding several layers."""
+    import onnx
+
+    from cnncli.runtime import import_keras
+    from cnncli.serve.onnxgraph import sequential_onnx
+    from cnncli.serve.onnxrun import OnnxModel
+
+    keras = import_keras()
+    L = keras.layers
+    inputs = keras.Input((12, 2))
+    a = L.Conv1D(4, 3, padding="same", activation="relu")(inputs)
+    b = L.BatchNormalization()(L.Conv1D(4, 5, padding="same")(a))
+    joined = L.Add()([a, b, a])
+    mixed = [L.Multiply()([joined, b]), L.Average()([joined, a]), L.Subtract()([joined, b])]
+    extremes = L.Maximum()([L.Minimum()([mixed[0], mixed[1]]), mixed[2]])
+    both = L.Concatenate()([extremes, inputs])
+    model = keras.Model(inputs, L.Dense(3, activation="softmax")(L.GlobalAveragePooling1D()(both)))
+    proto = sequential_onnx(model)
+    assert proto is not None
+    onnx.checker.check_model(proto)
+    assert {"Add", "Mul", "Mean", "Sub", "Max", "Min", "Concat"} <= {
+        node.op_type for node in proto.graph.node
+    }
+    onnx.save(proto, str(tmp_path / "model.onnx"))
+    x = np.random.default_rng(0).normal(size=(16, 12, 2)).astype("float32")
+    expected = np.asarray(model.predict(x, verbose=0))
+    np.testing.assert_allclose(OnnxModel(tmp_path / "model.onnx").predict(x), expected, atol=1e-5)
+
+
+def test_a_layer_used_twice_falls_back():
+    from cnncli.runtime import import_keras
+    from cnncli.serve.onnxgraph import sequential_onnx
+
+    keras = import_keras()
+    inputs = keras.Input((4,))
+    shared = keras.layers.Dense(4)
+    model = keras.Model(inputs, keras.layers.Add()([shared(inputs), shared(shared(inputs))]))
+    assert sequential_onnx(model) is None

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from cnncli.cli import cli
+from cnncli.config.expand import expand_model
 from cnncli.config.models import load_config
 from cnncli.data.table import load_dataset
 from cnncli.errors import CnnCliError, ConfigErrors
@@ -293,6 +294,10 @@ EXAMPLE_PARAMS = {
     "digits_conv2d": 35_914,
     "gunpoint_conv1d": 5_474,
     "iris": 403,
+    "gunpoint_fcn": 265_986,
+    "gunpoint_resnet": 506_818,
+    "italypower_fcn": 265_986,
+    "italypower_resnet": 506_818,
     "seed": 4_611,
     "seed_deep": 29_379,
 }
@@ -302,7 +307,8 @@ EXAMPLE_PARAMS = {
 def test_every_example_validates(config):
     loaded = load_config(config)
     report = summarize_config(loaded)
-    assert [row["type"] for row in report.layers] == [layer.type for layer in loaded.model.layers]
+    expanded = [node.spec.type for node in expand_model(loaded).nodes]
+    assert [row["type"] for row in report.layers] == expanded
     assert sum(row["params"] for row in report.layers) == EXAMPLE_PARAMS[config.stem]
 
 
