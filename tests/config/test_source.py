@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 
@@ -151,14 +150,13 @@ def test_merge_keys_are_refused():
 # --- limits: a config is data, never code --------------------------------------------------------
 
 
-def test_billion_laughs_is_refused_within_a_second(write_config, tiny_csv):
+def test_billion_laughs_is_refused_before_it_is_expanded(write_config, tiny_csv):
     lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     lines += [f"a{i}: &a{i} [{','.join(['*a' + str(i - 1)] * 9)}]" for i in range(1, 10)]
     path = write_config("\n".join(lines) + f"\ndata: {{path: {tiny_csv}}}\n")
-    started = time.perf_counter()
+    # 9**10 strings if expanded: refused by counting aliases, so the test ends at once or never
     with pytest.raises(CnnCliError, match="aliases included") as caught:
         load_config(path)
-    assert time.perf_counter() - started < 1.0
     assert caught.value.hint.startswith("remove the repeated aliases")
 
 
@@ -171,11 +169,9 @@ def test_billion_laughs_is_refused_within_a_second(write_config, tiny_csv):
     ],
     ids=["self-alias", "deep-5000", "deep-70"],
 )
-def test_recursive_or_deeply_nested_yaml_is_refused_quickly(write_config, text, message):
-    started = time.perf_counter()
+def test_recursive_or_deeply_nested_yaml_is_refused(write_config, text, message):
     with pytest.raises(CnnCliError) as caught:
         load_config(write_config(text))
-    assert time.perf_counter() - started < 1.0
     assert caught.value.message.startswith(message)
 
 
