@@ -61,7 +61,7 @@ def point_raw(config: Config, point: dict[str, Any], validation_split: float) ->
             set_path(raw, path, value, f"{key}={value}")
         except CnnCliError as exc:
             raise CnnCliError(
-                exc.message, where=entry_location(config, key), hint=exc.hint
+                exc.message, where=entry_location(config, key, on_key=True), hint=exc.hint
             ) from None
     raw["seed"] = config.seed if config.seed is not None else DEFAULT_SEED
     fit = raw.setdefault("fit", {})
