@@ -20,6 +20,8 @@ IMPORTANCE_FILENAME = "importance.json"
 #: Columns of ``trials.csv`` before and after the parameters.
 LEADING = ("number", "state")
 TRAILING = ("value", "epochs", "seconds", "reason")
+#: Reasons of trials that never ran (a point drawn twice, one trial too many): not rows.
+SKIPPED = ("surplus:", "duplicate:")
 #: Optuna needs this many finished trials to weigh parameters.
 IMPORTANCE_MIN_TRIALS = 4
 
@@ -29,6 +31,8 @@ def trial_rows(trials: list[Any], keys: list[str]) -> list[dict[str, Any]]:
     and why it was pruned or failed."""
     rows = []
     for trial in sorted(trials, key=lambda t: t.number):
+        if trial.user_attrs.get("reason", "").startswith(SKIPPED):
+            continue
         seconds = (
             (trial.datetime_complete - trial.datetime_start).total_seconds()
             if trial.datetime_complete and trial.datetime_start

@@ -32,6 +32,10 @@ STUDY_FILENAME = "study.db"
 #: process on another machine killed mid-trial); one on this machine is failed at once.
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 60
+#: Draws in a row that repeat a trial's values before one is trained anyway (a small space).
+MAX_REDRAWS = 20
+#: Tries at opening a storage another worker is creating at the same moment.
+OPEN_ATTEMPTS = 4
 #: Finished trials the median pruner waits for before it prunes anything.
 MEDIAN_STARTUP_TRIALS = 4
 #: Words in a metric's name that mean smaller is better.
@@ -57,7 +61,8 @@ class TuneResult:
 
 
 class _Surplus(Exception):
-    """A trial started when the study already had its count (another process got there)."""
+    """A trial not to run: the study already had its count (another process got there), or
+    its point was drawn before. Failed, left out of ``trials.csv`` and of the count."""
 
 
 def tune_folder(config: Config) -> Path:
@@ -162,10 +167,13 @@ def run_tune(
     url = storage or f"sqlite:///{(folder / STUDY_FILENAME).resolve()}"
     name = study_name or config.name
     seed = base.seed or 0
-    study = _open_study(optuna, url, name, direction, _pruner(optuna, search.pruner, config))
+    with _folder_lock(folder, ".study.lock"):  # the default SQLite file is made once
+        study = _open_study(optuna, url, name, direction, _pruner(optuna, search.pruner, config))
     _same_search(study, config, metric, name)
     keys = list(search.space)
     outcome = TuneResult(folder, name, _shown(url), metric, direction, keys, [])
+
+    duplicates = [0]
 
     def objective(trial: Any) -> float:
         # A sampler seeded per trial number: processes sharing the study draw different points,
@@ -176,19 +184,26 @@ def run_tune(
         if _is_surplus(optuna, study, trial, total):
             trial.set_user_attr("reason", f"surplus: the study already has {total} trials")
             raise _Surplus
-        return _run_trial(optuna, trial, config, metric, say)
+        point = suggest_point(trial, search.space)
+        if _is_duplicate(optuna, study, trial, point) and duplicates[0] < MAX_REDRAWS:
+            duplicates[0] += 1
+            trial.set_user_attr("reason", "duplicate: another trial has these values; drawn again")
+            raise _Surplus
+        duplicates[0] = 0
+        return _run_trial(optuna, trial, config, point, metric, say)
 
     def finished(study_: Any, trial: Any) -> None:
         rows = _write_rows(study_, folder, keys)
-        if on_trial is not None and trial.user_attrs.get("reason", "").startswith("surplus"):
-            return
-        if on_trial is not None:
-            on_trial(next(row for row in rows if row["number"] == trial.number))
+        shown = [row for row in rows if row["number"] == trial.number]
+        if on_trial is not None and shown:
+            on_trial(shown[0])
 
     started = time.monotonic()
     try:
-        while _counted(optuna, study) < total:
+        while True:
             _fail_dead_trials(optuna, study)
+            if _counted(optuna, study, running=True) >= total:
+                break  # done, or the rest is running in other processes
             if timeout is not None and time.monotonic() - started >= timeout:
                 say(f"--timeout {timeout:g} s reached; the same command continues the search")
                 break
@@ -203,12 +218,18 @@ def run_tune(
     return outcome
 
 
-def _run_trial(optuna: Any, trial: Any, config: Config, metric: str, say: MessageCallback) -> float:
+def _run_trial(
+    optuna: Any,
+    trial: Any,
+    config: Config,
+    point: dict[str, Any],
+    metric: str,
+    say: MessageCallback,
+) -> float:
     """One point: checked (a failure prunes it with the reason), trained, reported per epoch."""
     from cnncli.train.run import train_for_search
 
     assert config.search is not None
-    point = suggest_point(trial, config.search.space)
     epochs: list[int] = [0]
     pruned: list[str] = []
 
@@ -246,27 +267,45 @@ def _open_study(optuna: Any, url: str, name: str, direction: str, pruner: Any) -
     """The study at ``url`` (created on first use), its storage beating a heart per trial."""
     from optuna.storages import RDBStorage
 
-    try:
-        with _quiet_optuna(optuna):
-            storage = RDBStorage(
-                url,
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS,
-                heartbeat_stale_trial_callback=_queue_again,
-            )
-            return optuna.create_study(
-                study_name=name,
-                storage=storage,
-                direction=direction,
-                pruner=pruner,
-                load_if_exists=True,
-            )
-    except (ImportError, ValueError, OSError) as exc:
-        raise _storage_error(url, exc) from None
-    except Exception as exc:  # SQLAlchemy's errors: a server not running, a wrong password
-        if type(exc).__module__.split(".")[0] != "sqlalchemy":
-            raise
-        raise _storage_error(url, exc) from None
+    url = _with_driver(url)
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            with _quiet_optuna(optuna):
+                storage = RDBStorage(
+                    url,
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=GRACE_SECONDS,
+                    heartbeat_stale_trial_callback=_queue_again,
+                )
+                return optuna.create_study(
+                    study_name=name,
+                    storage=storage,
+                    direction=direction,
+                    pruner=pruner,
+                    load_if_exists=True,
+                )
+        except (ImportError, ValueError, OSError) as exc:
+            raise _storage_error(url, exc) from None
+        except Exception as exc:  # SQLAlchemy's errors: a server not running, a wrong password
+            if type(exc).__module__.split(".")[0] != "sqlalchemy":
+                raise
+            # Workers started together on a new storage race to create its tables: the loser
+            # finds them half made, and a moment later whole.
+            racing = type(exc).__name__ == "IntegrityError" or "already exists" in str(exc)
+            if not racing or attempt == OPEN_ATTEMPTS - 1:
+                raise _storage_error(url, exc) from None
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` through psycopg2 (the tune extra) where psycopg 3, SQLAlchemy 2.1's
+    default driver, is not installed."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
 
 
 def _storage_error(url: str, exc: BaseException) -> CnnCliError:
@@ -317,9 +356,11 @@ def _same_search(study: Any, config: Config, metric: str, name: str) -> None:
         )
 
 
-def _counted(optuna: Any, study: Any) -> int:
-    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return len(study.get_trials(deepcopy=False, states=done))
+def _counted(optuna: Any, study: Any, *, running: bool = False) -> int:
+    """Trials completed or pruned, and those running when ``running``."""
+    state = optuna.trial.TrialState
+    states = (state.COMPLETE, state.PRUNED, *((state.RUNNING,) if running else ()))
+    return len(study.get_trials(deepcopy=False, states=states))
 
 
 def _is_surplus(optuna: Any, study: Any, trial: Any, total: int) -> bool:
@@ -335,6 +376,19 @@ def _is_surplus(optuna: Any, study: Any, trial: Any, total: int) -> bool:
         ):
             ahead += 1
     return ahead >= total
+
+
+def _is_duplicate(optuna: Any, study: Any, trial: Any, point: dict[str, Any]) -> bool:
+    """Whether a finished trial, or a running one that started first, has these values."""
+    state = optuna.trial.TrialState
+    for other in study.get_trials(deepcopy=False):
+        if other.number == trial.number or other.params != point:
+            continue
+        if other.state in (state.COMPLETE, state.PRUNED) or (
+            other.state == state.RUNNING and other.number < trial.number
+        ):
+            return True
+    return False
 
 
 def _fail_dead_trials(optuna: Any, study: Any) -> None:
@@ -424,16 +478,30 @@ def _best_run(
     assert config.search is not None
     best = point_config(config, point, config.search.validation_split)
     latest = outcome.folder / "latest"
-    with contextlib.suppress(CnnCliError, OSError):
-        run = open_run(latest, verify=False)
-        if run.manifest.get("config_sha256") == best.fingerprint():
-            return run.path
-    say(f"training the best trial as a run folder in {outcome.folder}")
-    result = train_run(best, outcome.folder, on_message=say)
+    with _folder_lock(outcome.folder, ".best.lock"):  # workers sharing the folder train it once
+        with contextlib.suppress(CnnCliError, OSError):
+            run = open_run(latest, verify=False)
+            if run.manifest.get("config_sha256") == best.fingerprint():
+                return run.path.resolve()
+        say(f"training the best trial as a run folder in {outcome.folder}")
+        result = train_run(best, outcome.folder, on_message=say)
     trained = (result.metrics.get("validation") or {}).get(outcome.metric.removeprefix("val_"))
     if trained is not None and not math.isclose(trained, value, rel_tol=1e-4, abs_tol=1e-6):
         say(f"the best run's {outcome.metric} is {trained:.6g}, the trial's was {value:.6g}")
     return result.run_dir
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path, name: str) -> Iterator[None]:
+    """One process at a time in the tune folder (opening the study, training the best run)."""
+    import fcntl
+
+    fd = os.open(folder / name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
