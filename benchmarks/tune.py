@@ -65,7 +65,9 @@ class SeedModel(keras_tuner.HyperModel):
         rate = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log")
         name = hp.Choice("optimizer", ["Adam", "RMSprop", "SGD"])
         optimizer = getattr(keras.optimizers, name)
-        model.compile(optimizer(learning_rate=rate), "categorical_crossentropy", ["accuracy"])
+        model.compile(
+            optimizer(learning_rate=rate), "categorical_crossentropy", metrics=["accuracy"]
+        )
         return model
 
     def fit(self, hp, model, *args, **kwargs):
@@ -76,7 +78,11 @@ tuner = keras_tuner.RandomSearch(SeedModel(), objective="val_accuracy", max_tria
                                  seed=0, directory=folder, project_name="seed", overwrite=True)
 tuner.search(x_train, y_train, epochs=epochs, validation_data=(x_val, y_val), verbose=0)
 best = tuner.oracle.get_best_trials(1)[0]
-model = tuner.get_best_models(1)[0]
+# retrained with the best values, as the KerasTuner docs show (and as cnncli trains its best run)
+keras.utils.set_random_seed(0)
+hypermodel = SeedModel()
+model = hypermodel.build(best.hyperparameters)
+hypermodel.fit(best.hyperparameters, model, x_train, y_train, epochs=epochs, verbose=0)
 test = model.evaluate(x_test, y_test, verbose=0, return_dict=True)["accuracy"]
 print(json.dumps({"best_val": best.score, "test": test, "epochs": trials * epochs}))
 """
@@ -113,8 +119,10 @@ def run_keras_tuner(trials: int, epochs: int, folder: Path) -> dict:
     command = [PYTHON, str(script), str(trials), str(epochs), str(folder / "kt"),
                str(ROOT / "data" / "seed.csv")]  # fmt: skip
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"KerasTuner failed:\n{done.stderr[-3000:]}")
     return {"wall": wall, **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
