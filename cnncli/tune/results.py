@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import yaml
 
 from cnncli.data.csvfile import path_error
 from cnncli.errors import CnnCliError, Location
-from cnncli.runs import write_atomic, write_json
+from cnncli.runs import unwritable, write_atomic, write_json
 
 TRIALS_FILENAME = "trials.csv"
 BEST_FILENAME = "best.yaml"
@@ -24,6 +26,30 @@ TRAILING = ("value", "epochs", "seconds", "reason")
 SKIPPED = ("surplus:", "duplicate:")
 #: Optuna needs this many finished trials to weigh parameters.
 IMPORTANCE_MIN_TRIALS = 4
+
+
+def prepare_folder(folder: Path, names: tuple[str, ...]) -> None:
+    """Create the tune folder; refuse one whose result files are not regular files (a link,
+    a FIFO, a folder): a tune writes its files whole and never through or over such a thing.
+
+    Raises:
+        CnnCliError: the folder cannot be made, or holds such a file.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unwritable("the tune folder", folder, exc, "choose another output.dir") from None
+    for name in names:
+        try:
+            mode = os.lstat(folder / name).st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(mode):
+            raise CnnCliError(
+                "is not a regular file (a link, a FIFO or a folder); a tune writes only its own",
+                where=Location(file=str(folder / name)),
+                hint="move it away, or choose another output.dir",
+            )
 
 
 def trial_rows(trials: list[Any], keys: list[str]) -> list[dict[str, Any]]:

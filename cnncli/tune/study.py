@@ -18,7 +18,11 @@ from typing import Any
 from cnncli.config.models import Config
 from cnncli.errors import CnnCliError, ConfigErrors, Location, did_you_mean
 from cnncli.tune.results import (
+    BEST_FILENAME,
+    IMPORTANCE_FILENAME,
     IMPORTANCE_MIN_TRIALS,
+    TRIALS_FILENAME,
+    prepare_folder,
     trial_rows,
     write_best,
     write_importance,
@@ -28,6 +32,8 @@ from cnncli.tune.space import check_space, entry_location, point_config, point_r
 
 TUNE_SUFFIX = "-tune"
 STUDY_FILENAME = "study.db"
+#: What a tune writes in its folder (and checks first).
+RESULT_FILES = (STUDY_FILENAME, TRIALS_FILENAME, BEST_FILENAME, IMPORTANCE_FILENAME)
 #: Seconds between a running trial's heartbeats, and after which a silent one is failed (a
 #: process on another machine killed mid-trial); one on this machine is failed at once.
 HEARTBEAT_SECONDS = 10
@@ -163,7 +169,7 @@ def run_tune(
     facts = inspect_data(base)  # the data once: a problem there is the config's, not a trial's
     metric, direction = metric_and_direction(config, facts.task)
     folder = tune_folder(config)
-    folder.mkdir(parents=True, exist_ok=True)
+    prepare_folder(folder, RESULT_FILES)
     url = storage or f"sqlite:///{(folder / STUDY_FILENAME).resolve()}"
     name = study_name or config.name
     seed = base.seed or 0
@@ -267,7 +273,7 @@ def _open_study(optuna: Any, url: str, name: str, direction: str, pruner: Any) -
     """The study at ``url`` (created on first use), its storage beating a heart per trial."""
     from optuna.storages import RDBStorage
 
-    url = _with_driver(url)
+    given, url = url, _with_driver(url)
     for attempt in range(OPEN_ATTEMPTS):
         try:
             with _quiet_optuna(optuna):
@@ -285,7 +291,7 @@ def _open_study(optuna: Any, url: str, name: str, direction: str, pruner: Any) -
                     load_if_exists=True,
                 )
         except (ImportError, ValueError, OSError) as exc:
-            raise _storage_error(url, exc) from None
+            raise _storage_error(given, exc) from None
         except Exception as exc:  # SQLAlchemy's errors: a server not running, a wrong password
             if type(exc).__module__.split(".")[0] != "sqlalchemy":
                 raise
@@ -293,7 +299,7 @@ def _open_study(optuna: Any, url: str, name: str, direction: str, pruner: Any) -
             # finds them half made, and a moment later whole.
             racing = type(exc).__name__ == "IntegrityError" or "already exists" in str(exc)
             if not racing or attempt == OPEN_ATTEMPTS - 1:
-                raise _storage_error(url, exc) from None
+                raise _storage_error(given, exc) from None
             time.sleep(0.5 + attempt)
     raise AssertionError("unreachable")
 
