@@ -657,6 +657,7 @@ def tune(
         raise click.UsageError("give a CONFIG with a search: block, or --report FOLDER")
     loaded = load_config(config, overrides)
     select_backend(loaded.backend)
+    from cnncli.train.checkpoints import TrainingInterrupted
     from cnncli.tune.study import run_tune
 
     table = render.TrialTable() if not as_json else None
@@ -670,13 +671,14 @@ def tune(
             on_trial=table,
             on_message=render.note,
         )
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, TrainingInterrupted) as exc:  # the latter: training the best run
         received = click.get_current_context().meta.get(_SIGNALS_RECEIVED) or [signal.SIGINT]
+        signum = exc.signum if isinstance(exc, TrainingInterrupted) else received[0]
         render.error(
-            f"tune interrupted by {signal.Signals(received[0]).name}; finished trials are kept:"
+            f"tune interrupted by {signal.Signals(signum).name}; finished trials are kept:"
             " run the same command to continue"
         )
-        sys.exit(128 + received[0])
+        sys.exit(128 + signum)
     finally:
         if table is not None:
             table.close()

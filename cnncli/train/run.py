@@ -220,7 +220,10 @@ KeepGoing = Callable[[int, dict[str, float]], bool]
 
 
 def train_for_search(
-    config: Config, keep_going: KeepGoing, on_message: MessageCallback | None = None
+    config: Config,
+    keep_going: KeepGoing,
+    scratch: Path,
+    on_message: MessageCallback | None = None,
 ) -> dict[str, list[float]]:
     """One trial of a search: the steps of ``train_run`` up to the fit, and no further.
 
@@ -231,6 +234,7 @@ def train_for_search(
     Args:
         config: a validated config with a seed and a validation split.
         keep_going: told each epoch's logs; False stops training after that epoch.
+        scratch: an empty folder the trial's callbacks write in (a CSVLogger), thrown away.
         on_message: called with one-line notes.
 
     Returns:
@@ -251,7 +255,7 @@ def train_for_search(
     check_model(config, facts_from_preprocessor(prepared.task, prepared.preprocessor))
     seed_everything(config.seed)
     model, steps_per_epoch = _build(config, prepared, say)
-    callbacks = make_callbacks(config, keras)
+    callbacks = make_callbacks(config, keras, run_dir=scratch)
     callbacks.append(_Stopper(keras, keep_going))
     inputs = fit_inputs(config, prepared, 0, class_weights(config, prepared))
     if not streaming:

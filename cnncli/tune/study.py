@@ -8,6 +8,7 @@ import contextlib
 import math
 import os
 import socket
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -38,6 +39,8 @@ RESULT_FILES = (STUDY_FILENAME, TRIALS_FILENAME, BEST_FILENAME, IMPORTANCE_FILEN
 #: process on another machine killed mid-trial); one on this machine is failed at once.
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 60
+#: Why a trial a signal or a dead process cut short failed.
+INTERRUPTED = "interrupted; its values are tried again as a new trial"
 #: Draws in a row that repeat a trial's values before one is trained anyway (a small space).
 MAX_REDRAWS = 20
 #: Tries at opening a storage another worker is creating at the same moment.
@@ -160,13 +163,14 @@ def run_tune(
         )
     say = on_message or (lambda _text: None)
     optuna = import_optuna()
-    from cnncli.train.check import inspect_data
+    from cnncli.train.check import check_model, inspect_data
 
     search = config.search
     total = trials if trials is not None else search.trials
     check_space(config)
     base = point_config(config, {}, search.validation_split)
     facts = inspect_data(base)  # the data once: a problem there is the config's, not a trial's
+    check_model(base, facts)  # the base point, as validate checks it; other points are pruned
     metric, direction = metric_and_direction(config, facts.task)
     folder = tune_folder(config)
     prepare_folder(folder, RESULT_FILES)
@@ -196,7 +200,11 @@ def run_tune(
             trial.set_user_attr("reason", "duplicate: another trial has these values; drawn again")
             raise _Surplus
         duplicates[0] = 0
-        return _run_trial(optuna, trial, config, point, metric, say)
+        try:
+            return _run_trial(optuna, trial, config, point, metric, folder, say)
+        except KeyboardInterrupt:
+            trial.set_user_attr("reason", INTERRUPTED)
+            raise
 
     def finished(study_: Any, trial: Any) -> None:
         rows = _write_rows(study_, folder, keys)
@@ -230,6 +238,7 @@ def _run_trial(
     config: Config,
     point: dict[str, Any],
     metric: str,
+    folder: Path,
     say: MessageCallback,
 ) -> float:
     """One point: checked (a failure prunes it with the reason), trained, reported per epoch."""
@@ -252,7 +261,8 @@ def _run_trial(
 
     try:
         trial_config = point_config(config, point, config.search.validation_split)
-        history = train_for_search(trial_config, keep_going, on_message=say)
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".trial-") as scratch:
+            history = train_for_search(trial_config, keep_going, Path(scratch), on_message=say)
     except CnnCliError as exc:
         first = exc.problems[0] if isinstance(exc, ConfigErrors) else exc
         trial.set_user_attr("reason", f"invalid point: {first.one_line()}")
@@ -406,10 +416,10 @@ def _fail_dead_trials(optuna: Any, study: Any) -> None:
         if trial.user_attrs.get("host") != host or not isinstance(pid, int) or _alive(pid):
             continue
         try:
+            study._storage.set_trial_user_attr(trial._trial_id, "reason", INTERRUPTED)
             study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
         except Exception:  # another process failed it first (UpdateFinishedTrialError)
             continue
-        trial.user_attrs["reason"] = "interrupted; queued again"
         _queue_again(study, trial)
 
 
@@ -435,7 +445,11 @@ def _retry_interrupted(optuna: Any, study: Any) -> None:
     """After a signal: the trial it cut short (failed by Optuna) is queued again."""
     pid = os.getpid()
     trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
-    mine = [t for t in trials if t.user_attrs.get("pid") == pid and "reason" not in t.user_attrs]
+    mine = [
+        t
+        for t in trials
+        if t.user_attrs.get("pid") == pid and t.user_attrs.get("reason") == INTERRUPTED
+    ]
     if mine:
         _queue_again(study, max(mine, key=lambda t: t.number))
 

@@ -65,7 +65,9 @@ def seed_csv(tmp_path_factory) -> Path:
 def test_a_small_search_writes_results_that_train_reproduces(
     seed_csv, tmp_path, write_config, runner
 ):
-    path = write_config(conv_config(seed_csv, tmp_path / "runs", trials=5))
+    config = conv_config(seed_csv, tmp_path / "runs", trials=5)
+    config["fit"]["callbacks"] = [{"type": "CSVLogger", "filename": "log.csv"}]
+    path = write_config(config)
     result = runner.invoke(cli, ["tune", str(path), "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     summary = yaml.safe_load(result.stdout)  # JSON is YAML
@@ -84,6 +86,9 @@ def test_a_small_search_writes_results_that_train_reproduces(
     assert best["fit"]["validation_split"] == 0.2 and best["seed"] == 0
     run_dir = Path(summary["run_dir"])
     assert (run_dir / "manifest.json").is_file() and (run_dir / "model.keras").is_file()
+    # a trial's callbacks write in a scratch folder it throws away; the best run keeps its own
+    assert (run_dir / "log.csv").is_file() and not (Path.cwd() / "log.csv").exists()
+    assert not list(folder.glob(".trial-*"))
     # cnncli train best.yaml: the same validation score as the best trial (same seed)
     trained = runner.invoke(
         cli,
@@ -184,14 +189,7 @@ def test_a_tune_killed_mid_trial_continues_to_exactly_the_trials(seed_csv, tmp_p
     path = write_config(config)
     storage = f"sqlite:///{tmp_path / 'runs' / 's-tune' / 'study.db'}"
     worker = _tune(path)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # killed once a trial is running
-        time.sleep(0.5)
-        try:
-            if any(t.state.name == "RUNNING" for t in _study_trials(storage, "s")):
-                break
-        except Exception:  # the study is not created yet
-            continue
+    _wait_for_a_running_trial(storage, "s")  # killed once a trial is running
     time.sleep(1.0)
     worker.send_signal(signal.SIGKILL)
     worker.communicate(timeout=30)
@@ -209,5 +207,43 @@ def test_a_tune_killed_mid_trial_continues_to_exactly_the_trials(seed_csv, tmp_p
         if t.state.name == "FAIL" and not t.user_attrs.get("reason", "").startswith("duplicate")
     ]
     assert [t.number for t in failed] == [killed[0].number]
+    assert failed[0].user_attrs["reason"].startswith("interrupted")
     retried = [t for t in trials if t.user_attrs.get("retry_of") == killed[0].number]
     assert len(retried) == 1 and retried[0].params == killed[0].params
+
+
+def _wait_for_a_running_trial(storage: str, name: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            if any(t.state.name == "RUNNING" for t in _study_trials(storage, name)):
+                return
+        except Exception:  # the study is not created yet
+            continue
+
+
+def test_ctrl_c_mid_trial_is_one_line_and_queues_the_trial_again(seed_csv, tmp_path, write_config):
+    config = conv_config(seed_csv, tmp_path / "runs", trials=3, epochs=400)
+    config["search"]["space"] = {"model.layers[0].filters": {"int": [2, 64]}}
+    config["backend"] = "jax"
+    storage = f"sqlite:///{tmp_path / 'runs' / 's-tune' / 'study.db'}"
+    worker = _tune(write_config(config))
+    _wait_for_a_running_trial(storage, "s")
+    time.sleep(1.0)
+    worker.send_signal(signal.SIGINT)
+    _out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 130
+    [line] = [line for line in err.splitlines() if line.startswith("error:")]
+    assert line == (
+        "error: tune interrupted by SIGINT; finished trials are kept:"
+        " run the same command to continue"
+    )
+    assert "Traceback" not in err
+    trials = _study_trials(storage, "s")
+    [failed] = [t for t in trials if t.state.name == "FAIL"]
+    assert failed.user_attrs["reason"].startswith("interrupted")
+    [waiting] = [t for t in trials if t.state.name == "WAITING"]
+    assert waiting.params == failed.params  # tried again by the next run
+    rows = read_rows(tmp_path / "runs" / "s-tune")
+    assert [row["state"] for row in rows] == ["FAIL", "WAITING"]
