@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import math
+import random
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,28 @@ def suggest_point(trial: Any, space: dict[str, SearchEntry]) -> dict[str, Any]:
             low, high = entry.bounds
             point[key] = trial.suggest_float(key, low, high, log=entry.log)
     return point
+
+
+def sample_points(space: dict[str, SearchEntry], count: int, seed: int) -> list[dict[str, Any]]:
+    """``count`` points drawn uniformly (ranges on their log scale when ``log``), for the checks
+    made before any trial trains."""
+    rng = random.Random(seed)
+    points = []
+    for _ in range(count):
+        point: dict[str, Any] = {}
+        for key, entry in space.items():
+            if not isinstance(entry, SearchRange):
+                point[key] = rng.choice(entry)
+                continue
+            low, high = entry.bounds
+            value = (
+                math.exp(rng.uniform(math.log(low), math.log(high)))
+                if entry.log
+                else rng.uniform(low, high)
+            )
+            point[key] = round(value) if entry.int_range is not None else value
+        points.append(point)
+    return points
 
 
 def point_raw(config: Config, point: dict[str, Any], validation_split: float) -> dict[str, Any]:

@@ -29,7 +29,14 @@ from cnncli.tune.results import (
     write_importance,
     write_trials,
 )
-from cnncli.tune.space import check_space, entry_location, point_config, point_raw, suggest_point
+from cnncli.tune.space import (
+    check_space,
+    entry_location,
+    point_config,
+    point_raw,
+    sample_points,
+    suggest_point,
+)
 
 TUNE_SUFFIX = "-tune"
 STUDY_FILENAME = "study.db"
@@ -39,6 +46,8 @@ RESULT_FILES = (STUDY_FILENAME, TRIALS_FILENAME, BEST_FILENAME, IMPORTANCE_FILEN
 #: process on another machine killed mid-trial); one on this machine is failed at once.
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 60
+#: Points drawn and model-checked before any trial trains.
+SAMPLE_CHECKED = 8
 #: Why a trial a signal or a dead process cut short failed.
 INTERRUPTED = "interrupted; its values are tried again as a new trial"
 #: Draws in a row that repeat a trial's values before one is trained anyway (a small space).
@@ -171,6 +180,7 @@ def run_tune(
     base = point_config(config, {}, search.validation_split)
     facts = inspect_data(base)  # the data once: a problem there is the config's, not a trial's
     check_model(base, facts)  # the base point, as validate checks it; other points are pruned
+    _check_a_sample(config, facts, seed=base.seed or 0, say=say)
     metric, direction = metric_and_direction(config, facts.task)
     folder = tune_folder(config)
     prepare_folder(folder, RESULT_FILES)
@@ -230,6 +240,26 @@ def run_tune(
     outcome.rows = _write_rows(study, folder, keys)
     _finish(optuna, study, config, outcome, say)
     return outcome
+
+
+def _check_a_sample(config: Config, facts: Any, *, seed: int, say: MessageCallback) -> None:
+    """A sample of points through the model checks before anything trains: how many of them
+    a trial would prune unrun, and why the first one fails."""
+    from cnncli.train.check import check_model
+
+    assert config.search is not None
+    failures = []
+    points = sample_points(config.search.space, SAMPLE_CHECKED, seed)
+    for point in points:
+        try:
+            check_model(point_config(config, point, config.search.validation_split), facts)
+        except CnnCliError as exc:
+            failures.append(exc.problems[0] if isinstance(exc, ConfigErrors) else exc)
+    if failures:
+        say(
+            f"{len(failures)} of {len(points)} sampled points fail the model checks and will be"
+            f" pruned unrun, e.g. {failures[0].one_line()}"
+        )
 
 
 def _run_trial(

@@ -71,6 +71,7 @@ def test_a_small_search_writes_results_that_train_reproduces(
     result = runner.invoke(cli, ["tune", str(path), "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     summary = yaml.safe_load(result.stdout)  # JSON is YAML
+    assert "sampled points fail the model checks and will be pruned unrun" in result.stderr
     folder = Path(summary["folder"])
     rows = read_rows(folder)
     assert len(counted(rows)) == 5 == len(rows)
