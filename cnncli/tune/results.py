@@ -59,6 +59,8 @@ def trial_rows(trials: list[Any], keys: list[str]) -> list[dict[str, Any]]:
     for trial in sorted(trials, key=lambda t: t.number):
         if trial.user_attrs.get("reason", "").startswith(SKIPPED):
             continue
+        # a trial queued again (WAITING) holds its values as Optuna's fixed parameters
+        params = trial.params or trial.system_attrs.get("fixed_params") or {}
         seconds = (
             (trial.datetime_complete - trial.datetime_start).total_seconds()
             if trial.datetime_complete and trial.datetime_start
@@ -68,7 +70,7 @@ def trial_rows(trials: list[Any], keys: list[str]) -> list[dict[str, Any]]:
             {
                 "number": trial.number,
                 "state": trial.state.name,
-                **{key: trial.params.get(key) for key in keys},
+                **{key: params.get(key) for key in keys},
                 "value": trial.value if trial.state.name == "COMPLETE" else None,
                 "epochs": trial.user_attrs.get("epochs"),
                 "seconds": round(seconds, 2) if seconds is not None else None,

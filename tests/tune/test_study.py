@@ -245,6 +245,8 @@ def test_ctrl_c_mid_trial_is_one_line_and_queues_the_trial_again(seed_csv, tmp_p
     [failed] = [t for t in trials if t.state.name == "FAIL"]
     assert failed.user_attrs["reason"].startswith("interrupted")
     [waiting] = [t for t in trials if t.state.name == "WAITING"]
-    assert waiting.params == failed.params  # tried again by the next run
+    assert waiting.system_attrs["fixed_params"] == failed.params  # tried again by the next run
     rows = read_rows(tmp_path / "runs" / "s-tune")
     assert [row["state"] for row in rows] == ["FAIL", "WAITING"]
+    key = "model.layers[0].filters"
+    assert rows[0][key] == rows[1][key] == str(failed.params[key])
