@@ -238,7 +238,8 @@ def train_for_search(
         on_message: called with one-line notes.
 
     Returns:
-        Keras' history: each logged name to its values per epoch.
+        Keras' history (each logged name to its values per epoch), and ``final_val_<name>``: the
+        validation scores of the weights the fit ended with.
 
     Raises:
         CnnCliError: the data or the model fails a check (the point cannot train).
@@ -261,7 +262,13 @@ def train_for_search(
     if not streaming:
         inputs["steps_per_epoch"] = steps_per_epoch
     history = model.fit(**inputs, epochs=config.fit.epochs, callbacks=callbacks, verbose=0)
-    return {name: [float(v) for v in values] for name, values in history.history.items()}
+    logs = {name: [float(v) for v in values] for name, values in history.history.items()}
+    # The weights the fit ended with (EarlyStopping may have restored an earlier epoch's), scored
+    # as train_run scores them for metrics.json: a trial and `train` of its config agree.
+    final = model.evaluate(
+        **evaluate_inputs(config, prepared, VALIDATION), verbose=0, return_dict=True
+    )
+    return {**logs, **{f"final_val_{name}": [float(value)] for name, value in final.items()}}
 
 
 class _Stopper:

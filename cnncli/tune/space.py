@@ -89,7 +89,9 @@ def point_raw(config: Config, point: dict[str, Any], validation_split: float) ->
             ) from None
     raw["seed"] = config.seed if config.seed is not None else DEFAULT_SEED
     fit = raw.setdefault("fit", {})
-    if isinstance(fit, dict) and not fit.get("validation_split"):
+    # the search's split where it names one, else the config's own, else the search's default
+    named = config.search is not None and "validation_split" in config.search.model_fields_set
+    if isinstance(fit, dict) and (named or not fit.get("validation_split")):
         fit["validation_split"] = validation_split
     data = raw.get("data")
     if isinstance(data, dict):  # the file may be written elsewhere (best.yaml)

@@ -302,7 +302,7 @@ def _run_trial(
     if pruned:
         trial.set_user_attr("reason", pruned[0])
         raise optuna.TrialPruned()
-    values = history.get(metric) or []
+    values = history.get(f"final_{metric}") or history.get(metric) or []
     if not values or not math.isfinite(values[-1]):
         trial.set_user_attr("reason", f"{metric} was not finite (the loss diverged)")
         raise optuna.TrialPruned()
@@ -509,7 +509,8 @@ def _finish(
     outcome.best_yaml = write_best(outcome.folder, raw, header)
     if len(done) >= IMPORTANCE_MIN_TRIALS:
         try:
-            with _quiet_optuna(optuna):
+            with _quiet_optuna(optuna), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "importances will be equal": they say so
                 importance = optuna.importance.get_param_importances(study)
             outcome.importance = {key: float(value) for key, value in importance.items()}
             write_importance(outcome.folder, outcome.importance)
