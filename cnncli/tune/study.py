@@ -234,8 +234,11 @@ def run_tune(
             with _quiet_optuna(optuna):
                 study.optimize(objective, n_trials=1, catch=(_Surplus,), callbacks=[finished])
     except KeyboardInterrupt:
-        _retry_interrupted(optuna, study)
-        _write_rows(study, folder, keys)
+        # Best effort: a signal that cut a storage write short may leave it unusable until the
+        # next run, which fails the trial (its process is gone) and queues it again anyway.
+        with contextlib.suppress(Exception):
+            _retry_interrupted(optuna, study)
+            _write_rows(study, folder, keys)
         raise
     outcome.rows = _write_rows(study, folder, keys)
     _finish(optuna, study, config, outcome, say)
