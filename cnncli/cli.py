@@ -358,6 +358,8 @@ def train(config: Any, output: Path | None, as_json: bool, resume: str | None) -
     from cnncli.train.checkpoints import TrainingInterrupted
     from cnncli.train.run import train_run  # TensorFlow loads only here
 
+    if config.search is not None:
+        render.note("this config has a search: block; train trains the base config, tune searches")
     progress = render.EpochProgress() if config.fit.verbose and not as_json else None
     try:
         result = train_run(
@@ -751,6 +753,10 @@ def validate(config: Any, as_json: bool) -> None:
     from cnncli.train.check import summarize_config
 
     report = summarize_config(config)
+    if config.search is not None:
+        from cnncli.tune.study import check_search
+
+        check_search(config)
     for text in report.columns.warnings:
         render.warning(text)
     if as_json:
@@ -767,6 +773,105 @@ def validate(config: Any, as_json: bool) -> None:
     click.echo(f"ok: {config.name}: {report.description}")
     render.column_lines(report.columns.lines)
     render.layers_table(report.layers, report.input_shape, title=config.name)
+
+
+@cli.command()
+@click.argument(
+    "config", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--trials", type=click.IntRange(min=1), help="Trials the study ends with.")
+@click.option(
+    "--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds; then no new trial."
+)
+@click.option(
+    "--storage", metavar="URL", help="Optuna RDB URL (default runs/<name>-tune/study.db)."
+)
+@click.option("--study", "study_name", metavar="NAME", help="Study name (default: the config's).")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value."
+)
+@click.option(
+    "--report",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Print a tune folder's trials table again.",
+)
+@json_option
+def tune(
+    config: Path | None,
+    trials: int | None,
+    timeout: float | None,
+    storage: str | None,
+    study_name: str | None,
+    overrides: tuple[str, ...],
+    report: Path | None,
+    as_json: bool,
+) -> None:
+    """Search CONFIG's search: space with Optuna; write best.yaml, trials.csv and the best run.
+
+    Trials are scored on a validation part of the training rows and pruned early when hopeless.
+    Stopped (Ctrl-C, SIGTERM, even SIGKILL), the same command continues; with a shared
+    --storage, the same command on several machines works on one study.
+
+    \b
+    Example:
+      cnncli tune configs/seed_tune.yaml
+      cnncli tune configs/seed_tune.yaml --trials 40 --storage postgresql://tune@db/studies
+      cnncli tune --report runs/seed-tune
+    """
+    if report is not None:
+        from cnncli.tune.results import read_importance, read_trials
+
+        keys, rows = read_trials(report)
+        if as_json:
+            render.print_json({"trials": rows, "importance": read_importance(report)})
+            return
+        render.trials_table(keys, rows, title=str(report))
+        return
+    if config is None:
+        raise click.UsageError("give a CONFIG with a search: block, or --report FOLDER")
+    loaded = load_config(config, overrides)
+    select_backend(loaded.backend)
+    from cnncli.train.checkpoints import TrainingInterrupted
+    from cnncli.tune.study import run_tune
+
+    table = render.TrialTable() if not as_json else None
+    try:
+        result = run_tune(
+            loaded,
+            trials=trials,
+            timeout=timeout,
+            storage=storage,
+            study_name=study_name,
+            on_trial=table,
+            on_message=render.note,
+        )
+    except (KeyboardInterrupt, TrainingInterrupted) as exc:  # the latter: training the best run
+        received = click.get_current_context().meta.get(_SIGNALS_RECEIVED) or [signal.SIGINT]
+        signum = exc.signum if isinstance(exc, TrainingInterrupted) else received[0]
+        render.error(
+            f"tune interrupted by {signal.Signals(signum).name}; finished trials are kept:"
+            " run the same command to continue"
+        )
+        sys.exit(128 + signum)
+    finally:
+        if table is not None:
+            table.close()
+    summary = {
+        "folder": str(result.folder),
+        "study": result.study,
+        "storage": result.storage,
+        "metric": result.metric,
+        "direction": result.direction,
+        "best": result.best,
+        "best_yaml": str(result.best_yaml) if result.best_yaml else None,
+        "run_dir": str(result.run_dir) if result.run_dir else None,
+        "states": {s: sum(r["state"] == s for r in result.rows) for s in ("COMPLETE", "PRUNED")},
+        "importance": result.importance,
+    }
+    if as_json:
+        render.print_json({**summary, "trials": result.rows})
+        return
+    render.tune_summary(summary)
 
 
 @cli.command()

@@ -491,3 +491,88 @@ def comparison(result: Any) -> None:
             escape(metric), *("" if value is None else _format(value) for value in values)
         )
     stdout.print(scores)
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, float):
+        return _format(value)
+    return escape(str(value))
+
+
+def _trials_grid(keys: Sequence[str], rows: Sequence[dict[str, Any]], title: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for name in ("#", *keys, "value", "state", "epochs", "s", "reason"):
+        table.add_column(name, justify="left" if name in ("state", "reason") else "right")
+    for row in rows:
+        table.add_row(
+            *(
+                _cell(row.get(name))
+                for name in ("number", *keys, "value", "state", "epochs", "seconds", "reason")
+            )
+        )
+    return table
+
+
+def trials_table(keys: Sequence[str], rows: Sequence[dict[str, Any]], title: str) -> None:
+    """A tune's trials (``tune --report``) on stdout: the table is the result."""
+    stdout.print(_trials_grid(keys, rows, title))
+
+
+class TrialTable:
+    """The trials of a running tune on stderr: a live table in a terminal, one plain line per
+    trial elsewhere (a CI log, a file)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self._live: Any = None
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        keys = [
+            k for k in row if k not in ("number", "state", "value", "epochs", "seconds", "reason")
+        ]
+        console = stderr.console
+        if not console.is_terminal:
+            shown = "  ".join(f"{key}={row[key]}" for key in keys)
+            value = _cell(row.get("value")) or "-"
+            reason = f"  {row['reason']}" if row.get("reason") else ""
+            head = f"trial {row['number']}: {row['state']} {value} ({row['seconds']} s)"
+            console.print(
+                f"{head}  {shown}{reason}",
+                highlight=False,
+                markup=False,
+            )
+            return
+        from rich.live import Live
+
+        grid = _trials_grid(keys, self.rows[-30:], "trials")
+        if self._live is None:
+            self._live = Live(grid, console=console, auto_refresh=False)
+            self._live.start()
+        self._live.update(grid, refresh=True)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+def tune_summary(summary: dict[str, Any]) -> None:
+    """A finished tune: the best trial and where its results are, on stdout."""
+    best = summary["best"]
+    states = summary["states"]
+    counts = f"{states['COMPLETE']} complete, {states['PRUNED']} pruned"
+    if best is None:
+        stdout.print(f"no trial completed ({counts}); see {escape(summary['folder'])}/trials.csv")
+        return
+    params = "  ".join(f"{key}={value}" for key, value in best["params"].items())
+    stdout.print(
+        f"best trial {best['number']}: {summary['metric']} {_format(best['value'])}"
+        f" ({counts})\n  {escape(params)}",
+        highlight=False,
+    )
+    for name in ("best_yaml", "run_dir"):
+        if summary[name]:
+            stdout.print(escape(summary[name]), highlight=False)

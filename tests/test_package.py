@@ -111,6 +111,7 @@ LAYERS = (
     "serve",
     "report",
     "train",
+    "tune",
     "cli",
 )
 #: Top-level modules that belong with a layer: the version (cnncli/__init__.py) sits under all.

@@ -157,7 +157,7 @@ def _yaml_path(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
             continue  # NamedObject keeps extra keys under "args"; users write them inline
         if isinstance(part, str) and (
             part.startswith(("function-", "entry-"))
-            or part in ("str", "int", "bool", "dict", "literal['auto']")
+            or part in ("str", "int", "bool", "dict", "list", "literal['auto']")
         ):
             continue  # union branch labels
         path.append(part)

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from cnncli.config.checks import CROSS_CHECKS
+from cnncli.config.layers import expand_layer_repeats
 from cnncli.config.messages import WRONG_TYPE, explain_errors
 from cnncli.config.overrides import apply_overrides
 from cnncli.config.source import SourceMap, decode_config_bytes, key_to_path, parse_yaml
@@ -254,6 +255,65 @@ class MlflowSpec(_Strict):
 
 class TrackingSpec(_Strict):
     mlflow: MlflowSpec | None = None
+class SearchRange(_Strict):
+    """A numeric range of a search space: ``{int: [16, 256], log: true}`` or ``{float: [...]}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+    int_range: list[int] | None = Field(default=None, alias="int", min_length=2, max_length=2)
+    float_range: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
+        default=None, alias="float", min_length=2, max_length=2
+    )
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _one_ordered_range(self) -> SearchRange:
+        if (self.int_range is None) == (self.float_range is None):
+            raise ValueError("give either int: [low, high] or float: [low, high]")
+        low, high = self.bounds
+        if low >= high:
+            raise ValueError(f"the range [{low}, {high}] is empty or reversed; write [low, high]")
+        if self.log and low <= 0:
+            raise ValueError(f"log: true needs a range above 0, got [{low}, {high}]")
+        return self
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        low, high = self.int_range if self.int_range is not None else self.float_range or (0, 0)
+        return low, high
+
+
+#: A list is a categorical choice between scalars; a mapping is a numeric range.
+SearchChoices = Annotated[list[str | int | float | bool | None], Field(min_length=1)]
+SearchEntry = Annotated[
+    Annotated[SearchChoices, Tag("list")] | Annotated[SearchRange, Tag("dict")],
+    Discriminator(
+        lambda value: (
+            "list"
+            if isinstance(value, list)
+            else "dict"
+            if isinstance(value, (dict, SearchRange))
+            else None
+        ),
+        custom_error_type=WRONG_TYPE,
+        custom_error_message="a list of choices or a range {int: [low, high]} / {float: [...]}",
+    ),
+]
+
+
+class SearchSpec(_Strict):
+    """What ``cnncli tune`` searches; ``train`` trains the base config and ignores it."""
+
+    trials: int = Field(default=20, gt=0, le=100_000)
+    #: A metric Keras logs on the validation rows (``val_`` is added when left out).
+    metric: str | None = Field(default=None, min_length=1)
+    #: Inferred from the metric: loss, error and mae-like names are minimised.
+    direction: Literal["minimize", "maximize"] | None = None
+    #: Trials are scored on this part of the training rows; the test rows are never seen.
+    validation_split: float = Field(default=0.2, gt=0.0, lt=1.0)
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    #: ``--set``-style paths (``model.layers[0].filters``) to choices or ranges.
+    space: dict[str, SearchEntry] = Field(min_length=1)
 
 
 class Config(_Strict):
@@ -272,8 +332,15 @@ class Config(_Strict):
     fit: FitSpec = FitSpec()
     output: OutputSpec = OutputSpec()
     tracking: TrackingSpec = TrackingSpec()
+    search: SearchSpec | None = None
 
     _source: SourceMap = PrivateAttr(default_factory=lambda: SourceMap(file="<config>"))
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The config as written plus ``--set`` (layers unexpanded): what a search point edits."""
+        return copy.deepcopy(self._raw)
 
     @property
     def source(self) -> SourceMap:
@@ -317,6 +384,10 @@ class Config(_Strict):
         if compile_["metrics"] is not None:
             compile_["metrics"] = [flatten(metric) for metric in compile_["metrics"]]
         data["fit"]["callbacks"] = [flatten(cb) for cb in data["fit"]["callbacks"]]
+        if self.search is None:  # a config without one reads back as it always did
+            del data["search"]
+        else:
+            data["search"] = self.search.model_dump(mode="json", by_alias=True, exclude_none=True)
         return data
 
     def fingerprint(self) -> str:
@@ -363,8 +434,24 @@ def load_config(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -
     if "name" not in raw:
         raw["name"] = re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem).lstrip("-_.") or "run"
     raw = apply_overrides(raw, overrides, source)
-    config = _validate(raw, source)
-    config = _resolve_paths(config, path.parent)
+    return config_from_raw(raw, source, path.parent)
+
+
+def config_from_raw(raw: dict[str, Any], source: SourceMap, base_dir: Path) -> Config:
+    """Validate a config's plain data (repeats expanded, paths resolved, cross-checks run).
+
+    Args:
+        raw: the config as written, after ``--set``; kept as ``Config.raw``.
+        source: where each value came from.
+        base_dir: the folder relative data paths start from.
+
+    Raises:
+        CnnCliError: a bad ``repeat``.
+        ConfigErrors: one or more schema or consistency problems, each with its location.
+    """
+    config = _validate(expand_layer_repeats(raw, source), source)
+    config = _resolve_paths(config, base_dir)
+    config._raw = copy.deepcopy(raw)
     problems = [problem for check in CROSS_CHECKS if (problem := check(config)) is not None]
     problems = [  # a check that finds several problems reports each on its own line
         single
@@ -378,7 +465,8 @@ def load_config(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -
 
 def config_from_dict(raw: dict[str, Any], base_dir: Path, file: str = "<config>") -> Config:
     """Validate an in-memory config, such as the resolved one a saved run holds."""
-    config = _validate(copy.deepcopy(raw), SourceMap(file=file))
+    source = SourceMap(file=file)
+    config = _validate(expand_layer_repeats(copy.deepcopy(raw), source), source)
     return _resolve_paths(config, base_dir)
 
 
@@ -405,6 +493,7 @@ def _resolve_paths(config: Config, base_dir: Path) -> Config:
         update["tracking"] = config.tracking.model_copy(update={"mlflow": tracked})
     resolved = config.model_copy(update=update)
     resolved._source = config._source
+    resolved._raw = config._raw
     return resolved
 
 

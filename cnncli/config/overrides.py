@@ -41,13 +41,19 @@ def apply_overrides(
                 hint="join names with '.' and index lists with [n], e.g. model.layers[0].units",
             )
         value = parse_override_value(value_text, override_place(text))
-        container: Any = raw
-        for depth, part in enumerate(path[:-1]):
-            nxt = path[depth + 1]
-            container = _step_into(container, part, nxt, text, path[: depth + 1])
-        _assign(container, path[-1], value, text, path)
+        set_path(raw, path, value, text)
         source.overrides[path] = text
     return raw
+
+
+def set_path(raw: dict[str, Any], path: tuple[str | int, ...], value: Any, text: str) -> None:
+    """Set ``path`` in ``raw`` to ``value`` as ``--set`` does (``text`` names it in errors):
+    missing sections are created, a bare layer name becomes a mapping, indexes must exist."""
+    container: Any = raw
+    for depth, part in enumerate(path[:-1]):
+        nxt = path[depth + 1]
+        container = _step_into(container, part, nxt, text, path[: depth + 1])
+    _assign(container, path[-1], value, text, path)
 
 
 def _step_into(container: Any, part: str | int, nxt: str | int, text: str, path: tuple) -> Any:
@@ -63,6 +69,8 @@ def _step_into(container: Any, part: str | int, nxt: str | int, text: str, path:
         )
     if part not in container or container[part] is None:
         container[part] = [] if isinstance(nxt, int) else {}
+    elif isinstance(container[part], str) and isinstance(nxt, str):  # `optimizer: adam`
+        container[part] = {"type": container[part]}
     return container[part]
 
 

@@ -166,27 +166,7 @@ def _train(
     seed_everything(seed)
     signals.check()
     signals.phase = "building the model"
-    steps_per_epoch = max(1, int(np.ceil(prepared.n_train / config.fit.batch_size)))
-    steps_per_execution = (
-        AUTO_STEPS_PER_EXECUTION
-        if config.fit.steps_per_execution == "auto"
-        else config.fit.steps_per_execution
-    )
-    if config.fit.steps_per_execution != "auto" and steps_per_execution > steps_per_epoch:
-        # in memory and streamed alike: a call never spans more than one epoch's batches
-        say(
-            f"fit.steps_per_execution: {steps_per_execution} is more than the"
-            f" {steps_per_epoch} step(s) of an epoch; {steps_per_epoch} are run per call"
-        )
-    steps_per_execution = min(steps_per_execution, steps_per_epoch)
-    model = build_model(
-        config,
-        prepared.preprocessor.input_shape,
-        prepared.n_outputs,
-        default_loss=default_loss(prepared.preprocessor.label.kind),
-        default_metrics=default_metrics(prepared.task),
-        steps_per_execution=steps_per_execution,
-    )
+    model, steps_per_epoch = _build(config, prepared, say)
     signals.check()
     # staging folder + checkpoints; from here on, a failure keeps the last checkpoint
     with signals.deferred():  # the staging folder exists only with a keeper to clean it up
@@ -218,6 +198,104 @@ def _train(
     if tracker is not None:
         tracker.finish(result.run_dir, result.metrics)
     return result
+
+
+def _build(
+    config: Config, prepared: PreparedData | StreamedData, say: MessageCallback
+) -> tuple[Any, int]:
+    """The compiled model and the steps of one epoch."""
+    steps_per_epoch = max(1, int(np.ceil(prepared.n_train / config.fit.batch_size)))
+    steps_per_execution = (
+        AUTO_STEPS_PER_EXECUTION
+        if config.fit.steps_per_execution == "auto"
+        else config.fit.steps_per_execution
+    )
+    if config.fit.steps_per_execution != "auto" and steps_per_execution > steps_per_epoch:
+        # in memory and streamed alike: a call never spans more than one epoch's batches
+        say(
+            f"fit.steps_per_execution: {steps_per_execution} is more than the"
+            f" {steps_per_epoch} step(s) of an epoch; {steps_per_epoch} are run per call"
+        )
+    steps_per_execution = min(steps_per_execution, steps_per_epoch)
+    model = build_model(
+        config,
+        prepared.preprocessor.input_shape,
+        prepared.n_outputs,
+        default_loss=default_loss(prepared.preprocessor.label.kind),
+        default_metrics=default_metrics(prepared.task),
+        steps_per_execution=steps_per_execution,
+    )
+    return model, steps_per_epoch
+
+
+#: Called after each epoch of a search trial with (epoch, logs); False stops the fit there.
+KeepGoing = Callable[[int, dict[str, float]], bool]
+
+
+def train_for_search(
+    config: Config,
+    keep_going: KeepGoing,
+    scratch: Path,
+    on_message: MessageCallback | None = None,
+) -> dict[str, list[float]]:
+    """One trial of a search: the steps of ``train_run`` up to the fit, and no further.
+
+    The data is read, split and preprocessed, the model checked, seeded, built and fitted
+    exactly as ``train_run`` does, so ``train`` on the trial's config reproduces its validation
+    scores; no run folder is written and the test rows are never evaluated.
+
+    Args:
+        config: a validated config with a seed and a validation split.
+        keep_going: told each epoch's logs; False stops training after that epoch.
+        scratch: an empty folder the trial's callbacks write in (a CSVLogger), thrown away.
+        on_message: called with one-line notes.
+
+    Returns:
+        Keras' history (each logged name to its values per epoch), and ``final_val_<name>``: the
+        validation scores of the weights the fit ended with.
+
+    Raises:
+        CnnCliError: the data or the model fails a check (the point cannot train).
+    """
+    say = on_message or (lambda _text: None)
+    require_data_files(config)
+    assert config.seed is not None, "a search trial is seeded"
+    select_backend(config.backend)
+    keras = import_keras()
+    streaming = wants_streaming(config)
+    prepared = (
+        prepare_streamed(config, config.seed) if streaming else prepare_data(config, config.seed)
+    )
+    check_model(config, facts_from_preprocessor(prepared.task, prepared.preprocessor))
+    seed_everything(config.seed)
+    model, steps_per_epoch = _build(config, prepared, say)
+    callbacks = make_callbacks(config, keras, run_dir=scratch)
+    callbacks.append(_Stopper(keras, keep_going))
+    inputs = fit_inputs(config, prepared, 0, class_weights(config, prepared))
+    if not streaming:
+        inputs["steps_per_epoch"] = steps_per_epoch
+    history = model.fit(**inputs, epochs=config.fit.epochs, callbacks=callbacks, verbose=0)
+    logs = {name: [float(v) for v in values] for name, values in history.history.items()}
+    # The weights the fit ended with (EarlyStopping may have restored an earlier epoch's), scored
+    # as train_run scores them for metrics.json: a trial and `train` of its config agree.
+    final = model.evaluate(
+        **evaluate_inputs(config, prepared, VALIDATION), verbose=0, return_dict=True
+    )
+    return {**logs, **{f"final_val_{name}": [float(value)] for name, value in final.items()}}
+
+
+class _Stopper:
+    """Keras callback that asks ``keep_going`` after every epoch; built lazily like
+    ``_EpochReporter``."""
+
+    def __new__(cls, keras: Any, keep_going: KeepGoing) -> Any:
+        class Stopper(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                values = {k: float(v) for k, v in (logs or {}).items()}
+                if not keep_going(epoch + 1, values):
+                    self.model.stop_training = True
+
+        return Stopper()
 
 
 def _fit_and_save(
