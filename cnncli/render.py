@@ -491,6 +491,8 @@ def comparison(result: Any) -> None:
             escape(metric), *("" if value is None else _format(value) for value in values)
         )
     stdout.print(scores)
+
+
 def _cell(value: Any) -> str:
     if value is None or value == "":
         return ""

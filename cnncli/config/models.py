@@ -255,6 +255,8 @@ class MlflowSpec(_Strict):
 
 class TrackingSpec(_Strict):
     mlflow: MlflowSpec | None = None
+
+
 class SearchRange(_Strict):
     """A numeric range of a search space: ``{int: [16, 256], log: true}`` or ``{float: [...]}``."""
 
