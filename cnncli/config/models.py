@@ -30,7 +30,6 @@ from pydantic import (
 )
 
 from cnncli.config.checks import CROSS_CHECKS
-from cnncli.config.layers import expand_layer_repeats
 from cnncli.config.messages import WRONG_TYPE, explain_errors
 from cnncli.config.overrides import apply_overrides
 from cnncli.config.source import SourceMap, decode_config_bytes, key_to_path, parse_yaml
@@ -440,7 +439,8 @@ def load_config(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -
 
 
 def config_from_raw(raw: dict[str, Any], source: SourceMap, base_dir: Path) -> Config:
-    """Validate a config's plain data (repeats expanded, paths resolved, cross-checks run).
+    """Validate a config's plain data (paths resolved, cross-checks run; ``config.expand``
+    checks blocks, ``repeat`` and graph edges among the cross-checks).
 
     Args:
         raw: the config as written, after ``--set``; kept as ``Config.raw``.
@@ -448,10 +448,9 @@ def config_from_raw(raw: dict[str, Any], source: SourceMap, base_dir: Path) -> C
         base_dir: the folder relative data paths start from.
 
     Raises:
-        CnnCliError: a bad ``repeat``.
         ConfigErrors: one or more schema or consistency problems, each with its location.
     """
-    config = _validate(expand_layer_repeats(raw, source), source)
+    config = _validate(raw, source)
     config = _resolve_paths(config, base_dir)
     config._raw = copy.deepcopy(raw)
     problems = [problem for check in CROSS_CHECKS if (problem := check(config)) is not None]
@@ -468,7 +467,7 @@ def config_from_raw(raw: dict[str, Any], source: SourceMap, base_dir: Path) -> C
 def config_from_dict(raw: dict[str, Any], base_dir: Path, file: str = "<config>") -> Config:
     """Validate an in-memory config, such as the resolved one a saved run holds."""
     source = SourceMap(file=file)
-    config = _validate(expand_layer_repeats(copy.deepcopy(raw), source), source)
+    config = _validate(copy.deepcopy(raw), source)
     return _resolve_paths(config, base_dir)
 
 
