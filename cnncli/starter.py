@@ -141,6 +141,14 @@ def inspect_csv(
                 hint="a classifier needs two classes or more; name another label with --label,"
                 " or --task regression",
             )
+        single = [name for name, count in classes.items() if count < 2]
+        if single and rows < INIT_SAMPLE_ROWS:  # a sample's rare class may recur further on
+            raise CnnCliError(
+                f"class {single[0]!r} of the label '{label}' has a single row in {rows}: it"
+                " cannot be both trained on and tested",
+                where=Location(file=shown_path(path), key=f"column '{label}'"),
+                hint="add rows of that class or remove its row, or name another label with --label",
+            )
     missing_cells = {
         name: int(count) for name, count in sample[[*features, label]].isna().sum().items() if count
     }
@@ -389,12 +397,13 @@ def _shape_comment(starter: Starter) -> str:
     return "the features as one sequence, one channel"
 
 
-def write_config(text: str, output: Path, data: Path, force: bool = False) -> None:
-    """Write ``text`` to ``output`` atomically; an existing file only with ``force``.
+def config_target(output: Path, data: Path, force: bool = False) -> Path:
+    """Where ``init`` writes its config: checked before anything is read or rendered, so a path
+    no file can have (a link loop, a name too long) is named as such.
 
     Raises:
         CnnCliError: ``output`` exists (without ``force``), is not a regular file (a folder,
-            a FIFO) or is the data file itself, or its folder cannot be written.
+            a FIFO), cannot name a file, or is the data file itself; its folder is missing.
     """
     target = new_file_target(output, replace=force, option="-o")
     if target.exists() and target.resolve() == data.resolve():
@@ -403,6 +412,15 @@ def write_config(text: str, output: Path, data: Path, force: bool = False) -> No
             where=Location(file=shown_path(output)),
             hint="write the config elsewhere, e.g. -o config.yaml",
         )
+    return target
+
+
+def write_config(text: str, target: Path) -> None:
+    """Write ``text`` to ``target`` (from ``config_target``) atomically.
+
+    Raises:
+        CnnCliError: the folder cannot be written.
+    """
     try:
         write_atomic(target, text)
     except OSError as exc:

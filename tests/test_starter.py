@@ -155,3 +155,32 @@ def test_init_reads_other_delimiters_and_never_writes_over_the_data(runner, tmp_
     assert loaded["fit"]["validation_split"] == 0.0  # 40 rows: too few to hold some out
     result = runner.invoke(cli, ["validate", str(config)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
+
+
+def test_init_names_a_link_loop_as_output_and_writes_nothing(runner, tmp_path):
+    csv = tmp_path / "rows.csv"
+    csv.write_text(MESSY)
+    (tmp_path / "a.yaml").symlink_to("b.yaml")
+    (tmp_path / "b.yaml").symlink_to("a.yaml")
+    result = init(runner, str(csv), "-o", str(tmp_path / "a.yaml"))
+    assert result.exit_code == 2
+    assert error_lines(result) == [
+        f"error: {tmp_path / 'a.yaml'}: is a symbolic link loop; choose another --output"
+    ]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.yaml", "b.yaml", "rows.csv"]
+
+
+def test_init_refuses_a_class_of_one_row_that_training_could_not_both_learn_and_test(
+    runner, tmp_path
+):
+    csv = tmp_path / "few.csv"
+    csv.write_text("x,kind\n1,a\n2,b\n3,a\n4,a\n5,b\n6,c\n")
+    config = tmp_path / "few.yaml"
+    result = init(runner, str(csv), "-o", str(config))
+    assert result.exit_code == 2
+    assert error_lines(result) == [
+        f"error: {csv}: column 'kind': class 'c' of the label 'kind' has a single row in 6: it"
+        " cannot be both trained on and tested; add rows of that class or remove its row, or"
+        " name another label with --label"
+    ]
+    assert not config.exists()
