@@ -165,7 +165,7 @@ def test_init_names_a_link_loop_as_output_and_writes_nothing(runner, tmp_path):
     result = init(runner, str(csv), "-o", str(tmp_path / "a.yaml"))
     assert result.exit_code == 2
     assert error_lines(result) == [
-        f"error: {tmp_path / 'a.yaml'}: is a symbolic link loop; choose another --output"
+        f"error: {tmp_path / 'a.yaml'}: is a symbolic link loop; choose another -o"
     ]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a.yaml", "b.yaml", "rows.csv"]
 

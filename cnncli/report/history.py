@@ -105,7 +105,7 @@ def list_runs(folder: Path, sort: str | None = None, limit: int | None = None) -
         if entry.name.startswith(STAGING_PREFIX):
             if has_checkpoint(path):
                 found.append(_read(path, _interrupted))
-        elif (path / MANIFEST_FILENAME).is_file():
+        elif os.path.lexists(path / MANIFEST_FILENAME):
             found.append(_read(path, _complete))
     found.sort(key=lambda run: (run.started or "", run.path.name), reverse=True)
     if sort is not None:

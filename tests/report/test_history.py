@@ -73,6 +73,35 @@ def test_a_damaged_run_is_listed_as_damaged_and_the_others_still_are(runs_folder
     assert "metrics.json: test.loss: expected a finite number" in runs[damaged.name].problem
 
 
+def test_a_fifo_in_place_of_a_run_file_is_named_and_never_blocks_the_listing(runs_folder, tmp_path):
+    import os
+    import threading
+
+    copy = tmp_path / "runs"
+    shutil.copytree(runs_folder, copy, symlinks=True)
+    by_prefix = {path.name[:2]: path for path in copy.iterdir()}
+    swapped = {
+        by_prefix["a-"] / "history.csv": "a-",
+        by_prefix["b-"] / "manifest.json": "b-",
+        by_prefix[".t"] / "checkpoints" / "state.json": ".t",
+    }
+    for path in swapped:
+        path.unlink()
+        os.mkfifo(path)  # no writer ever opens it: a plain read would wait for ever
+    listed: list = []
+    reader = threading.Thread(target=lambda: listed.extend(list_runs(copy)), daemon=True)
+    reader.start()
+    reader.join(60)
+    assert not reader.is_alive(), "runs blocked on a FIFO"
+    problems = {run.path.name[:2]: run.problem for run in listed}
+    for path, prefix in swapped.items():
+        assert problems[prefix] == (
+            f"{path}: is a pipe (FIFO), not a file cnncli wrote; the run's files were edited"
+            " or damaged: retrain"
+        )
+    assert all(path.is_fifo() for path in swapped)
+
+
 def test_runs_of_a_missing_folder_is_one_line(runner, tmp_path):
     result = runner.invoke(cli, ["runs", str(tmp_path / "nowhere")])
     assert result.exit_code == 2
