@@ -29,7 +29,7 @@ from cnncli.data.columns import (
     text_advice,
 )
 from cnncli.data.csvfile import read_header, read_sample, require_regular_file, shown_path
-from cnncli.errors import CnnCliError, Location, did_you_mean
+from cnncli.errors import CnnCliError, Location, did_you_mean, short_repr
 from cnncli.runs import new_file_target, unwritable, write_atomic
 
 if TYPE_CHECKING:
@@ -89,6 +89,12 @@ def inspect_csv(
         CnnCliError: the file cannot be read, the label is not a column, no feature is left,
             a classification label has one class, or the model does not fit the features.
     """
+    if delimiter is not None and len(delimiter) != 1:  # data.delimiter's rule, said as the option
+        raise CnnCliError(
+            f"a delimiter is one character, got {short_repr(delimiter)}",
+            where=Location(file="cnncli init", key="--delimiter"),
+            hint="e.g. --delimiter ';', or leave it out to read it from the header",
+        )
     require_regular_file(path)
     delimiter = delimiter or guess_delimiter(path)
     header = read_header(path, delimiter)

@@ -184,3 +184,16 @@ def test_init_refuses_a_class_of_one_row_that_training_could_not_both_learn_and_
         " name another label with --label"
     ]
     assert not config.exists()
+
+
+@pytest.mark.parametrize("delimiter", ["ab", "", "\\t"])
+def test_init_refuses_a_delimiter_of_more_or_less_than_one_character(runner, tmp_path, delimiter):
+    csv = tmp_path / "rows.csv"
+    csv.write_text(MESSY)
+    result = init(runner, str(csv), "--delimiter", delimiter, "-o", str(tmp_path / "c.yaml"))
+    assert result.exit_code == 2
+    assert error_lines(result) == [
+        f"error: cnncli init: --delimiter: a delimiter is one character, got {delimiter!r};"
+        " e.g. --delimiter ';', or leave it out to read it from the header"
+    ]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["rows.csv"]
