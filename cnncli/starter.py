@@ -29,6 +29,7 @@ from cnncli.data.columns import (
     text_advice,
 )
 from cnncli.data.csvfile import read_header, read_sample, require_regular_file, shown_path
+from cnncli.data.split import part_sizes
 from cnncli.errors import CnnCliError, Location, did_you_mean, short_repr
 from cnncli.runs import new_file_target, unwritable, write_atomic
 
@@ -66,6 +67,12 @@ class Starter:
     model: str = "dense"
     input_shape: list[int] | None = None
     delimiter: str = ","
+    #: False where a split by class cannot give the test part a row of every class
+    stratify: bool = True
+
+
+#: The part of the rows ``init``'s config keeps for the test scores.
+TEST_SIZE = 0.2
 
 
 def inspect_csv(
@@ -147,14 +154,7 @@ def inspect_csv(
                 hint="a classifier needs two classes or more; name another label with --label,"
                 " or --task regression",
             )
-        single = [name for name, count in classes.items() if count < 2]
-        if single and rows < INIT_SAMPLE_ROWS:  # a sample's rare class may recur further on
-            raise CnnCliError(
-                f"class {single[0]!r} of the label '{label}' has a single row in {rows}: it"
-                " cannot be both trained on and tested",
-                where=Location(file=shown_path(path), key=f"column '{label}'"),
-                hint="add rows of that class or remove its row, or name another label with --label",
-            )
+    stratify = _stratify(classes, rows, path, label) if rows < INIT_SAMPLE_ROWS else True
     missing_cells = {
         name: int(count) for name, count in sample[[*features, label]].isna().sum().items() if count
     }
@@ -174,6 +174,7 @@ def inspect_csv(
         text_features=[name for name in features if not mostly_numeric(sample[name])],
         model=model,
         delimiter=delimiter,
+        stratify=stratify,
     )
     if model != "dense":
         starter.input_shape = _conv_shape(starter, model)
@@ -182,6 +183,33 @@ def inspect_csv(
 
 #: The delimiters ``init`` recognises in a header, most common first.
 DELIMITERS = (",", ";", "\t", "|")
+
+
+def _stratify(classes: dict[str, int], rows: int, path: Path, label: str) -> bool:
+    """Whether the whole file's split into training and test rows is stratified (``split``'s
+    own sizes): not where the test part is too small to hold every class, as long as no class
+    could then fall into the test part alone.
+
+    Raises:
+        CnnCliError: a class could be missing from the training rows either way.
+    """
+    if not classes:
+        return True
+    try:
+        part_sizes(rows, TEST_SIZE, len(classes))
+        return True
+    except ValueError:
+        pass
+    rarest = min(classes, key=classes.__getitem__)
+    _, test = part_sizes(rows, TEST_SIZE)
+    if classes[rarest] > test:
+        return False
+    raise CnnCliError(
+        f"class {rarest!r} of the label '{label}' has {classes[rarest]} row(s) in {rows}:"
+        " too few to be both trained on and tested",
+        where=Location(file=shown_path(path), key=f"column '{label}'"),
+        hint="add rows of that class or remove its rows, or name another label with --label",
+    )
 
 
 def guess_delimiter(path: Path) -> str:
@@ -336,7 +364,8 @@ def render_config(starter: Starter, config_path: Path) -> str:
         "preprocess:",
         "  features: standard             # each number to mean 0, standard deviation 1",
         "split:",
-        "  test_size: 0.2                 # a fifth of the rows are kept for the test scores",
+        _commented(f"  test_size: {TEST_SIZE}", "a fifth of the rows are kept for the test scores"),
+        *_stratify_lines(starter),
         "model:",
     ]
     if starter.input_shape is not None:
@@ -374,6 +403,12 @@ def _validation_line(starter: Starter) -> str:
     return _commented(
         "  validation_split: 0.0", f"{starter.rows} rows are too few to hold some out"
     )
+
+
+def _stratify_lines(starter: Starter) -> list[str]:
+    if starter.stratify:
+        return []
+    return [_commented("  stratify: false", "too few rows for a test part with every class")]
 
 
 def _task_comment(starter: Starter) -> str:

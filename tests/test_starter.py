@@ -179,9 +179,9 @@ def test_init_refuses_a_class_of_one_row_that_training_could_not_both_learn_and_
     result = init(runner, str(csv), "-o", str(config))
     assert result.exit_code == 2
     assert error_lines(result) == [
-        f"error: {csv}: column 'kind': class 'c' of the label 'kind' has a single row in 6: it"
-        " cannot be both trained on and tested; add rows of that class or remove its row, or"
-        " name another label with --label"
+        f"error: {csv}: column 'kind': class 'c' of the label 'kind' has 1 row(s) in 6: too few"
+        " to be both trained on and tested; add rows of that class or remove its rows, or name"
+        " another label with --label"
     ]
     assert not config.exists()
 
@@ -197,3 +197,15 @@ def test_init_refuses_a_delimiter_of_more_or_less_than_one_character(runner, tmp
         " e.g. --delimiter ';', or leave it out to read it from the header"
     ]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["rows.csv"]
+
+
+@pytest.mark.slow
+def test_init_on_too_few_rows_for_a_stratified_test_part_splits_unstratified_and_trains(
+    runner, tmp_path
+):
+    csv = tmp_path / "four.csv"
+    csv.write_text("x,kind\n1,a\n2,b\n3,a\n4,b\n")  # a test part of 1 row: not both classes
+    config = tmp_path / "four.yaml"
+    assert init(runner, str(csv), "-o", str(config)).exit_code == 0
+    assert yaml.safe_load(config.read_text())["split"]["stratify"] is False
+    validate_and_train(runner, config, tmp_path / "runs")
