@@ -672,6 +672,12 @@ def verify_files(path: Path, manifest: dict[str, Any]) -> None:
                 hint="refusing to load it; retrain",
             )
         file = path / name
+        if os.path.exists(file) and not file.is_file():  # a device or FIFO in a file's place
+            raise CnnCliError(
+                f"{name} is {kind_of(file.stat().st_mode)}, not a file cnncli wrote",
+                where=Location(file=str(path)),
+                hint="retrain, or restore the folder",
+            )
         if not file.is_file():
             raise CnnCliError(
                 f"{name} is missing from the run",
