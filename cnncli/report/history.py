@@ -174,11 +174,11 @@ def _started(name: str) -> str | None:
 
 def _sorted_by(runs: list[RunInfo], metric: str) -> list[RunInfo]:
     known = sorted({name for run in runs for name in run.test})
-    if metric not in known:
+    if metric not in known and known:  # none yet (no complete run): nothing to sort, no error
         raise CnnCliError(
             f"no run has a test metric '{metric}'",
             where=Location(file="cnncli runs", key="--sort"),
-            hint=did_you_mean(metric, known, f"metrics are: {', '.join(known) or 'none yet'}"),
+            hint=did_you_mean(metric, known, f"metrics are: {', '.join(known)}"),
         )
     sign = 1.0 if smaller_is_better(metric) else -1.0
     scored = [run for run in runs if metric in run.test]

@@ -136,3 +136,8 @@ def test_an_interrupted_run_another_process_trains_is_listed_as_training(runs_fo
         holder.communicate()
     [listed] = [run for run in list_runs(runs_folder) if run.path == staging]
     assert listed.status == "interrupted"  # the lock is the kernel's: gone with its holder
+
+
+def test_sorting_a_folder_without_a_complete_run_lists_nothing_and_succeeds(runner, tmp_path):
+    (tmp_path / "runs").mkdir()
+    assert runs_json(runner, str(tmp_path / "runs"), "--sort", "loss") == []
