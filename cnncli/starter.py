@@ -331,7 +331,9 @@ def _layers(starter: Starter) -> list[str]:
 
 def render_config(starter: Starter, config_path: Path) -> str:
     """The commented YAML config for ``starter``, its data path relative to ``config_path``."""
-    data = str(starter.data.resolve())
+    # The folders resolved, the file's own name kept: a link such as current.csv stays the path
+    # (the config follows it when it is re-pointed, instead of pinning today's target).
+    data = os.path.join(os.path.realpath(starter.data.parent), starter.data.name)
     try:
         relative = os.path.relpath(data, config_path.resolve().parent)
     except ValueError:  # another drive

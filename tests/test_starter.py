@@ -209,3 +209,12 @@ def test_init_on_too_few_rows_for_a_stratified_test_part_splits_unstratified_and
     assert init(runner, str(csv), "-o", str(config)).exit_code == 0
     assert yaml.safe_load(config.read_text())["split"]["stratify"] is False
     validate_and_train(runner, config, tmp_path / "runs")
+
+
+def test_init_keeps_a_linked_data_files_own_name_so_the_config_follows_the_link(runner, tmp_path):
+    (tmp_path / "export-1.csv").write_text(MESSY)
+    (tmp_path / "current.csv").symlink_to("export-1.csv")
+    (tmp_path / "configs").mkdir()
+    config = tmp_path / "configs" / "c.yaml"
+    assert init(runner, str(tmp_path / "current.csv"), "-o", str(config)).exit_code == 0
+    assert yaml.safe_load(config.read_text())["data"]["path"] == "../current.csv"
