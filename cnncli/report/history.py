@@ -131,7 +131,7 @@ def _complete(path: Path) -> RunInfo:
         name=path.name,
         path=path,
         status=COMPLETE,
-        started=_started(path.name),
+        started=_started(path.name) or _published(run.manifest.get("created")),
         task=run.manifest.get("task"),
         rows=run.split.get("rows") if run.split else None,
         epochs=len(next(iter(history.values()), [])) if history else None,
@@ -170,6 +170,18 @@ def _started(name: str) -> str | None:
         return dt.datetime.strptime(match[1], "%Y%m%d-%H%M%S").isoformat(sep=" ")
     except ValueError:
         return None
+
+
+def _published(created: object) -> str | None:
+    """A renamed run's time, which its name no longer holds: when it was published (the
+    manifest's UTC ``created``), in local time as a stamp is."""
+    try:
+        when = dt.datetime.fromisoformat(str(created))
+    except ValueError:
+        return None
+    if when.tzinfo is not None:
+        when = when.astimezone().replace(tzinfo=None)
+    return when.isoformat(sep=" ", timespec="seconds")
 
 
 def _sorted_by(runs: list[RunInfo], metric: str) -> list[RunInfo]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -141,3 +142,17 @@ def test_an_interrupted_run_another_process_trains_is_listed_as_training(runs_fo
 def test_sorting_a_folder_without_a_complete_run_lists_nothing_and_succeeds(runner, tmp_path):
     (tmp_path / "runs").mkdir()
     assert runs_json(runner, str(tmp_path / "runs"), "--sort", "loss") == []
+
+
+def test_a_renamed_run_is_listed_at_its_time_not_last(runs_folder, tmp_path):
+    copy = tmp_path / "runs"
+    shutil.copytree(runs_folder, copy, symlinks=True)
+    newest = max(path for path in copy.iterdir() if path.name[:2] in ("a-", "b-"))
+    newest.rename(copy / "best")
+    listed = list_runs(copy)
+    [best] = [run for run in listed if run.path.name == "best"]
+    created = json.loads((copy / "best" / "manifest.json").read_text())["created"]
+    local = dt.datetime.fromisoformat(created).astimezone().replace(tzinfo=None)
+    assert best.started == local.isoformat(sep=" ", timespec="seconds")
+    complete = [run.path.name for run in listed if run.status == "complete"]
+    assert complete[0] == "best"  # published after the other complete run
