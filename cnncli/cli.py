@@ -933,17 +933,24 @@ def init(
       cnncli init my.csv -o my.yaml
       cnncli init data/digits.csv --label digit --model conv2d -o digits.yaml --force
     """
-    from cnncli.starter import check_config_text, inspect_csv, render_config, write_config
+    from cnncli.starter import (
+        check_config_text,
+        config_target,
+        inspect_csv,
+        render_config,
+        write_config,
+    )
 
-    target = output if output is not None else Path(f"{data.stem or 'config'}.yaml")
+    output = output if output is not None else Path(f"{data.stem or 'config'}.yaml")
+    target = config_target(output, data, force=force)
     starter = inspect_csv(data, label=label, task=task, model=model, delimiter=delimiter)
     text = render_config(starter, target)
     check_config_text(text, target)
-    write_config(text, target, data, force=force)
+    write_config(text, target)
     if as_json:
         render.print_json(
             {
-                "config": str(target),
+                "config": str(output),
                 "label": starter.label,
                 "task": starter.task,
                 "features": starter.features,
@@ -955,7 +962,7 @@ def init(
         return
     for name, why in starter.reasons.items():
         render.note(f"{name}: {starter.columns[name]} ({why})")
-    click.echo(str(target))
+    click.echo(str(output))
 
 
 @cli.command()

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
+import io
 import json
 import os
 import re
@@ -34,8 +35,10 @@ from cnncli.data.untrusted import (
     member,
     number,
     one_of,
+    open_run_file,
     optional,
     read_json,
+    read_text,
     seed_number,
     sha256,
     text,
@@ -125,15 +128,17 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         stream.write(data.encode() if isinstance(data, str) else data)
 
 
-def output_target(path: Path) -> Path:
+def output_target(path: Path, option: str = "--output") -> Path:
     """Where a user's ``--output`` is written: the file a symbolic link points at, so the link
     stays (a temporary file renamed over the link would replace it with a regular file).
+
+    ``option`` is the option that named the path, for the hints.
 
     Raises:
         CnnCliError: a dangling link (its target does not exist), named with where it points;
             a path no file can have (``check_path``); a place inside a run folder.
     """
-    check_path(path, hint="choose another --output")
+    check_path(path, hint=f"choose another {option}")
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     refuse_inside_runs(target)
     if target is path:
@@ -142,7 +147,7 @@ def output_target(path: Path) -> Path:
         raise CnnCliError(
             f"is a symbolic link to {os.readlink(path)}, which does not exist",
             where=Location(file=str(path)),
-            hint="point the link at an existing file, or choose another --output",
+            hint=f"point the link at an existing file, or choose another {option}",
         )
     return target
 
@@ -160,7 +165,7 @@ def new_file_target(path: Path, *, replace: bool, option: str) -> Path:
         CnnCliError: the path exists and is not a regular file, or exists and ``replace`` is
             False, or its folder does not exist.
     """
-    target = output_target(path)
+    target = output_target(path, option)
     where = Location(file=shown_path(path))
     mode = check_path(target, hint=f"choose another {option}")
     if mode is not None and not stat.S_ISREG(mode):
@@ -280,8 +285,9 @@ def unwritable(what: str, folder: Path, exc: OSError, hint: str) -> CnnCliError:
 
 
 def has_checkpoint(staging: Path) -> bool:
-    """Whether a staging folder holds a committed checkpoint (work worth keeping)."""
-    return (staging / CHECKPOINTS_DIRNAME / CHECKPOINT_STATE_FILENAME).is_file()
+    """Whether a staging folder holds a committed checkpoint (work worth keeping); a
+    ``state.json`` that is no regular file counts, so its reader names what it is."""
+    return os.path.lexists(staging / CHECKPOINTS_DIRNAME / CHECKPOINT_STATE_FILENAME)
 
 
 def abandon_run(staged: StagedRun) -> None:
@@ -523,7 +529,7 @@ def open_run(path: Path, verify: bool = True) -> RunFolder:
         CnnCliError: not a run folder, written by a newer cnncli, or a file changed since.
     """
     manifest_path = path / MANIFEST_FILENAME
-    if not manifest_path.is_file():
+    if not os.path.lexists(manifest_path):  # one that is no file is named by its reader
         if has_checkpoint(path):
             raise CnnCliError(
                 "this is an interrupted run, not a complete one",
@@ -541,14 +547,12 @@ def open_run(path: Path, verify: bool = True) -> RunFolder:
     # Every file is untrusted input (a checksum can be fixed up): each reader checks its fields.
     try:
         preprocessor = Preprocessor.from_json(
-            (path / PREPROCESS_FILENAME).read_text(encoding="utf-8"),
+            read_text(path / PREPROCESS_FILENAME),
             str(path / PREPROCESS_FILENAME),
         )
         split = None
         if SPLIT_FILENAME in manifest["files"]:
-            split = read_split(
-                (path / SPLIT_FILENAME).read_text(encoding="utf-8"), str(path / SPLIT_FILENAME)
-            )
+            split = read_split(read_text(path / SPLIT_FILENAME), str(path / SPLIT_FILENAME))
         config = _run_config(
             read_run_yaml(path / CONFIG_FILENAME), Field(str(path / CONFIG_FILENAME))
         )
@@ -572,7 +576,9 @@ def read_run_yaml(path: Path) -> Any:
     from cnncli.config.source import decode_config_bytes, parse_yaml
 
     try:
-        value, _ = parse_yaml(decode_config_bytes(path.read_bytes(), str(path)), str(path))
+        with open_run_file(path) as stream:
+            data = stream.read()
+        value, _ = parse_yaml(decode_config_bytes(data, str(path)), str(path))
     except ConfigErrors as exc:
         raise exc.problems[0] from exc
     return value
@@ -685,6 +691,12 @@ def verify_files(path: Path, manifest: dict[str, Any]) -> None:
                 hint="refusing to load it; retrain",
             )
         file = path / name
+        if os.path.exists(file) and not file.is_file():  # a device or FIFO in a file's place
+            raise CnnCliError(
+                f"{name} is {kind_of(file.stat().st_mode)}, not a file cnncli wrote",
+                where=Location(file=str(path)),
+                hint="retrain, or restore the folder",
+            )
         if not file.is_file():
             raise CnnCliError(
                 f"{name} is missing from the run",
@@ -769,7 +781,7 @@ def read_history(path: Path) -> dict[str, list[float]]:
 
     where = Field(str(path))
     try:
-        with path.open(encoding="utf-8", newline="") as stream:
+        with io.TextIOWrapper(open_run_file(path), encoding="utf-8", newline="") as stream:
             rows = list(csv.reader(itertools.islice(stream, MAX_HISTORY_EPOCHS + 2)))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise where.damaged(f"cannot be read ({type(exc).__name__})") from exc

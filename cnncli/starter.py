@@ -29,7 +29,8 @@ from cnncli.data.columns import (
     text_advice,
 )
 from cnncli.data.csvfile import read_header, read_sample, require_regular_file, shown_path
-from cnncli.errors import CnnCliError, Location, did_you_mean
+from cnncli.data.split import part_sizes
+from cnncli.errors import CnnCliError, Location, did_you_mean, short_repr
 from cnncli.runs import new_file_target, unwritable, write_atomic
 
 if TYPE_CHECKING:
@@ -66,6 +67,12 @@ class Starter:
     model: str = "dense"
     input_shape: list[int] | None = None
     delimiter: str = ","
+    #: False where a split by class cannot give the test part a row of every class
+    stratify: bool = True
+
+
+#: The part of the rows ``init``'s config keeps for the test scores.
+TEST_SIZE = 0.2
 
 
 def inspect_csv(
@@ -89,6 +96,12 @@ def inspect_csv(
         CnnCliError: the file cannot be read, the label is not a column, no feature is left,
             a classification label has one class, or the model does not fit the features.
     """
+    if delimiter is not None and len(delimiter) != 1:  # data.delimiter's rule, said as the option
+        raise CnnCliError(
+            f"a delimiter is one character, got {short_repr(delimiter)}",
+            where=Location(file="cnncli init", key="--delimiter"),
+            hint="e.g. --delimiter ';', or leave it out to read it from the header",
+        )
     require_regular_file(path)
     delimiter = delimiter or guess_delimiter(path)
     header = read_header(path, delimiter)
@@ -141,6 +154,7 @@ def inspect_csv(
                 hint="a classifier needs two classes or more; name another label with --label,"
                 " or --task regression",
             )
+    stratify = _stratify(classes, rows, path, label) if rows < INIT_SAMPLE_ROWS else True
     missing_cells = {
         name: int(count) for name, count in sample[[*features, label]].isna().sum().items() if count
     }
@@ -160,6 +174,7 @@ def inspect_csv(
         text_features=[name for name in features if not mostly_numeric(sample[name])],
         model=model,
         delimiter=delimiter,
+        stratify=stratify,
     )
     if model != "dense":
         starter.input_shape = _conv_shape(starter, model)
@@ -168,6 +183,33 @@ def inspect_csv(
 
 #: The delimiters ``init`` recognises in a header, most common first.
 DELIMITERS = (",", ";", "\t", "|")
+
+
+def _stratify(classes: dict[str, int], rows: int, path: Path, label: str) -> bool:
+    """Whether the whole file's split into training and test rows is stratified (``split``'s
+    own sizes): not where the test part is too small to hold every class, as long as no class
+    could then fall into the test part alone.
+
+    Raises:
+        CnnCliError: a class could be missing from the training rows either way.
+    """
+    if not classes:
+        return True
+    try:
+        part_sizes(rows, TEST_SIZE, len(classes))
+        return True
+    except ValueError:
+        pass
+    rarest = min(classes, key=classes.__getitem__)
+    _, test = part_sizes(rows, TEST_SIZE)
+    if classes[rarest] > test:
+        return False
+    raise CnnCliError(
+        f"class {rarest!r} of the label '{label}' has {classes[rarest]} row(s) in {rows}:"
+        " too few to be both trained on and tested",
+        where=Location(file=shown_path(path), key=f"column '{label}'"),
+        hint="add rows of that class or remove its rows, or name another label with --label",
+    )
 
 
 def guess_delimiter(path: Path) -> str:
@@ -289,7 +331,9 @@ def _layers(starter: Starter) -> list[str]:
 
 def render_config(starter: Starter, config_path: Path) -> str:
     """The commented YAML config for ``starter``, its data path relative to ``config_path``."""
-    data = str(starter.data.resolve())
+    # The folders resolved, the file's own name kept: a link such as current.csv stays the path
+    # (the config follows it when it is re-pointed, instead of pinning today's target).
+    data = os.path.join(os.path.realpath(starter.data.parent), starter.data.name)
     try:
         relative = os.path.relpath(data, config_path.resolve().parent)
     except ValueError:  # another drive
@@ -322,7 +366,8 @@ def render_config(starter: Starter, config_path: Path) -> str:
         "preprocess:",
         "  features: standard             # each number to mean 0, standard deviation 1",
         "split:",
-        "  test_size: 0.2                 # a fifth of the rows are kept for the test scores",
+        _commented(f"  test_size: {TEST_SIZE}", "a fifth of the rows are kept for the test scores"),
+        *_stratify_lines(starter),
         "model:",
     ]
     if starter.input_shape is not None:
@@ -362,6 +407,12 @@ def _validation_line(starter: Starter) -> str:
     )
 
 
+def _stratify_lines(starter: Starter) -> list[str]:
+    if starter.stratify:
+        return []
+    return [_commented("  stratify: false", "too few rows for a test part with every class")]
+
+
 def _task_comment(starter: Starter) -> str:
     if starter.task == "regression":
         return "the label is a number to predict"
@@ -389,12 +440,13 @@ def _shape_comment(starter: Starter) -> str:
     return "the features as one sequence, one channel"
 
 
-def write_config(text: str, output: Path, data: Path, force: bool = False) -> None:
-    """Write ``text`` to ``output`` atomically; an existing file only with ``force``.
+def config_target(output: Path, data: Path, force: bool = False) -> Path:
+    """Where ``init`` writes its config: checked before anything is read or rendered, so a path
+    no file can have (a link loop, a name too long) is named as such.
 
     Raises:
         CnnCliError: ``output`` exists (without ``force``), is not a regular file (a folder,
-            a FIFO) or is the data file itself, or its folder cannot be written.
+            a FIFO), cannot name a file, or is the data file itself; its folder is missing.
     """
     target = new_file_target(output, replace=force, option="-o")
     if target.exists() and target.resolve() == data.resolve():
@@ -403,6 +455,15 @@ def write_config(text: str, output: Path, data: Path, force: bool = False) -> No
             where=Location(file=shown_path(output)),
             hint="write the config elsewhere, e.g. -o config.yaml",
         )
+    return target
+
+
+def write_config(text: str, target: Path) -> None:
+    """Write ``text`` to ``target`` (from ``config_target``) atomically.
+
+    Raises:
+        CnnCliError: the folder cannot be written.
+    """
     try:
         write_atomic(target, text)
     except OSError as exc:

@@ -460,6 +460,29 @@ def test_a_signal_ends_any_command_with_128_plus_its_number(
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
+def test_ctrl_c_while_the_program_loads_its_libraries_is_the_one_line_and_130():
+    """The program imports click and rich before any handler is in place: a Ctrl-C then (the
+    first quarter second) is still one line and 130, not an import traceback."""
+    interrupt_on_click = (
+        "import runpy, sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'click':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "sys.argv = ['cnncli', 'runs']\n"
+        "runpy.run_module('cnncli', run_name='__main__', alter_sys=True)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", interrupt_on_click],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(CONFIGS.parent)},
+        timeout=120,
+    )
+    assert (result.returncode, result.stderr) == (130, "error: interrupted by SIGINT\n")
+
+
 def test_every_test_the_readme_names_exists():
     """A promise is only as good as the test behind it: a renamed test must not leave a dead name."""
     import re

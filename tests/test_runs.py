@@ -592,3 +592,14 @@ def test_an_output_is_refused_inside_a_run_or_staging_folder(tmp_path):
     with pytest.raises(CnnCliError, match=f"is inside the run folder {final}, whose files"):
         output_target(final / MANIFEST_FILENAME)
     assert output_target(tmp_path / "p.csv") == tmp_path / "p.csv"
+
+
+def test_a_device_in_place_of_a_run_file_is_named_as_what_it_is(runner, run_copy):
+    (run_copy / "metrics.json").unlink()
+    (run_copy / "metrics.json").symlink_to("/dev/zero")
+    result = runner.invoke(cli, ["evaluate", str(run_copy)])
+    assert result.exit_code == 2
+    assert error_lines(result) == [
+        f"error: {run_copy}: metrics.json is a character device, not a file cnncli wrote;"
+        " retrain, or restore the folder"
+    ]

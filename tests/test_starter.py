@@ -155,3 +155,66 @@ def test_init_reads_other_delimiters_and_never_writes_over_the_data(runner, tmp_
     assert loaded["fit"]["validation_split"] == 0.0  # 40 rows: too few to hold some out
     result = runner.invoke(cli, ["validate", str(config)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
+
+
+def test_init_names_a_link_loop_as_output_and_writes_nothing(runner, tmp_path):
+    csv = tmp_path / "rows.csv"
+    csv.write_text(MESSY)
+    (tmp_path / "a.yaml").symlink_to("b.yaml")
+    (tmp_path / "b.yaml").symlink_to("a.yaml")
+    result = init(runner, str(csv), "-o", str(tmp_path / "a.yaml"))
+    assert result.exit_code == 2
+    assert error_lines(result) == [
+        f"error: {tmp_path / 'a.yaml'}: is a symbolic link loop; choose another -o"
+    ]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.yaml", "b.yaml", "rows.csv"]
+
+
+def test_init_refuses_a_class_of_one_row_that_training_could_not_both_learn_and_test(
+    runner, tmp_path
+):
+    csv = tmp_path / "few.csv"
+    csv.write_text("x,kind\n1,a\n2,b\n3,a\n4,a\n5,b\n6,c\n")
+    config = tmp_path / "few.yaml"
+    result = init(runner, str(csv), "-o", str(config))
+    assert result.exit_code == 2
+    assert error_lines(result) == [
+        f"error: {csv}: column 'kind': class 'c' of the label 'kind' has 1 row(s) in 6: too few"
+        " to be both trained on and tested; add rows of that class or remove its rows, or name"
+        " another label with --label"
+    ]
+    assert not config.exists()
+
+
+@pytest.mark.parametrize("delimiter", ["ab", "", "\\t"])
+def test_init_refuses_a_delimiter_of_more_or_less_than_one_character(runner, tmp_path, delimiter):
+    csv = tmp_path / "rows.csv"
+    csv.write_text(MESSY)
+    result = init(runner, str(csv), "--delimiter", delimiter, "-o", str(tmp_path / "c.yaml"))
+    assert result.exit_code == 2
+    assert error_lines(result) == [
+        f"error: cnncli init: --delimiter: a delimiter is one character, got {delimiter!r};"
+        " e.g. --delimiter ';', or leave it out to read it from the header"
+    ]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["rows.csv"]
+
+
+@pytest.mark.slow
+def test_init_on_too_few_rows_for_a_stratified_test_part_splits_unstratified_and_trains(
+    runner, tmp_path
+):
+    csv = tmp_path / "four.csv"
+    csv.write_text("x,kind\n1,a\n2,b\n3,a\n4,b\n")  # a test part of 1 row: not both classes
+    config = tmp_path / "four.yaml"
+    assert init(runner, str(csv), "-o", str(config)).exit_code == 0
+    assert yaml.safe_load(config.read_text())["split"]["stratify"] is False
+    validate_and_train(runner, config, tmp_path / "runs")
+
+
+def test_init_keeps_a_linked_data_files_own_name_so_the_config_follows_the_link(runner, tmp_path):
+    (tmp_path / "export-1.csv").write_text(MESSY)
+    (tmp_path / "current.csv").symlink_to("export-1.csv")
+    (tmp_path / "configs").mkdir()
+    config = tmp_path / "configs" / "c.yaml"
+    assert init(runner, str(tmp_path / "current.csv"), "-o", str(config)).exit_code == 0
+    assert yaml.safe_load(config.read_text())["data"]["path"] == "../current.csv"

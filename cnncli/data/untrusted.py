@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
+from cnncli.data.csvfile import kind_of
 from cnncli.errors import CnnCliError, Location, short_repr
 
 #: The hint of every refusal of a run file's field.
@@ -67,15 +70,40 @@ def parse_json(text: str, file: str) -> Any:
         raise Field(file).damaged(f"not valid JSON ({exc})") from exc
 
 
-def read_json(path: Path) -> Any:
-    """``parse_json`` of the file at ``path`` (UTF-8); a file that cannot be read is one line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise Field(str(path)).damaged(f"not UTF-8 text ({exc.reason})") from exc
+def open_run_file(path: Path) -> BinaryIO:
+    """A run's file opened for reading, refused unless it is a regular file: a FIFO put in its
+    place would block the reader for ever, a device never end.
+
+    Raises:
+        CnnCliError: it cannot be opened, or is not a regular file (named as what it is).
+    """
+    try:  # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise Field(str(path)).damaged(f"cannot be read ({exc.strerror or exc})") from exc
-    return parse_json(text, str(path))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise Field(str(path)).damaged(f"is {kind_of(mode)}, not a file cnncli wrote")
+    return os.fdopen(fd, "rb")
+
+
+def read_text(path: Path) -> str:
+    """A run's file as UTF-8 text (``open_run_file``); one that cannot be read is one line."""
+    with open_run_file(path) as stream:
+        try:
+            data = stream.read()
+        except OSError as exc:
+            raise Field(str(path)).damaged(f"cannot be read ({exc.strerror or exc})") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Field(str(path)).damaged(f"not UTF-8 text ({exc.reason})") from exc
+
+
+def read_json(path: Path) -> Any:
+    """``parse_json`` of the file at ``path`` (``read_text``)."""
+    return parse_json(read_text(path), str(path))
 
 
 def nested(value: Any, where: Field, depth: int = 64) -> Any:

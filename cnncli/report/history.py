@@ -105,7 +105,7 @@ def list_runs(folder: Path, sort: str | None = None, limit: int | None = None) -
         if entry.name.startswith(STAGING_PREFIX):
             if has_checkpoint(path):
                 found.append(_read(path, _interrupted))
-        elif (path / MANIFEST_FILENAME).is_file():
+        elif os.path.lexists(path / MANIFEST_FILENAME):
             found.append(_read(path, _complete))
     found.sort(key=lambda run: (run.started or "", run.path.name), reverse=True)
     if sort is not None:
@@ -131,7 +131,7 @@ def _complete(path: Path) -> RunInfo:
         name=path.name,
         path=path,
         status=COMPLETE,
-        started=_started(path.name),
+        started=_started(path.name) or _published(run.manifest.get("created")),
         task=run.manifest.get("task"),
         rows=run.split.get("rows") if run.split else None,
         epochs=len(next(iter(history.values()), [])) if history else None,
@@ -172,13 +172,25 @@ def _started(name: str) -> str | None:
         return None
 
 
+def _published(created: object) -> str | None:
+    """A renamed run's time, which its name no longer holds: when it was published (the
+    manifest's UTC ``created``), in local time as a stamp is."""
+    try:
+        when = dt.datetime.fromisoformat(str(created))
+    except ValueError:
+        return None
+    if when.tzinfo is not None:
+        when = when.astimezone().replace(tzinfo=None)
+    return when.isoformat(sep=" ", timespec="seconds")
+
+
 def _sorted_by(runs: list[RunInfo], metric: str) -> list[RunInfo]:
     known = sorted({name for run in runs for name in run.test})
-    if metric not in known:
+    if metric not in known and known:  # none yet (no complete run): nothing to sort, no error
         raise CnnCliError(
             f"no run has a test metric '{metric}'",
             where=Location(file="cnncli runs", key="--sort"),
-            hint=did_you_mean(metric, known, f"metrics are: {', '.join(known) or 'none yet'}"),
+            hint=did_you_mean(metric, known, f"metrics are: {', '.join(known)}"),
         )
     sign = 1.0 if smaller_is_better(metric) else -1.0
     scored = [run for run in runs if metric in run.test]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -73,6 +74,35 @@ def test_a_damaged_run_is_listed_as_damaged_and_the_others_still_are(runs_folder
     assert "metrics.json: test.loss: expected a finite number" in runs[damaged.name].problem
 
 
+def test_a_fifo_in_place_of_a_run_file_is_named_and_never_blocks_the_listing(runs_folder, tmp_path):
+    import os
+    import threading
+
+    copy = tmp_path / "runs"
+    shutil.copytree(runs_folder, copy, symlinks=True)
+    by_prefix = {path.name[:2]: path for path in copy.iterdir()}
+    swapped = {
+        by_prefix["a-"] / "history.csv": "a-",
+        by_prefix["b-"] / "manifest.json": "b-",
+        by_prefix[".t"] / "checkpoints" / "state.json": ".t",
+    }
+    for path in swapped:
+        path.unlink()
+        os.mkfifo(path)  # no writer ever opens it: a plain read would wait for ever
+    listed: list = []
+    reader = threading.Thread(target=lambda: listed.extend(list_runs(copy)), daemon=True)
+    reader.start()
+    reader.join(60)
+    assert not reader.is_alive(), "runs blocked on a FIFO"
+    problems = {run.path.name[:2]: run.problem for run in listed}
+    for path, prefix in swapped.items():
+        assert problems[prefix] == (
+            f"{path}: is a pipe (FIFO), not a file cnncli wrote; the run's files were edited"
+            " or damaged: retrain"
+        )
+    assert all(path.is_fifo() for path in swapped)
+
+
 def test_runs_of_a_missing_folder_is_one_line(runner, tmp_path):
     result = runner.invoke(cli, ["runs", str(tmp_path / "nowhere")])
     assert result.exit_code == 2
@@ -107,3 +137,22 @@ def test_an_interrupted_run_another_process_trains_is_listed_as_training(runs_fo
         holder.communicate()
     [listed] = [run for run in list_runs(runs_folder) if run.path == staging]
     assert listed.status == "interrupted"  # the lock is the kernel's: gone with its holder
+
+
+def test_sorting_a_folder_without_a_complete_run_lists_nothing_and_succeeds(runner, tmp_path):
+    (tmp_path / "runs").mkdir()
+    assert runs_json(runner, str(tmp_path / "runs"), "--sort", "loss") == []
+
+
+def test_a_renamed_run_is_listed_at_its_time_not_last(runs_folder, tmp_path):
+    copy = tmp_path / "runs"
+    shutil.copytree(runs_folder, copy, symlinks=True)
+    newest = max(path for path in copy.iterdir() if path.name[:2] in ("a-", "b-"))
+    newest.rename(copy / "best")
+    listed = list_runs(copy)
+    [best] = [run for run in listed if run.path.name == "best"]
+    created = json.loads((copy / "best" / "manifest.json").read_text())["created"]
+    local = dt.datetime.fromisoformat(created).astimezone().replace(tzinfo=None)
+    assert best.started == local.isoformat(sep=" ", timespec="seconds")
+    complete = [run.path.name for run in listed if run.status == "complete"]
+    assert complete[0] == "best"  # published after the other complete run
