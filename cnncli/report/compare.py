@@ -14,6 +14,7 @@ from typing import Any
 
 from cnncli.config.overrides import flatten_config
 from cnncli.errors import CnnCliError, Location
+from cnncli.report.plots import labelled_legend
 from cnncli.runs import (
     HISTORY_FILENAME,
     METRICS_FILENAME,
@@ -133,7 +134,7 @@ def write_curves(comparison: Comparison, output: Path) -> Path:
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        labelled_legend(ax)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     try:

@@ -108,7 +108,7 @@ def learning_curves_figure(
         axis.set_ylabel(f"{title}, standardised label" if scaled else title)
         axis.xaxis.get_major_locator().set_params(integer=True)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize="small")
+        labelled_legend(axis)
     figure.suptitle("Learning curves")
     return figure
 
@@ -226,7 +226,7 @@ def predicted_vs_actual_figure(name: str, truth: np.ndarray, predicted: np.ndarr
     axis.set_ylabel(f"predicted {name} (label units)")
     axis.set_title(f"Predicted against actual {name}, test rows")
     axis.grid(alpha=0.3)
-    axis.legend(fontsize="small")
+    labelled_legend(axis)
     return figure
 
 
@@ -298,7 +298,7 @@ def _unit_square(axis: Any) -> None:
     axis.set_ylim(-0.02, 1.02)
     axis.set_aspect("equal")
     axis.grid(alpha=0.3)
-    axis.legend(fontsize="small", loc="lower right" if axis.get_xlabel() != "recall" else "best")
+    labelled_legend(axis, loc="lower right" if axis.get_xlabel() != "recall" else "best")
 
 
 def _sample(truth: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -356,3 +356,10 @@ def png_bytes(figure: Any) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
+
+
+def labelled_legend(axis: Any, **where: Any) -> None:
+    """A legend of the labelled lines; none where nothing was drawn (no class of the test rows
+    had both positives and negatives, say), which matplotlib would warn about."""
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize="small", **where)
