@@ -55,7 +55,16 @@ from cnncli.serve.scores import (
 )
 from cnncli.train.check import check_model, facts_from_preprocessor
 from cnncli.train.checkpoints import CheckpointKeeper, TrainingInterrupted, resume_point
+from cnncli.train.checkpoints.resume import restore_callbacks, restore_variables
 from cnncli.train.checkpoints.signals import SignalCatcher, interrupted
+from cnncli.train.distribute import (
+    LostCallback,
+    Session,
+    dropped_rows,
+    preprocessing_digest,
+    worker_for,
+)
+from cnncli.train.distribute import start as start_distribution
 from cnncli.train.feed import (
     EVALUATE_BATCH,
     PreparedData,
@@ -79,7 +88,8 @@ AUTO_STEPS_PER_EXECUTION = 128
 
 @dataclass
 class TrainResult:
-    run_dir: Path
+    #: None on a worker other than process 0, which writes no run folder.
+    run_dir: Path | None
     metrics: dict[str, Any]
     history: dict[str, list[float]]
     seed: int
@@ -93,6 +103,8 @@ def train_run(
     on_epoch_end: EpochCallback | None = None,
     on_message: MessageCallback | None = None,
     resume: str | Path | None = None,
+    process_id: int | None = None,
+    on_lost: LostCallback | None = None,
 ) -> TrainResult:
     """Train the config's model and save it as a complete run folder.
 
@@ -102,6 +114,9 @@ def train_run(
         on_epoch_end: called with (epoch, epochs, logs) after every epoch.
         on_message: called with one-line notes (rows dropped, ONNX fallback, ...).
         resume: an interrupted run's folder to continue, or "" for the newest one of this name.
+        process_id: this worker's number under ``distribute`` (default ``CNNCLI_PROCESS_ID``).
+        on_lost: called with the error line when another worker is lost, just before this
+            process exits (``train.distribute``).
 
     Returns:
         The run folder, test metrics, history and the seed used.
@@ -110,7 +125,9 @@ def train_run(
     # the signal handler notes every signal, so an interrupt hidden from Python is acted on
     with signals.installed(), interrupts_kept_quiet(reraise=False):
         try:
-            return _train(config, output_dir, on_epoch_end, on_message, resume, signals)
+            return _train(
+                config, output_dir, on_epoch_end, on_message, resume, signals, process_id, on_lost
+            )
         except BaseException as exc:
             # Before the run's folder exists (reading the data, checking the model): a signal
             # that a reader turned into its own error, or that a library swallowed, still wins.
@@ -127,10 +144,15 @@ def _train(
     on_message: MessageCallback | None,
     resume: str | Path | None,
     signals: SignalCatcher,
+    process_id: int | None = None,
+    on_lost: LostCallback | None = None,
 ) -> TrainResult:
     say = on_message or (lambda _text: None)
     output = Path(output_dir or config.output.dir)
-    resumed = resume_point(config, output, resume) if resume is not None else None
+    worker = worker_for(config, process_id)
+    resumed = (
+        resume_point(config, output, resume, lock=worker.writes) if resume is not None else None
+    )
     require_data_files(config)  # as validate does, and before Keras loads
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
     seed = resumed.seed if resumed is not None else seed
@@ -144,7 +166,11 @@ def _train(
     with signals.deferred():  # an import cut short left TensorFlow half set up: one run segfaulted
         keras = import_keras()
     signals.check()
-    streaming = wants_streaming(config)
+    signals.phase = "joining the other workers"
+    session = start_distribution(worker, keras, on_lost)  # before any JAX computation
+    seed = session.agree_on_seed(seed)
+    # JAX strategies feed shards of the in-memory rows (train.distribute)
+    streaming = wants_streaming(config) and not session.on_jax
     signals.phase = "reading the data"
     prepared = prepare_streamed(config, seed) if streaming else prepare_data(config, seed)
     signals.check()
@@ -152,6 +178,13 @@ def _train(
     # The data is read once, here: the model is checked against the preprocessing fitted on
     # the training rows, not against a second, cheaper read as `validate` does.
     check_model(config, facts_from_preprocessor(prepared.task, prepared.preprocessor))
+    session.agree_on_preprocessing(
+        preprocessing_digest(
+            prepared.preprocessor.to_json(), yaml.safe_dump(prepared.split.to_json())
+        )
+    )
+    if session.on_jax and (left_out := dropped_rows(prepared.n_train, session.shards()[0])):
+        say(f"{left_out} training row(s) left out so that every device's shard is the same size")
     for note in prepared.notes:
         say(note)
     if on_epoch_end is not None and prepared.preprocessor.label.kind == "standard":
@@ -175,15 +208,29 @@ def _train(
             f" {steps_per_epoch} step(s) of an epoch; {steps_per_epoch} are run per call"
         )
     steps_per_execution = min(steps_per_execution, steps_per_epoch)
-    model = build_model(
-        config,
-        prepared.preprocessor.input_shape,
-        prepared.n_outputs,
-        default_loss=default_loss(prepared.preprocessor.label.kind),
-        default_metrics=default_metrics(prepared.task),
-        steps_per_execution=steps_per_execution,
-    )
+    if backend == "torch" and steps_per_execution > 1:
+        if config.fit.steps_per_execution != "auto":
+            say(
+                "fit.steps_per_execution: Keras on torch runs 1 step per call,"
+                f" not {steps_per_execution}"
+            )
+        steps_per_execution = 1  # Keras refuses more on PyTorch
+
+    def build() -> Any:
+        return build_model(
+            config,
+            prepared.preprocessor.input_shape,
+            prepared.n_outputs,
+            default_loss=default_loss(prepared.preprocessor.label.kind),
+            default_metrics=default_metrics(prepared.task),
+            steps_per_execution=steps_per_execution,
+        )
+
+    with session.building():
+        model = build()
     signals.check()
+    if not worker.writes:
+        return _follow(config, keras, model, prepared, session, resumed, seed)
     # staging folder + checkpoints; from here on, a failure keeps the last checkpoint
     with signals.deferred():  # the staging folder exists only with a keeper to clean it up
         keeper = CheckpointKeeper.open(config, output, seed, resumed, signals)
@@ -199,6 +246,8 @@ def _train(
             steps_per_epoch,
             on_epoch_end,
             say,
+            session,
+            build,
         )
     except BaseException as exc:
         error = keeper.failed(exc)
@@ -218,6 +267,8 @@ def _fit_and_save(
     steps_per_epoch: int,
     on_epoch_end: EpochCallback | None,
     say: MessageCallback,
+    session: Session,
+    build: Callable[[], Any],
 ) -> TrainResult:
     """Fit with checkpoints, evaluate on the test rows and publish the run folder."""
     resumed = keeper.resumed
@@ -226,13 +277,19 @@ def _fit_and_save(
     if on_epoch_end is not None:
         callbacks.append(_EpochReporter(keras, config.fit.epochs, on_epoch_end))
     weights = class_weights(config, prepared)
-    inputs = fit_inputs(config, prepared, resumed.epoch if resumed is not None else 0, weights)
+    first_epoch = resumed.epoch if resumed is not None else 0
+    inputs = fit_inputs(config, prepared, first_epoch, weights)
+    inputs = session.fit_inputs(inputs, config, seed, first_epoch)
     if not streaming:
         # Told the epoch's length, Keras keeps the data iterator it opens at the end of an
         # epoch for the next one instead of opening another: on TensorFlow that is ~10 ms an
         # epoch, and the shuffled order is the same either way.
-        inputs["steps_per_epoch"] = steps_per_epoch
-    history = keeper.fit(model, **inputs, epochs=config.fit.epochs, callbacks=callbacks, verbose=0)
+        inputs.setdefault("steps_per_epoch", steps_per_epoch)
+    with session.fitting():
+        history = keeper.fit(
+            model, **inputs, epochs=config.fit.epochs, callbacks=callbacks, verbose=0
+        )
+    model = session.undistributed(model, build)
     keeper.entering("evaluating on the test rows")
     metrics = result_metrics(config, model, prepared, callbacks, keras)
     if not metrics["baseline"]["beaten"]:
@@ -242,7 +299,46 @@ def _fit_and_save(
     run_dir, onnx = save_run(
         config, model, prepared, metrics, histories, seed, say, keeper, class_weight=weights
     )
+    session.finish()
     return TrainResult(run_dir=run_dir, metrics=metrics, history=histories, seed=seed, onnx=onnx)
+
+
+def _follow(
+    config: Config,
+    keras: Any,
+    model: Any,
+    prepared: PreparedData | StreamedData,
+    session: Session,
+    resumed: Any,
+    seed: int,
+) -> TrainResult:
+    """A worker other than process 0: the same fit on its own shards, writing nothing.
+
+    Its callbacks are the same (EarlyStopping must stop every worker at the same epoch); a
+    callback's files go to a folder deleted afterwards. It reads the checkpoint on ``--resume``.
+    """
+    import tempfile
+
+    first_epoch = resumed.epoch if resumed is not None else 0
+    with tempfile.TemporaryDirectory(prefix="cnncli-worker-") as scratch:
+        callbacks = make_callbacks(config, keras, run_dir=Path(scratch))
+        if resumed is not None:
+            restore_callbacks(callbacks, resumed, restore_variables(model, resumed))
+        inputs = fit_inputs(config, prepared, first_epoch, class_weights(config, prepared))
+        inputs = session.fit_inputs(inputs, config, seed, first_epoch)
+        history: dict[str, list[float]] = {}
+        if resumed is None or not (resumed.done or first_epoch >= config.fit.epochs):
+            with session.fitting():
+                fitted = model.fit(
+                    **inputs,
+                    epochs=config.fit.epochs,
+                    initial_epoch=first_epoch,
+                    callbacks=callbacks,
+                    verbose=0,
+                )
+            history = {name: [float(v) for v in values] for name, values in fitted.history.items()}
+    session.finish()
+    return TrainResult(run_dir=None, metrics={}, history=history, seed=seed)
 
 
 def result_metrics(
@@ -364,7 +460,11 @@ def save_run(
             "backend": keras.backend.backend(),
             # read from the package metadata: importing TensorFlow for its version costs seconds
             "tensorflow": _installed_version("tensorflow", "tensorflow-cpu"),
-            **({"jax": _installed_version("jax")} if keras.backend.backend() == "jax" else {}),
+            **(
+                {keras.backend.backend(): _installed_version(keras.backend.backend())}
+                if keras.backend.backend() in ("jax", "torch")
+                else {}
+            ),
             "config_sha256": config.fingerprint(),
             "seed": seed,
             "task": prepared.task,
