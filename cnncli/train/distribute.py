@@ -153,13 +153,22 @@ class Session:
 
     @property
     def on_jax(self) -> bool:
-        """Whether Keras' JAX distribution feeds the batches (``shards`` apply)."""
+        """Whether Keras' JAX distribution feeds the batches."""
         return self.worker.strategy != "none" and self.backend == "jax"
+
+    @property
+    def feeds_shards(self) -> bool:
+        """Whether ``sharded_batches`` feed ``fit``: under a JAX strategy, and on torch, whose
+        Keras shuffles with torch's global generator, which a checkpoint does not hold (a
+        shuffle by seed and epoch makes a resumed run draw the same batches)."""
+        return self.on_jax or self.backend == "torch"
 
     # -- devices -------------------------------------------------------------------------------
 
     def shards(self) -> tuple[int, list[int]]:
         """(all data shards, this process's shards): one shard per device, in mesh order."""
+        if not self.on_jax:
+            return 1, [0]
         import jax
 
         devices = jax.devices()
@@ -205,10 +214,10 @@ class Session:
     def fit_inputs(
         self, inputs: dict[str, Any], config: Config, seed: int, first_epoch: int
     ) -> dict[str, Any]:
-        """``fit_inputs``' arrays as this process's shards of each batch (JAX strategies);
-        the validation rows too, unshuffled. Other strategies feed Keras the arrays as they are.
+        """``fit_inputs``' arrays as this process's shards of each batch (``feeds_shards``);
+        the validation rows too, unshuffled. Otherwise Keras gets the arrays as they are.
         """
-        if not self.on_jax:
+        if not self.feeds_shards or "y" not in inputs:  # streaming feeds its own batches
             return inputs
         shards = self.shards()
         batches = sharded_batches(
@@ -226,12 +235,9 @@ class Session:
         if validation is not None:
             size = -(-EVALUATE_BATCH // shards[0]) * shards[0]
             validation = sharded_batches(self.keras, *validation, size, shards, False, seed)
-        return {
-            **inputs,
-            "x": batches,
-            "validation_data": validation,
-            "steps_per_epoch": len(batches),
-        }
+        # No steps_per_epoch: told it, Keras keeps one data iterator across epochs, and on torch
+        # a fresh one per epoch (as a resumed fit opens) draws from the generator the same way
+        return {**inputs, "x": batches, "validation_data": validation}
 
     @contextlib.contextmanager
     def fitting(self) -> Iterator[None]:

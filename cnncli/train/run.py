@@ -183,7 +183,7 @@ def _train(
             prepared.preprocessor.to_json(), yaml.safe_dump(prepared.split.to_json())
         )
     )
-    if session.on_jax and (left_out := dropped_rows(prepared.n_train, session.shards()[0])):
+    if session.feeds_shards and (left_out := dropped_rows(prepared.n_train, session.shards()[0])):
         say(f"{left_out} training row(s) left out so that every device's shard is the same size")
     for note in prepared.notes:
         say(note)
@@ -208,13 +208,17 @@ def _train(
             f" {steps_per_epoch} step(s) of an epoch; {steps_per_epoch} are run per call"
         )
     steps_per_execution = min(steps_per_execution, steps_per_epoch)
-    if backend == "torch" and steps_per_execution > 1:
+    one_step = {"torch": "Keras on torch", "tensorflow": "TensorFlow's MirroredStrategy"}
+    if steps_per_execution > 1 and (
+        backend == "torch" or (backend == "tensorflow" and worker.strategy == "mirrored")
+    ):
+        # Keras refuses more on PyTorch; a MirroredStrategy loop of several steps fails to run
         if config.fit.steps_per_execution != "auto":
             say(
-                "fit.steps_per_execution: Keras on torch runs 1 step per call,"
+                f"fit.steps_per_execution: {one_step[backend]} runs 1 step per call,"
                 f" not {steps_per_execution}"
             )
-        steps_per_execution = 1  # Keras refuses more on PyTorch
+        steps_per_execution = 1
 
     def build() -> Any:
         return build_model(
@@ -274,17 +278,18 @@ def _fit_and_save(
     resumed = keeper.resumed
     # a callback that writes files writes inside the run
     callbacks = make_callbacks(config, keras, run_dir=keeper.staged.staging)
+    callbacks += epoch_seeding(keras, seed)
     if on_epoch_end is not None:
         callbacks.append(_EpochReporter(keras, config.fit.epochs, on_epoch_end))
     weights = class_weights(config, prepared)
     first_epoch = resumed.epoch if resumed is not None else 0
     inputs = fit_inputs(config, prepared, first_epoch, weights)
     inputs = session.fit_inputs(inputs, config, seed, first_epoch)
-    if not streaming:
+    if not streaming and not session.feeds_shards:
         # Told the epoch's length, Keras keeps the data iterator it opens at the end of an
         # epoch for the next one instead of opening another: on TensorFlow that is ~10 ms an
         # epoch, and the shuffled order is the same either way.
-        inputs.setdefault("steps_per_epoch", steps_per_epoch)
+        inputs["steps_per_epoch"] = steps_per_epoch
     with session.fitting():
         history = keeper.fit(
             model, **inputs, epochs=config.fit.epochs, callbacks=callbacks, verbose=0
@@ -322,6 +327,7 @@ def _follow(
     first_epoch = resumed.epoch if resumed is not None else 0
     with tempfile.TemporaryDirectory(prefix="cnncli-worker-") as scratch:
         callbacks = make_callbacks(config, keras, run_dir=Path(scratch))
+        callbacks += epoch_seeding(keras, seed)
         if resumed is not None:
             restore_callbacks(callbacks, resumed, restore_variables(model, resumed))
         inputs = fit_inputs(config, prepared, first_epoch, class_weights(config, prepared))
@@ -408,6 +414,24 @@ def _on_the_scaled_label(report: EpochCallback) -> EpochCallback:
         report(epoch, epochs, {f"{name} (scaled)": value for name, value in logs.items()})
 
     return scaled
+
+
+def epoch_seeding(keras: Any, seed: int) -> list[Any]:
+    """On torch, a callback that seeds torch's global generator at each epoch's start.
+
+    Keras' unseeded Dropout on torch draws from that generator, which a checkpoint does not
+    hold; started from (seed, epoch), a resumed run draws what an uninterrupted one draws.
+    """
+    if keras.backend.backend() != "torch":
+        return []
+
+    class EpochSeed(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            import torch
+
+            torch.manual_seed(int(np.random.default_rng([seed, epoch]).integers(2**62)))
+
+    return [EpochSeed()]
 
 
 class _EpochReporter:
