@@ -145,6 +145,9 @@ class Session:
     _stdout: int | None = field(default=None, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _lost_named: threading.Event = field(default_factory=threading.Event, repr=False)
+    _lost_error: CnnCliError | None = field(default=None, repr=False)
+    _waiting: bool = field(default=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
@@ -252,7 +255,12 @@ class Session:
         except Exception as exc:
             if self._client is None or not _collective_failed(exc):
                 raise
-            self._lost_named.wait(self.worker.heartbeat_timeout + JAX_HEARTBEAT_MARGIN_S / 2)
+            with self._lock:
+                if self._lost_error is not None:  # the heartbeat thread is ending the process
+                    threading.Event().wait()
+                self._waiting = True
+            if self._lost_named.wait(self.worker.heartbeat_timeout + JAX_HEARTBEAT_MARGIN_S / 2):
+                raise self._lost_error from None  # type: ignore[misc]  # set with the event
             raise CnnCliError(
                 f"a collective operation between the workers failed ({_first_line(exc)});"
                 f" {self.worker.name} stops, the run is not complete",
@@ -317,19 +325,31 @@ class Session:
                 coordinator_lost_since = coordinator_lost_since or now
                 if now - coordinator_lost_since >= min(worker.heartbeat_timeout, 5):
                     self._lost(0)
+                    return
                 continue
             for other, value in values.items():
                 if value != seen[other][0]:
                     seen[other] = (value, now)
                 elif now - seen[other][1] >= worker.heartbeat_timeout:
                     self._lost(other)
+                    return
 
     def _lost(self, other: int) -> None:
-        if self._stop.is_set():
+        """Say which worker is lost once: raised by ``fitting`` when the main thread waits
+        there, else printed here, and the process ends (the main thread may be stuck inside
+        a collective operation)."""
+        if self._stop.is_set():  # finished meanwhile
             return
-        self._lost_named.set()
+        error = lost_worker(self.worker, other)
+        with self._lock:
+            self._lost_error = error
+            waiting = self._waiting
+            self._lost_named.set()
+        self._stop.set()
+        if waiting:
+            return
         if self.on_lost is not None:
-            self.on_lost(lost_worker(self.worker, other))
+            self.on_lost(error)
         os._exit(LOST_EXIT_CODE)
 
     def finish(self) -> None:
