@@ -201,6 +201,24 @@ def _import_keras_without_unused_modules() -> Any:
     return keras
 
 
+def backend_module(name: str) -> Any:
+    """A backend's own module (``jax``, ``jax._src.distributed``, ``tensorflow``) for code that
+    drives it directly, such as the distribution strategies; imported here, the one door."""
+    if name == "jax":
+        import jax
+
+        return jax
+    if name == "jax._src.distributed":  # the joined processes' client (a key-value store)
+        from jax._src import distributed
+
+        return distributed
+    if name == "tensorflow":
+        import tensorflow
+
+        return tensorflow
+    raise ValueError(f"not a backend module cnncli drives: {name}")
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and Keras, and make TensorFlow ops deterministic."""
     import numpy as np

@@ -41,6 +41,7 @@ import numpy as np
 
 from cnncli.config.models import COORDINATOR_PATTERN, Config
 from cnncli.errors import CnnCliError, Location
+from cnncli.runtime import backend_module
 
 PROCESS_ID_VARIABLE = "CNNCLI_PROCESS_ID"
 COORDINATOR_VARIABLE = "CNNCLI_COORDINATOR"
@@ -172,8 +173,7 @@ class Session:
         """(all data shards, this process's shards): one shard per device, in mesh order."""
         if not self.on_jax:
             return 1, [0]
-        import jax
-
+        jax = backend_module("jax")
         devices = jax.devices()
         mine = [i for i, d in enumerate(devices) if d.process_index == jax.process_index()]
         return len(devices), mine
@@ -190,8 +190,7 @@ class Session:
             distribution.set_distribution(distribution.DataParallel(auto_shard_dataset=False))
             yield
             return
-        import tensorflow as tf
-
+        tf = backend_module("tensorflow")
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
         self.tf_strategy = tf.distribute.MirroredStrategy(devices=devices)
@@ -356,9 +355,7 @@ class Session:
         """Stop the heartbeat and leave the other workers (waits for them at a barrier)."""
         self._stop.set()
         if self._client is not None:
-            import jax
-
-            jax.distributed.shutdown()
+            backend_module("jax").distributed.shutdown()
             self._client = None
         if self._stdout is not None:
             os.dup2(self._stdout, 1)
@@ -387,8 +384,7 @@ def start(worker: Worker, keras: Any, on_lost: LostCallback | None = None) -> Se
         )
     if not worker.joins:
         return session
-    import jax
-
+    jax = backend_module("jax")
     # Gloo prints "[Gloo] Rank 0 is connected ..." on file descriptor 1, where the results go
     session._stdout = os.dup(1)
     os.dup2(2, 1)
@@ -409,9 +405,7 @@ def start(worker: Worker, keras: Any, on_lost: LostCallback | None = None) -> Se
             hint=f"start all {worker.num_processes} processes within {JOIN_TIMEOUT_S} s"
             " (cnncli launch CONFIG --local N), with the same coordinator",
         ) from exc
-    from jax._src import distributed
-
-    session._client = distributed.global_state.client
+    session._client = backend_module("jax._src.distributed").global_state.client
     session.start_heartbeat()
     return session
 
@@ -424,9 +418,7 @@ def leave_after_failure(code: int) -> None:
     """
     if "jax" not in sys.modules:
         return
-    from jax._src import distributed
-
-    if distributed.global_state.client is None:
+    if backend_module("jax._src.distributed").global_state.client is None:
         return
     sys.stdout.flush()
     sys.stderr.flush()
