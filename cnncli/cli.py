@@ -275,17 +275,23 @@ def cli(debug: bool) -> None:
 # Shared options
 
 
+config_path_argument = click.argument(
+    "config", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+overrides_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set fit.epochs=5 --set model.layers[0].filters=128.",
+)
+
+
 def config_argument(function: Callable[..., Any]) -> Callable[..., Any]:
     """CONFIG plus repeatable ``--set key=value`` and ``--print-config``."""
 
-    @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    @click.option(
-        "--set",
-        "overrides",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="Override a config value, e.g. --set fit.epochs=5 --set model.layers[0].filters=128.",
-    )
+    @config_path_argument
+    @overrides_option
     @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
     @functools.wraps(function)
     def wrapper(config: Path, overrides: tuple[str, ...], print_config: bool, **kwargs: Any) -> Any:
@@ -403,14 +409,8 @@ def train(
 
 
 @cli.command()
-@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config value in every worker, e.g. --set fit.epochs=5.",
-)
+@config_path_argument
+@overrides_option
 @click.option(
     "--local",
     type=click.IntRange(min=1, max=64),

@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -384,6 +385,8 @@ def start(worker: Worker, keras: Any, on_lost: LostCallback | None = None) -> Se
         )
     if not worker.joins:
         return session
+    if worker.writes:
+        check_can_listen(worker.coordinator)
     jax = backend_module("jax")
     # Gloo prints "[Gloo] Rank 0 is connected ..." on file descriptor 1, where the results go
     session._stdout = os.dup(1)
@@ -408,6 +411,32 @@ def start(worker: Worker, keras: Any, on_lost: LostCallback | None = None) -> Se
     session._client = backend_module("jax._src.distributed").global_state.client
     session.start_heartbeat()
     return session
+
+
+def check_can_listen(address: str) -> None:
+    """Stop with one line unless process 0 can listen on ``address`` (JAX's coordinator crashed
+    the process with a segmentation fault on a port in use or an address of another machine).
+
+    Raises:
+        CnnCliError: the port is taken, or the host is not an address of this machine.
+    """
+    host, port = address.rsplit(":", 1)
+    host = host.strip("[]")
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(
+            host, int(port), type=socket.SOCK_STREAM
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            probe.bind(where)
+            probe.listen()
+    except OSError as exc:
+        raise CnnCliError(
+            f"process 0 cannot listen on {address} ({exc.strerror or exc})",
+            where=Location(key="distribute.coordinator"),
+            hint="name a free port of this machine's address in distribute.coordinator or"
+            " CNNCLI_COORDINATOR (cnncli launch picks a free one when neither is set)",
+        ) from exc
 
 
 def leave_after_failure(code: int) -> None:

@@ -417,3 +417,16 @@ def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path, dp_yaml):
     mirrored, single = weights_of(Path(runs["mirrored"])), weights_of(Path(runs["none"]))
     for a, b in zip(mirrored, single, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_process_0_says_in_one_line_when_it_cannot_listen_on_the_coordinator_address():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(CnnCliError) as caught:
+            distribute.check_can_listen(address)  # JAX's coordinator segfaulted here
+    assert caught.value.one_line().startswith(
+        f"distribute.coordinator: process 0 cannot listen on {address} (Address already in use);"
+    )
+    distribute.check_can_listen(_free_address())
