@@ -444,6 +444,8 @@ def launch(
     loaded = load_config(config, (*overrides, *forced))  # every problem once, not once a worker
 
     def failed(index: int, code: int) -> None:
+        if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+            return  # the worker said it was interrupted, and process 0 how to resume
         render.error(
             CnnCliError(
                 f"process {index} of {local} exited with code {code}",

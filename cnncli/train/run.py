@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from cnncli.config.models import Config
 from cnncli.data.chunks import StreamedData, wants_streaming
 from cnncli.data.csvfile import require_data_files
 from cnncli.data.split import TEST, TRAIN, VALIDATION
+from cnncli.errors import Location
 from cnncli.model.build import build_model, make_callbacks
 from cnncli.model.targets import default_loss, default_metrics
 from cnncli.runs import (
@@ -234,7 +236,19 @@ def _train(
         model = build()
     signals.check()
     if not worker.writes:
-        return _follow(config, keras, model, prepared, session, resumed, seed)
+        signals.phase = "training"
+        try:
+            return _follow(config, keras, model, prepared, session, resumed, seed)
+        except BaseException:
+            if signals.received is None:
+                raise
+            raise TrainingInterrupted(  # the checkpoint, and the line that resumes, are process 0's
+                f"{worker.name} interrupted by {signal.Signals(signals.received).name};"
+                " process 0 keeps the checkpoint",
+                signum=signals.received,
+                where=Location(key="distribute"),
+                hint="see process 0's line for how to resume",
+            ) from None
     # staging folder + checkpoints; from here on, a failure keeps the last checkpoint
     with signals.deferred():  # the staging folder exists only with a keeper to clean it up
         keeper = CheckpointKeeper.open(config, output, seed, resumed, signals)
