@@ -399,7 +399,7 @@ def main() -> None:
         "scale": [],
         "processes": [],
     }
-    if args.processes or not args.skip_seed:
+    if args.processes or not (args.skip_seed or args.quick):
         print("one process against two (alternating):", flush=True)
         report["processes"] = compare_processes(args.repeats)
     if not args.skip_seed:
