@@ -163,10 +163,8 @@ class Session:
 
     @property
     def feeds_shards(self) -> bool:
-        """Whether ``sharded_batches`` feed ``fit``: under a JAX strategy, and on torch, whose
-        Keras shuffles with torch's global generator, which a checkpoint does not hold (a
-        shuffle by seed and epoch makes a resumed run draw the same batches)."""
-        return self.on_jax or self.backend == "torch"
+        """Whether ``sharded_batches`` feed ``fit`` (under a JAX strategy)."""
+        return self.on_jax
 
     # -- devices -------------------------------------------------------------------------------
 

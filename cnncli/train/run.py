@@ -299,7 +299,10 @@ def _fit_and_save(
     first_epoch = resumed.epoch if resumed is not None else 0
     inputs = fit_inputs(config, prepared, first_epoch, weights)
     inputs = session.fit_inputs(inputs, config, seed, first_epoch)
-    if not streaming and not session.feeds_shards:
+    # On torch, Keras shuffles with torch's global generator, which epoch_seeding starts anew
+    # each epoch; told the epoch's length, Keras would keep the loader of a previous epoch,
+    # which a resumed fit cannot (its first loader draws from that generator, later ones not).
+    if not streaming and not session.feeds_shards and keras.backend.backend() != "torch":
         # Told the epoch's length, Keras keeps the data iterator it opens at the end of an
         # epoch for the next one instead of opening another: on TensorFlow that is ~10 ms an
         # epoch, and the shuffled order is the same either way.
@@ -433,8 +436,9 @@ def _on_the_scaled_label(report: EpochCallback) -> EpochCallback:
 def epoch_seeding(keras: Any, seed: int) -> list[Any]:
     """On torch, a callback that seeds torch's global generator at each epoch's start.
 
-    Keras' unseeded Dropout on torch draws from that generator, which a checkpoint does not
-    hold; started from (seed, epoch), a resumed run draws what an uninterrupted one draws.
+    Keras on torch shuffles and runs unseeded Dropout with that generator, which a checkpoint
+    does not hold; started from (seed, epoch), a resumed run draws what an uninterrupted one
+    draws.
     """
     if keras.backend.backend() != "torch":
         return []
