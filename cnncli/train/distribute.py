@@ -95,9 +95,11 @@ def worker_for(config: Config, process_id: int | None = None) -> Worker:
     """
     spec = config.distribute
     where = Location(key="--process-id")
-    if process_id is None and os.environ.get(PROCESS_ID_VARIABLE, "").strip():
+    # the variable matters only to a config of several processes: one left set elsewhere
+    # does not stop every other training
+    text = os.environ.get(PROCESS_ID_VARIABLE, "").strip() if spec.num_processes > 1 else ""
+    if process_id is None and text:
         where = Location(key=PROCESS_ID_VARIABLE)
-        text = os.environ[PROCESS_ID_VARIABLE].strip()
         if not re.fullmatch(r"[0-9]{1,6}", text):
             raise CnnCliError(
                 f"expected a process number, got {text!r}",

@@ -97,6 +97,8 @@ def test_process_id_comes_from_the_option_then_the_environment(monkeypatch, writ
     assert distribute.worker_for(config, 0).writes
     monkeypatch.setenv(distribute.COORDINATOR_VARIABLE, "10.0.0.1:7000")
     assert distribute.worker_for(config).coordinator == "10.0.0.1:7000"
+    single = load_config(write_config(base_config(tiny_csv)))
+    assert distribute.worker_for(single).process_id == 0  # the variable is for several processes
 
 
 @pytest.mark.parametrize(
