@@ -25,6 +25,7 @@ Prints tables and writes ``benchmarks/out/train.json``. Not a test: run it on a 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -93,6 +94,8 @@ def compare_seed(repeats: int, quick: bool = False) -> dict[str, Any]:
     """Alternate the plain script and cnncli (JAX, TensorFlow and, unless quick, a cold cache)."""
     data = str(ROOT / "data" / "seed.csv")
     names = ["script", "cnncli", "cnncli_tensorflow"]
+    if importlib.util.find_spec("torch") is not None:  # the cnncli[torch] extra
+        names.append("cnncli_torch")
     if not quick:
         names.insert(2, "cnncli_cold_cache")
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
@@ -104,8 +107,8 @@ def compare_seed(repeats: int, quick: bool = False) -> dict[str, Any]:
             return result
         if name == "cnncli":
             return cnncli_train(SAME_SPLIT)
-        if name == "cnncli_tensorflow":
-            return cnncli_train([*SAME_SPLIT, "backend=tensorflow"])
+        if name in ("cnncli_tensorflow", "cnncli_torch"):
+            return cnncli_train([*SAME_SPLIT, f"backend={name.removeprefix('cnncli_')}"])
         return cnncli_train(
             SAME_SPLIT, {"CNNCLI_CACHE_DIR": tempfile.mkdtemp(prefix="cnncli-cold-")}
         )
@@ -134,6 +137,44 @@ def compare_seed(repeats: int, quick: bool = False) -> dict[str, Any]:
     table["accuracy_points"] = round(
         100 * (table["cnncli"]["median_accuracy"] - table["script"]["median_accuracy"]), 2
     )
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# 1b. one process against two (distribute: data_parallel on JAX, 127.0.0.1)
+
+
+def compare_processes(repeats: int) -> list[dict[str, Any]]:
+    """configs/seed.yaml in one process, then as `cnncli launch --local 2`, alternately:
+    whole-process wall time, training rows per second (rows × epochs / wall) and accuracy."""
+    sides = {
+        "1 process (`cnncli train`)": ["train", str(SEED_CONFIG)],
+        "2 processes (`cnncli launch --local 2`)": ["launch", str(SEED_CONFIG), "--local", "2"],
+    }
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+    for index in range(repeats + 1):  # the first round fills the compilation cache
+        order = list(sides) if index % 2 == 0 else list(reversed(sides))
+        for name in order:
+            output = Path(tempfile.mkdtemp(prefix="cnncli-procs-"))
+            result = run([*CNNCLI, *sides[name], "--output", str(output)])
+            metrics = json.loads((output / "latest" / "metrics.json").read_text())
+            result["accuracy"] = metrics["test"]["accuracy"]
+            if index:
+                results[name].append(result)
+                print(f"  {name:42s} {result['wall_s']:6.2f} s", flush=True)
+    rows = 2400 * 50  # seed.csv's training rows × epochs
+    table = []
+    for name, runs in results.items():
+        wall = statistics.median(r["wall_s"] for r in runs)
+        table.append(
+            {
+                "way": name,
+                "median_wall_s": round(wall, 2),
+                "wall_s": [round(r["wall_s"], 2) for r in runs],
+                "rows_per_s": round(rows / wall),
+                "accuracy": round(statistics.median(r["accuracy"] for r in runs), 4),
+            }
+        )
     return table
 
 
@@ -330,35 +371,20 @@ def plots_markdown(rows: list[dict[str, Any]], when: str, machine: str) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    seed = report["seed"]
-    lines = [
-        f"Measured {report['when']} on {report['machine']} (`python benchmarks/train.py`).",
-        "",
-        "| seed pipeline: data/seed.csv, 50 epochs, batch 32, the notes' split |"
-        " median wall | runs | test accuracy | peak RSS |",
-        "| --- | ---: | --- | ---: | ---: |",
-    ]
-    for key, label in (
-        ("script", "plain script (the notes)"),
-        ("cnncli", "`cnncli train configs/seed.yaml`"),
-        ("cnncli_cold_cache", "cnncli, cold compile cache"),
-        ("cnncli_tensorflow", "cnncli with `--set backend=tensorflow`"),
-    ):
-        if key not in seed:
-            continue
-        row = seed[key]
-        lines.append(
-            f"| {label} | {row['median_wall_s']:.2f} s |"
-            f" {', '.join(f'{w:.1f}' for w in row['wall_s'])} |"
-            f" {row['median_accuracy']:.4f} | {row['peak_rss_mb']} MB |"
-        )
-    cold = f", cold cache {seed['ratio_cold_cache']:.2f}" if "ratio_cold_cache" in seed else ""
-    lines += [
-        "",
-        f"cnncli / script wall time: **{seed['ratio']:.2f}**{cold},"
-        f" TensorFlow backend **{seed['ratio_tensorflow']:.2f}**;"
-        f" accuracy difference {seed['accuracy_points']:+.2f} points.",
-    ]
+    lines = [f"Measured {report['when']} on {report['machine']} (`python benchmarks/train.py`)."]
+    if report["seed"] is not None:
+        lines += seed_markdown(report["seed"])
+    if report.get("processes"):
+        lines += [
+            "",
+            "| configs/seed.yaml (JAX, 50 epochs) | median wall | runs | rows/s | test accuracy |",
+            "| --- | ---: | --- | ---: | ---: |",
+        ]
+        lines += [
+            f"| {r['way']} | {r['median_wall_s']:.2f} s | {', '.join(map(str, r['wall_s']))} |"
+            f" {r['rows_per_s']:,} | {r['accuracy']:.4f} |"
+            for r in report["processes"]
+        ]
     if report["profile"]:
         lines += [
             "",
@@ -380,6 +406,39 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def seed_markdown(seed: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "| seed pipeline: data/seed.csv, 50 epochs, batch 32, the notes' split |"
+        " median wall | runs | test accuracy | peak RSS |",
+        "| --- | ---: | --- | ---: | ---: |",
+    ]
+    for key, label in (
+        ("script", "plain script (the notes)"),
+        ("cnncli", "`cnncli train configs/seed.yaml`"),
+        ("cnncli_cold_cache", "cnncli, cold compile cache"),
+        ("cnncli_tensorflow", "cnncli with `--set backend=tensorflow`"),
+        ("cnncli_torch", "cnncli with `--set backend=torch`"),
+    ):
+        if key not in seed:
+            continue
+        row = seed[key]
+        lines.append(
+            f"| {label} | {row['median_wall_s']:.2f} s |"
+            f" {', '.join(f'{w:.1f}' for w in row['wall_s'])} |"
+            f" {row['median_accuracy']:.4f} | {row['peak_rss_mb']} MB |"
+        )
+    cold = f", cold cache {seed['ratio_cold_cache']:.2f}" if "ratio_cold_cache" in seed else ""
+    torch = f", torch backend **{seed['ratio_torch']:.2f}**" if "ratio_torch" in seed else ""
+    lines += [
+        "",
+        f"cnncli / script wall time: **{seed['ratio']:.2f}**{cold},"
+        f" TensorFlow backend **{seed['ratio_tensorflow']:.2f}**{torch};"
+        f" accuracy difference {seed['accuracy_points']:+.2f} points.",
+    ]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each side")
@@ -397,11 +456,18 @@ def main() -> None:
     )
     parser.add_argument("--plots", action="store_true", help="only what the plots cost")
     parser.add_argument("--plots-child", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--processes",
+        action="store_true",
+        help="only one process against two (cnncli launch --local 2) on configs/seed.yaml",
+    )
     args = parser.parse_args()
     if args.plots_child:
         name, epochs = args.plots_child.split(":")
         plots_child(name, int(epochs))
         return
+    if args.processes:
+        args.skip_seed, args.sizes = True, ""
     if args.quick:
         args.repeats, args.sizes = 3, ""
     OUT.mkdir(parents=True, exist_ok=True)
@@ -413,6 +479,7 @@ def main() -> None:
         "seed": None,
         "profile": [],
         "scale": [],
+        "processes": [],
     }
     if args.plots:
         print("plots (each config in a fresh process):", flush=True)
@@ -421,6 +488,9 @@ def main() -> None:
         print()
         print(plots_markdown(report["plots"], report["when"], report["machine"]))
         return
+    if args.processes or not (args.skip_seed or args.quick):
+        print("one process against two (alternating):", flush=True)
+        report["processes"] = compare_processes(args.repeats)
     if not args.skip_seed:
         print("seed pipeline (alternating):", flush=True)
         report["seed"] = compare_seed(args.repeats, quick=args.quick)
@@ -431,7 +501,7 @@ def main() -> None:
         print("scale:", flush=True)
         report["scale"] = scale(sizes, args.seed_way_max)
     (OUT / "train.json").write_text(json.dumps(report, indent=2) + "\n")
-    if report["seed"] is not None:
+    if report["seed"] is not None or report["processes"]:
         print()
         print(markdown(report))
     else:

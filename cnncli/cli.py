@@ -279,17 +279,23 @@ def cli(debug: bool, quiet: bool) -> None:
 # Shared options
 
 
+config_path_argument = click.argument(
+    "config", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+overrides_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set fit.epochs=5 --set model.layers[0].filters=128.",
+)
+
+
 def config_argument(function: Callable[..., Any]) -> Callable[..., Any]:
     """CONFIG plus repeatable ``--set key=value`` and ``--print-config``."""
 
-    @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    @click.option(
-        "--set",
-        "overrides",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="Override a config value, e.g. --set fit.epochs=5 --set model.layers[0].filters=128.",
-    )
+    @config_path_argument
+    @overrides_option
     @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
     @functools.wraps(function)
     def wrapper(config: Path, overrides: tuple[str, ...], print_config: bool, **kwargs: Any) -> Any:
@@ -327,15 +333,12 @@ backend_option = click.option(
 # Commands
 
 
-@cli.command()
-@config_argument
-@click.option(
+runs_output_option = click.option(
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for run folders (default: output.dir).",
 )
-@json_option
-@click.option(
+resume_option = click.option(
     "--resume",
     is_flag=False,
     flag_value="",
@@ -343,7 +346,22 @@ backend_option = click.option(
     metavar="[RUN]",
     help="Continue an interrupted run from its last complete epoch (default: the newest one).",
 )
-def train(config: Any, output: Path | None, as_json: bool, resume: str | None) -> None:
+
+
+@cli.command()
+@config_argument
+@runs_output_option
+@json_option
+@resume_option
+@click.option(
+    "--process-id",
+    type=click.IntRange(min=0),
+    default=None,
+    help="This worker's number under distribute: data_parallel (default: CNNCLI_PROCESS_ID).",
+)
+def train(
+    config: Any, output: Path | None, as_json: bool, resume: str | None, process_id: int | None
+) -> None:
     """Train the model described by CONFIG and save it as a run folder.
 
     Ctrl-C (or SIGTERM) stops after the current step, keeps the last complete epoch and prints
@@ -354,16 +372,26 @@ def train(config: Any, output: Path | None, as_json: bool, resume: str | None) -
       cnncli train configs/seed.yaml
       cnncli train configs/iris.yaml --set fit.epochs=5 --json
       cnncli train configs/seed.yaml --resume
+      cnncli train configs/seed.yaml --set distribute.strategy=data_parallel \\
+        --set distribute.num_processes=2 --process-id 1
     """
     from cnncli.train.checkpoints import TrainingInterrupted
     from cnncli.train.run import train_run  # TensorFlow loads only here
 
     if config.search is not None:
         render.note("this config has a search: block; train trains the base config, tune searches")
-    progress = render.EpochProgress() if config.fit.verbose and not as_json else None
+    # under distribute, process 0 shows the progress: every worker runs the same epochs
+    shown = config.fit.verbose and not as_json and not process_id
+    progress = render.EpochProgress() if shown else None
     try:
         result = train_run(
-            config, output, on_epoch_end=progress, on_message=render.warning, resume=resume
+            config,
+            output,
+            on_epoch_end=progress,
+            on_message=render.warning,
+            resume=resume,
+            process_id=process_id,
+            on_lost=lambda error: render.error(error.one_line()),
         )
     except TrainingInterrupted as exc:
         if progress is not None:
@@ -373,6 +401,9 @@ def train(config: Any, output: Path | None, as_json: bool, resume: str | None) -
     finally:
         if progress is not None:
             progress.close()
+    if result.run_dir is None:  # a distributed worker other than process 0
+        render.note("worker done; process 0 writes the run folder")
+        return
     with _interrupts_name_the_run(result.run_dir):
         if as_json:
             render.print_json(
@@ -381,6 +412,55 @@ def train(config: Any, output: Path | None, as_json: bool, resume: str | None) -
             return
         render.metrics_table(result.metrics)
         click.echo(str(result.run_dir))
+
+
+@cli.command()
+@config_path_argument
+@overrides_option
+@click.option(
+    "--local",
+    type=click.IntRange(min=1, max=64),
+    required=True,
+    help="How many worker processes to start on this machine.",
+)
+@runs_output_option
+@resume_option
+def launch(
+    config: Path,
+    overrides: tuple[str, ...],
+    local: int,
+    output: Path | None,
+    resume: str | None,
+) -> None:
+    """Train CONFIG with distribute: data_parallel in LOCAL worker processes of this machine.
+
+    Each worker is `cnncli train CONFIG --process-id I`; process 0 shows the progress and writes
+    the run folder. The workers meet at distribute.coordinator, CNNCLI_COORDINATOR, or a free
+    port of 127.0.0.1. The exit code is the first failed worker's.
+
+    \b
+    Example:
+      cnncli launch configs/seed.yaml --local 2
+      cnncli launch configs/seed.yaml --local 2 --resume
+    """
+    from cnncli.errors import CnnCliError, Location
+    from cnncli.train.launch import launch_local
+
+    forced = ("distribute.strategy=data_parallel", f"distribute.num_processes={local}")
+    loaded = load_config(config, (*overrides, *forced))  # every problem once, not once a worker
+
+    def failed(index: int, code: int) -> None:
+        if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+            return  # the worker said it was interrupted, and process 0 how to resume
+        render.error(
+            CnnCliError(
+                f"process {index} of {local} exited with code {code}",
+                where=Location(key="launch"),
+                hint="see its lines above; rerun with --resume to continue the run",
+            ).one_line()
+        )
+
+    sys.exit(launch_local(loaded, config, overrides, local, output, resume, on_failure=failed))
 
 
 @cli.command()
@@ -1029,4 +1109,11 @@ def main() -> None:
     ``cli`` alone, as tests invoke it, leaves the process's signal handlers as they were.
     """
     CnnCliGroup.exits_quietly = True
-    cli()
+    try:
+        cli()
+    except SystemExit as exc:
+        if exc.code not in (0, None) and "jax" in sys.modules:  # a distributed worker failed
+            from cnncli.train.distribute import leave_after_failure
+
+            leave_after_failure(exc.code if isinstance(exc.code, int) else 1)
+        raise

@@ -664,6 +664,7 @@ MANIFEST_FIELDS: dict[str, Callable[[Any, Field], Any]] = {
     "backend": text,
     "tensorflow": optional(text),
     "jax": optional(text),
+    "torch": optional(text),
     "config_sha256": sha256,
     "seed": seed_number,
     "task": one_of("classification", "regression"),

@@ -24,7 +24,14 @@ from cnncli.errors import CnnCliError, Location
 INSTALL_HINT = "pip install 'cnncli[cpu]' (or 'cnncli[gpu]' for CUDA), or run `make install`"
 DEFAULT_BACKEND = "tensorflow"
 #: The backends a config may name (``backend:``) and ``CNNCLI_BACKEND`` may force.
-BACKENDS = ("tensorflow", "jax")
+BACKENDS = ("tensorflow", "jax", "torch")
+#: What to run when a backend's package is missing (``jax`` comes with cnncli itself).
+BACKEND_INSTALL = {
+    "tensorflow": INSTALL_HINT,
+    "jax": "pip install jax",
+    # the CPU wheel: a plain `torch` pulls the multi-GB CUDA build
+    "torch": "pip install 'cnncli[torch]' --extra-index-url https://download.pytorch.org/whl/cpu",
+}
 FORCE_BACKEND_VARIABLE = "CNNCLI_BACKEND"
 
 #: Environment that keeps TensorFlow's and XLA's C++ logging (absl, oneDNN, CUDA probes) quiet.
@@ -153,15 +160,7 @@ def import_keras() -> Any:
     try:
         keras = _import_keras_without_unused_modules()
     except ImportError as exc:
-        backend = os.environ["KERAS_BACKEND"]
-        hint = (
-            f"install one: {INSTALL_HINT}"
-            if backend == "tensorflow"
-            else "pip install jax, or set backend: tensorflow"
-        )
-        raise CnnCliError(
-            f"no deep-learning backend is installed ({exc.name or exc})", hint=hint
-        ) from exc
+        raise missing_backend(os.environ["KERAS_BACKEND"], exc) from exc
     if not _debug:
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -169,6 +168,16 @@ def import_keras() -> Any:
         _keep_tensorflow_unloaded()
         enable_compilation_cache()
     return keras
+
+
+def missing_backend(backend: str, exc: ImportError) -> CnnCliError:
+    """The one line for a backend whose package is not installed, with the command to install it."""
+    if backend == "tensorflow":
+        hint = f"install one: {INSTALL_HINT}"
+    else:
+        install = BACKEND_INSTALL.get(backend, INSTALL_HINT)
+        hint = f"{install}, or set backend: tensorflow"
+    return CnnCliError(f"no deep-learning backend is installed ({exc.name or exc})", hint=hint)
 
 
 def _import_keras_without_unused_modules() -> Any:
@@ -194,6 +203,24 @@ def _import_keras_without_unused_modules() -> Any:
         for name in hidden:
             del sys.modules[name]
     return keras
+
+
+def backend_module(name: str) -> Any:
+    """A backend's own module (``jax``, ``jax._src.distributed``, ``tensorflow``) for code that
+    drives it directly, such as the distribution strategies; imported here, the one door."""
+    if name == "jax":
+        import jax
+
+        return jax
+    if name == "jax._src.distributed":  # the joined processes' client (a key-value store)
+        from jax._src import distributed
+
+        return distributed
+    if name == "tensorflow":
+        import tensorflow
+
+        return tensorflow
+    raise ValueError(f"not a backend module cnncli drives: {name}")
 
 
 def seed_everything(seed: int) -> None:

@@ -19,6 +19,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # otherwise the first test to train would choose); test_training.py runs JAX in a subprocess.
 os.environ.setdefault("CNNCLI_BACKEND", "tensorflow")
 
+#: Why a torch test skips: the extra installs only where PyTorch's CPU wheel is offered.
+TORCH_SKIP = (
+    "torch is not installed: `make test` installs cnncli[torch] (torch==2.13.0+cpu) only where"
+    " that CPU wheel is offered (PyTorch's CPU index or a mirror carrying it)"
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 DATA = ROOT / "data"

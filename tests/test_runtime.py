@@ -138,7 +138,7 @@ def test_an_unknown_forced_backend_is_a_one_line_error(monkeypatch):
         runtime.forced_backend()
     assert caught.value.one_line() == (
         "CNNCLI_BACKEND: 'foo' is not a backend cnncli runs;"
-        " set it to one of tensorflow, jax, or unset it"
+        " set it to one of tensorflow, jax, torch, or unset it"
     )
 
 

@@ -237,6 +237,43 @@ def check_validation_metric_has_validation(config: Config) -> CnnCliError | None
     return None
 
 
+#: The backends each ``distribute.strategy`` runs on.
+STRATEGY_BACKENDS = {"mirrored": ("tensorflow", "jax"), "data_parallel": ("jax",)}
+
+
+def check_distribute(config: Config) -> CnnCliError | None:
+    """The strategy runs on the config's backend, several processes only with data_parallel,
+    and the batch splits evenly between the processes."""
+    spec = config.distribute
+    backends = STRATEGY_BACKENDS.get(spec.strategy)
+    if backends is not None and config.backend not in backends:
+        return CnnCliError(
+            f"strategy {spec.strategy} needs backend {' or '.join(backends)}, not {config.backend}",
+            where=config.locate("distribute.strategy"),
+            hint=f"set backend: {backends[-1]}, or strategy: none",
+        )
+    if spec.num_processes > 1 and spec.strategy != "data_parallel":
+        return CnnCliError(
+            f"num_processes: {spec.num_processes} needs strategy: data_parallel",
+            where=config.locate("distribute.num_processes"),
+            hint="set distribute.strategy: data_parallel, or num_processes: 1",
+        )
+    if config.fit.batch_size % spec.num_processes:
+        return CnnCliError(
+            f"batch_size {config.fit.batch_size} does not split evenly between"
+            f" {spec.num_processes} processes",
+            where=config.locate("fit.batch_size"),
+            hint=f"use a multiple of {spec.num_processes}",
+        )
+    if spec.strategy == "data_parallel" and config.data.streaming is True:
+        return CnnCliError(
+            "data_parallel reads the training rows into memory; streaming is not supported yet",
+            where=config.locate("data.streaming"),
+            hint="set data.streaming: false, or distribute.strategy: none",
+        )
+    return None
+
+
 def _leaves(value: Any, key: str) -> list[tuple[str, Any]]:
     """(dotted key, value) of every scalar inside nested mappings and lists."""
     if isinstance(value, dict):
@@ -264,4 +301,5 @@ CROSS_CHECKS = (
     check_schedule_with_rate_callback,
     check_positive_learning_rate,
     check_validation_metric_has_validation,
+    check_distribute,
 )

@@ -317,14 +317,38 @@ class SearchSpec(_Strict):
     space: dict[str, SearchEntry] = Field(min_length=1)
 
 
+#: ``host:port`` of the coordinator process (an IPv6 host in brackets: ``[::1]:7777``).
+COORDINATOR_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"
+
+
+class DistributeSpec(_Strict):
+    """Training on several devices or processes (``train.distribute``)."""
+
+    #: none; mirrored: every local device, one process; data_parallel: several processes (JAX).
+    strategy: Literal["none", "mirrored", "data_parallel"] = "none"
+    #: ``host:port`` process 0 listens on; default ``CNNCLI_COORDINATOR``, else 127.0.0.1:7777.
+    coordinator: str | None = Field(default=None, pattern=COORDINATOR_PATTERN, max_length=300)
+    num_processes: int = Field(default=1, ge=1, le=1024)
+    #: Seconds without a sign of life from a worker before the others stop.
+    heartbeat_timeout: int = Field(default=100, ge=2, le=86400)
+
+    @field_validator("coordinator")
+    @classmethod
+    def _port_in_range(cls, value: str | None) -> str | None:
+        if value is not None and not 0 < int(value.rsplit(":", 1)[1]) < 65536:
+            raise ValueError("the port must be 1..65535")
+        return value
+
+
 class Config(_Strict):
     """A whole validated config. Data paths are absolute once loaded."""
 
     name: str = Field(default="run", pattern=RUN_NAME_PATTERN, max_length=80)
     seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
     task: Literal["classification", "regression"] | None = None
-    #: Keras backend: tensorflow, or jax (XLA-compiled steps; faster for small stacks).
-    backend: Literal["tensorflow", "jax"] = "tensorflow"
+    #: Keras backend: tensorflow, jax (XLA-compiled steps; faster for small stacks), or torch
+    #: (PyTorch, from the ``cnncli[torch]`` extra).
+    backend: Literal["tensorflow", "jax", "torch"] = "tensorflow"
     data: DataSpec
     preprocess: PreprocessSpec = PreprocessSpec()
     split: SplitSpec = SplitSpec()
@@ -334,6 +358,7 @@ class Config(_Strict):
     output: OutputSpec = OutputSpec()
     tracking: TrackingSpec = TrackingSpec()
     search: SearchSpec | None = None
+    distribute: DistributeSpec = DistributeSpec()
 
     _source: SourceMap = PrivateAttr(default_factory=lambda: SourceMap(file="<config>"))
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
@@ -389,6 +414,9 @@ class Config(_Strict):
             del data["search"]
         else:
             data["search"] = self.search.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if self.distribute == DistributeSpec():
+            # unset, it is left out: configs, fingerprints and checkpoints from before it match
+            del data["distribute"]
         return data
 
     def fingerprint(self) -> str:

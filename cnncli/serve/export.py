@@ -79,9 +79,13 @@ def export_onnx_checked(model: Any, path: Path, x_check: np.ndarray) -> dict[str
         }
     # Called directly rather than through model.predict, which traces a predict function first
     # (0.1-0.2 s on TensorFlow) for rows that are compared once.
+    from cnncli.runtime import import_keras
+
+    # convert_to_numpy: a torch tensor that carries a gradient refuses np.asarray
+    to_numpy = import_keras().ops.convert_to_numpy
     keras_out = np.concatenate(
         [
-            np.asarray(model(sample[start : start + 1024], training=False))
+            to_numpy(model(sample[start : start + 1024], training=False))
             for start in range(0, len(sample), 1024)
         ]
         or [np.zeros((0, *model.output_shape[1:]), np.float32)]

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import random
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from cnncli.config.models import Config
 from cnncli.data.chunks import StreamedData, wants_streaming
 from cnncli.data.csvfile import require_data_files
 from cnncli.data.split import TEST, TRAIN, VALIDATION
+from cnncli.errors import Location
 from cnncli.model.build import build_model, describe_layers, make_callbacks
 from cnncli.model.targets import default_loss, default_metrics
 from cnncli.runs import (
@@ -57,7 +59,16 @@ from cnncli.serve.scores import (
 )
 from cnncli.train.check import check_model, facts_from_preprocessor
 from cnncli.train.checkpoints import CheckpointKeeper, TrainingInterrupted, resume_point
+from cnncli.train.checkpoints.resume import restore_callbacks, restore_variables
 from cnncli.train.checkpoints.signals import SignalCatcher, interrupted
+from cnncli.train.distribute import (
+    LostCallback,
+    Session,
+    dropped_rows,
+    preprocessing_digest,
+    worker_for,
+)
+from cnncli.train.distribute import start as start_distribution
 from cnncli.train.feed import (
     EVALUATE_BATCH,
     PreparedData,
@@ -82,7 +93,8 @@ AUTO_STEPS_PER_EXECUTION = 128
 
 @dataclass
 class TrainResult:
-    run_dir: Path
+    #: None on a worker other than process 0, which writes no run folder.
+    run_dir: Path | None
     metrics: dict[str, Any]
     history: dict[str, list[float]]
     seed: int
@@ -96,6 +108,8 @@ def train_run(
     on_epoch_end: EpochCallback | None = None,
     on_message: MessageCallback | None = None,
     resume: str | Path | None = None,
+    process_id: int | None = None,
+    on_lost: LostCallback | None = None,
 ) -> TrainResult:
     """Train the config's model and save it as a complete run folder.
 
@@ -105,6 +119,9 @@ def train_run(
         on_epoch_end: called with (epoch, epochs, logs) after every epoch.
         on_message: called with one-line notes (rows dropped, ONNX fallback, ...).
         resume: an interrupted run's folder to continue, or "" for the newest one of this name.
+        process_id: this worker's number under ``distribute`` (default ``CNNCLI_PROCESS_ID``).
+        on_lost: called with the error line when another worker is lost, just before this
+            process exits (``train.distribute``).
 
     Returns:
         The run folder, test metrics, history and the seed used.
@@ -113,7 +130,9 @@ def train_run(
     # the signal handler notes every signal, so an interrupt hidden from Python is acted on
     with signals.installed(), interrupts_kept_quiet(reraise=False):
         try:
-            return _train(config, output_dir, on_epoch_end, on_message, resume, signals)
+            return _train(
+                config, output_dir, on_epoch_end, on_message, resume, signals, process_id, on_lost
+            )
         except BaseException as exc:
             # Before the run's folder exists (reading the data, checking the model): a signal
             # that a reader turned into its own error, or that a library swallowed, still wins.
@@ -130,10 +149,15 @@ def _train(
     on_message: MessageCallback | None,
     resume: str | Path | None,
     signals: SignalCatcher,
+    process_id: int | None = None,
+    on_lost: LostCallback | None = None,
 ) -> TrainResult:
     say = on_message or (lambda _text: None)
     output = Path(output_dir or config.output.dir)
-    resumed = resume_point(config, output, resume) if resume is not None else None
+    worker = worker_for(config, process_id)
+    resumed = (
+        resume_point(config, output, resume, lock=worker.writes) if resume is not None else None
+    )
     require_data_files(config)  # as validate does, and before Keras loads
     require_trackers(config)
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
@@ -148,7 +172,11 @@ def _train(
     with signals.deferred():  # an import cut short left TensorFlow half set up: one run segfaulted
         keras = import_keras()
     signals.check()
-    streaming = wants_streaming(config)
+    signals.phase = "joining the other workers"
+    session = start_distribution(worker, keras, on_lost)  # before any JAX computation
+    seed = session.agree_on_seed(seed)
+    # JAX strategies feed shards of the in-memory rows (train.distribute)
+    streaming = wants_streaming(config) and not session.on_jax
     signals.phase = "reading the data"
     prepared = prepare_streamed(config, seed) if streaming else prepare_data(config, seed)
     signals.check()
@@ -156,6 +184,13 @@ def _train(
     # The data is read once, here: the model is checked against the preprocessing fitted on
     # the training rows, not against a second, cheaper read as `validate` does.
     check_model(config, facts_from_preprocessor(prepared.task, prepared.preprocessor))
+    session.agree_on_preprocessing(
+        preprocessing_digest(
+            prepared.preprocessor.to_json(), yaml.safe_dump(prepared.split.to_json())
+        )
+    )
+    if session.feeds_shards and (left_out := dropped_rows(prepared.n_train, session.shards()[0])):
+        say(f"{left_out} training row(s) left out so that every device's shard is the same size")
     for note in prepared.notes:
         say(note)
     if on_epoch_end is not None and prepared.preprocessor.label.kind == "standard":
@@ -166,8 +201,24 @@ def _train(
     seed_everything(seed)
     signals.check()
     signals.phase = "building the model"
-    model, steps_per_epoch = _build(config, prepared, say)
+    build, steps_per_epoch = _builder(config, prepared, say, backend, worker.strategy)
+    with session.building():
+        model = build()
     signals.check()
+    if not worker.writes:
+        signals.phase = "training"
+        try:
+            return _follow(config, keras, model, prepared, session, resumed, seed)
+        except BaseException:
+            if signals.received is None:
+                raise
+            raise TrainingInterrupted(  # the checkpoint, and the line that resumes, are process 0's
+                f"{worker.name} interrupted by {signal.Signals(signals.received).name};"
+                " process 0 keeps the checkpoint",
+                signum=signals.received,
+                where=Location(key="distribute"),
+                hint="see process 0's line for how to resume",
+            ) from None
     # staging folder + checkpoints; from here on, a failure keeps the last checkpoint
     with signals.deferred():  # the staging folder exists only with a keeper to clean it up
         keeper = CheckpointKeeper.open(config, output, seed, resumed, signals)
@@ -185,6 +236,8 @@ def _train(
             steps_per_epoch,
             on_epoch_end,
             say,
+            session,
+            build,
             tracker,
         )
     except BaseException as exc:
@@ -200,10 +253,15 @@ def _train(
     return result
 
 
-def _build(
-    config: Config, prepared: PreparedData | StreamedData, say: MessageCallback
-) -> tuple[Any, int]:
-    """The compiled model and the steps of one epoch."""
+def _builder(
+    config: Config,
+    prepared: PreparedData | StreamedData,
+    say: MessageCallback,
+    backend: str,
+    strategy: str = "none",
+) -> tuple[Callable[[], Any], int]:
+    """A function that builds the compiled model (again, for an undistributed copy), and the
+    steps of one epoch."""
     steps_per_epoch = max(1, int(np.ceil(prepared.n_train / config.fit.batch_size)))
     steps_per_execution = (
         AUTO_STEPS_PER_EXECUTION
@@ -217,15 +275,29 @@ def _build(
             f" {steps_per_epoch} step(s) of an epoch; {steps_per_epoch} are run per call"
         )
     steps_per_execution = min(steps_per_execution, steps_per_epoch)
-    model = build_model(
-        config,
-        prepared.preprocessor.input_shape,
-        prepared.n_outputs,
-        default_loss=default_loss(prepared.preprocessor.label.kind),
-        default_metrics=default_metrics(prepared.task),
-        steps_per_execution=steps_per_execution,
-    )
-    return model, steps_per_epoch
+    one_step = {"torch": "Keras on torch", "tensorflow": "TensorFlow's MirroredStrategy"}
+    if steps_per_execution > 1 and (
+        backend == "torch" or (backend == "tensorflow" and strategy == "mirrored")
+    ):
+        # Keras refuses more on PyTorch; a MirroredStrategy loop of several steps fails to run
+        if config.fit.steps_per_execution != "auto":
+            say(
+                f"fit.steps_per_execution: {one_step[backend]} runs 1 step per call,"
+                f" not {steps_per_execution}"
+            )
+        steps_per_execution = 1
+
+    def build() -> Any:
+        return build_model(
+            config,
+            prepared.preprocessor.input_shape,
+            prepared.n_outputs,
+            default_loss=default_loss(prepared.preprocessor.label.kind),
+            default_metrics=default_metrics(prepared.task),
+            steps_per_execution=steps_per_execution,
+        )
+
+    return build, steps_per_epoch
 
 
 #: Called after each epoch of a search trial with (epoch, logs); False stops the fit there.
@@ -260,7 +332,7 @@ def train_for_search(
     say = on_message or (lambda _text: None)
     require_data_files(config)
     assert config.seed is not None, "a search trial is seeded"
-    select_backend(config.backend)
+    backend = select_backend(config.backend)
     keras = import_keras()
     streaming = wants_streaming(config)
     prepared = (
@@ -268,11 +340,13 @@ def train_for_search(
     )
     check_model(config, facts_from_preprocessor(prepared.task, prepared.preprocessor))
     seed_everything(config.seed)
-    model, steps_per_epoch = _build(config, prepared, say)
+    build, steps_per_epoch = _builder(config, prepared, say, backend)
+    model = build()
     callbacks = make_callbacks(config, keras, run_dir=scratch)
+    callbacks += epoch_seeding(keras, config.seed)
     callbacks.append(_Stopper(keras, keep_going))
     inputs = fit_inputs(config, prepared, 0, class_weights(config, prepared))
-    if not streaming:
+    if not streaming and backend != "torch":  # as _fit_and_save: torch opens a loader per epoch
         inputs["steps_per_epoch"] = steps_per_epoch
     history = model.fit(**inputs, epochs=config.fit.epochs, callbacks=callbacks, verbose=0)
     logs = {name: [float(v) for v in values] for name, values in history.history.items()}
@@ -309,23 +383,35 @@ def _fit_and_save(
     steps_per_epoch: int,
     on_epoch_end: EpochCallback | None,
     say: MessageCallback,
+    session: Session,
+    build: Callable[[], Any],
     tracker: MlflowTracker | None = None,
 ) -> TrainResult:
     """Fit with checkpoints, evaluate on the test rows and publish the run folder."""
     resumed = keeper.resumed
     # a callback that writes files writes inside the run
     callbacks = make_callbacks(config, keras, run_dir=keeper.staged.staging)
+    callbacks += epoch_seeding(keras, seed)
     for report in (on_epoch_end, tracker and tracker.log_epoch):
         if report is not None:
             callbacks.append(_EpochReporter(keras, config.fit.epochs, report))
     weights = class_weights(config, prepared)
-    inputs = fit_inputs(config, prepared, resumed.epoch if resumed is not None else 0, weights)
-    if not streaming:
+    first_epoch = resumed.epoch if resumed is not None else 0
+    inputs = fit_inputs(config, prepared, first_epoch, weights)
+    inputs = session.fit_inputs(inputs, config, seed, first_epoch)
+    # On torch, Keras shuffles with torch's global generator, which epoch_seeding starts anew
+    # each epoch; told the epoch's length, Keras would keep the loader of a previous epoch,
+    # which a resumed fit cannot (its first loader draws from that generator, later ones not).
+    if not streaming and not session.feeds_shards and keras.backend.backend() != "torch":
         # Told the epoch's length, Keras keeps the data iterator it opens at the end of an
         # epoch for the next one instead of opening another: on TensorFlow that is ~10 ms an
         # epoch, and the shuffled order is the same either way.
         inputs["steps_per_epoch"] = steps_per_epoch
-    history = keeper.fit(model, **inputs, epochs=config.fit.epochs, callbacks=callbacks, verbose=0)
+    with session.fitting():
+        history = keeper.fit(
+            model, **inputs, epochs=config.fit.epochs, callbacks=callbacks, verbose=0
+        )
+    model = session.undistributed(model, build)
     keeper.entering("evaluating on the test rows")
     metrics, tested = result_metrics(config, model, prepared, callbacks, keras)
     if not metrics["baseline"]["beaten"]:
@@ -354,7 +440,47 @@ def _fit_and_save(
         class_weight=weights,
         report_files=files,
     )
+    session.finish()
     return TrainResult(run_dir=run_dir, metrics=metrics, history=histories, seed=seed, onnx=onnx)
+
+
+def _follow(
+    config: Config,
+    keras: Any,
+    model: Any,
+    prepared: PreparedData | StreamedData,
+    session: Session,
+    resumed: Any,
+    seed: int,
+) -> TrainResult:
+    """A worker other than process 0: the same fit on its own shards, writing nothing.
+
+    Its callbacks are the same (EarlyStopping must stop every worker at the same epoch); a
+    callback's files go to a folder deleted afterwards. It reads the checkpoint on ``--resume``.
+    """
+    import tempfile
+
+    first_epoch = resumed.epoch if resumed is not None else 0
+    with tempfile.TemporaryDirectory(prefix="cnncli-worker-") as scratch:
+        callbacks = make_callbacks(config, keras, run_dir=Path(scratch))
+        callbacks += epoch_seeding(keras, seed)
+        if resumed is not None:
+            restore_callbacks(callbacks, resumed, restore_variables(model, resumed))
+        inputs = fit_inputs(config, prepared, first_epoch, class_weights(config, prepared))
+        inputs = session.fit_inputs(inputs, config, seed, first_epoch)
+        history: dict[str, list[float]] = {}
+        if resumed is None or not (resumed.done or first_epoch >= config.fit.epochs):
+            with session.fitting():
+                fitted = model.fit(
+                    **inputs,
+                    epochs=config.fit.epochs,
+                    initial_epoch=first_epoch,
+                    callbacks=callbacks,
+                    verbose=0,
+                )
+            history = {name: [float(v) for v in values] for name, values in fitted.history.items()}
+    session.finish()
+    return TrainResult(run_dir=None, metrics={}, history=history, seed=seed)
 
 
 def result_metrics(
@@ -442,6 +568,25 @@ def _on_the_scaled_label(report: EpochCallback) -> EpochCallback:
     return scaled
 
 
+def epoch_seeding(keras: Any, seed: int) -> list[Any]:
+    """On torch, a callback that seeds torch's global generator at each epoch's start.
+
+    Keras on torch shuffles and runs unseeded Dropout with that generator, which a checkpoint
+    does not hold; started from (seed, epoch), a resumed run draws what an uninterrupted one
+    draws.
+    """
+    if keras.backend.backend() != "torch":
+        return []
+
+    class EpochSeed(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            import torch
+
+            torch.manual_seed(int(np.random.default_rng([seed, epoch]).integers(2**62)))
+
+    return [EpochSeed()]
+
+
 class _EpochReporter:
     """Keras callback that forwards epoch ends; built lazily so Keras is imported late."""
 
@@ -495,7 +640,11 @@ def save_run(
             "backend": keras.backend.backend(),
             # read from the package metadata: importing TensorFlow for its version costs seconds
             "tensorflow": _installed_version("tensorflow", "tensorflow-cpu"),
-            **({"jax": _installed_version("jax")} if keras.backend.backend() == "jax" else {}),
+            **(
+                {keras.backend.backend(): _installed_version(keras.backend.backend())}
+                if keras.backend.backend() in ("jax", "torch")
+                else {}
+            ),
             "config_sha256": config.fingerprint(),
             "seed": seed,
             "task": prepared.task,

@@ -19,7 +19,7 @@ from cnncli.cli import cli
 from cnncli.config.models import load_config
 from cnncli.runs import LATEST_LINK, MANIFEST_FILENAME
 from cnncli.train.checkpoints import comparable_config, load_checkpoint
-from tests.conftest import EXPONENTIAL_DECAY, base_config
+from tests.conftest import EXPONENTIAL_DECAY, TORCH_SKIP, base_config
 from tests.train.conftest import (
     assert_same_run,
     error_lines,
@@ -50,7 +50,7 @@ def cli_train(args: list[str], backend: str) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 def test_sigkill_at_a_random_point_then_resume_matches_an_uninterrupted_run(
     tmp_path, resume_csv, backend
 ):
@@ -62,8 +62,8 @@ def test_sigkill_at_a_random_point_then_resume_matches_an_uninterrupted_run(
     On the session's backend (tensorflow) the resume and the clean run are in-process; on the
     other backend every step is a fresh ``cnncli`` process.
     """
-    if backend == "jax":
-        pytest.importorskip("jax")
+    if backend != "tensorflow":
+        pytest.importorskip(backend, reason=TORCH_SKIP if backend == "torch" else None)
     from cnncli.train.run import train_run
 
     config_path = tmp_path / "long.yaml"

@@ -28,6 +28,9 @@ RESUMABLE_CHANGES = (
     # where a run is logged, not how it trains (and absent from checkpoints before them)
     "fit.tensorboard",
     "tracking",
+    # where the workers meet and how patient they are: a restart may choose again
+    "distribute.coordinator",
+    "distribute.heartbeat_timeout",
 )
 
 
@@ -52,13 +55,17 @@ def _run_name(staging: Path) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def resume_point(config: Config, output_dir: Path, resume: str | Path | None) -> Checkpoint:
+def resume_point(
+    config: Config, output_dir: Path, resume: str | Path | None, lock: bool = True
+) -> Checkpoint:
     """The checkpoint ``--resume [RUN]`` asks for, checked against the config and the data.
 
     Args:
         config: the config being trained now.
         output_dir: where run folders go; searched when ``resume`` is empty.
         resume: a staging folder, or ``""``/``None`` for the newest interrupted run of this name.
+        lock: take the staging folder's lock (False: a distributed worker that only reads the
+            checkpoint while process 0 holds the lock).
 
     Raises:
         CnnCliError: nothing to resume, or the config or data changed since the run started.
@@ -74,7 +81,8 @@ def resume_point(config: Config, output_dir: Path, resume: str | Path | None) ->
         checkpoint = load_checkpoint(candidates[0])
     else:
         checkpoint = load_checkpoint(Path(resume))
-    lock_staging(checkpoint.run)  # one process per run: a second --resume stops here
+    if lock:
+        lock_staging(checkpoint.run)  # one process per run: a second --resume stops here
     _check_same_config(config, checkpoint)
     _check_same_data(config, checkpoint)
     return checkpoint

@@ -148,8 +148,12 @@ def interrupted_after_saving(run_dir: Path, signum: int) -> TrainingInterrupted:
 
 
 def resume_command(config: Config, staging: Path) -> str:
-    """The command that continues this run, with the ``--set`` options it was started with."""
+    """The command that continues this run, with the ``--set`` options it was started with
+    (several processes: ``launch`` on this machine, which starts them all)."""
+    processes = config.distribute.num_processes
     parts = ["cnncli", "train", config.source.file]
+    if processes > 1:
+        parts = ["cnncli", "launch", config.source.file, "--local", str(processes)]
     for text in config.source.overrides.values():
         parts += ["--set", text]
     parts += ["--resume", str(staging)]
