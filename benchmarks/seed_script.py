@@ -19,7 +19,9 @@ path, epochs, batch_size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 
 data = pd.read_csv(path)
 X = data.iloc[:, :-1].values
-Y = data.iloc[:, -1].values
+# the notes' `.values`; pandas 3 with pyarrow gives a text column as an Arrow array, which has
+# no reshape, so the label is asked for as NumPy
+Y = data.iloc[:, -1].to_numpy()
 
 scaler = StandardScaler()
 X = scaler.fit_transform(X)
