@@ -425,12 +425,14 @@ def train(
 )
 @runs_output_option
 @resume_option
+@json_option
 def launch(
     config: Path,
     overrides: tuple[str, ...],
     local: int,
     output: Path | None,
     resume: str | None,
+    as_json: bool,
 ) -> None:
     """Train CONFIG with distribute: data_parallel in LOCAL worker processes of this machine.
 
@@ -460,7 +462,11 @@ def launch(
             ).one_line()
         )
 
-    sys.exit(launch_local(loaded, config, overrides, local, output, resume, on_failure=failed))
+    sys.exit(
+        launch_local(
+            loaded, config, overrides, local, output, resume, on_failure=failed, as_json=as_json
+        )
+    )
 
 
 @cli.command()

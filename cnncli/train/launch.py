@@ -34,8 +34,10 @@ def worker_command(
     process_id: int,
     output: Path | None = None,
     resume: str | None = None,
+    as_json: bool = False,
 ) -> list[str]:
-    """The command line of worker ``process_id`` of ``local``."""
+    """The command line of worker ``process_id`` of ``local`` (``--json``: process 0 prints the
+    results as ``train --json`` does)."""
     command = [sys.executable, "-m", "cnncli", "train", str(config_path)]
     for override in (
         *overrides,
@@ -47,6 +49,8 @@ def worker_command(
         command += ["--output", str(output)]
     if resume is not None:
         command += [f"--resume={resume}"] if resume else ["--resume"]
+    if as_json:
+        command.append("--json")
     return [*command, "--process-id", str(process_id)]
 
 
@@ -58,6 +62,7 @@ def launch_local(
     output: Path | None = None,
     resume: str | None = None,
     on_failure: Callable[[int, int], None] | None = None,
+    as_json: bool = False,
 ) -> int:
     """Start ``local`` workers, wait for every one, and return the first failure's exit code.
 
@@ -70,6 +75,7 @@ def launch_local(
         local: how many workers.
         output, resume: ``train``'s ``--output`` and ``--resume``.
         on_failure: called with (process id, exit code) for each worker that failed.
+        as_json: the results as one JSON object on stdout (process 0's).
     """
     env = dict(os.environ)
     env.pop("CNNCLI_PROCESS_ID", None)  # each worker gets --process-id
@@ -77,7 +83,7 @@ def launch_local(
         env[COORDINATOR_VARIABLE] = free_local_address()
     workers = [
         subprocess.Popen(
-            worker_command(config_path, overrides, local, index, output, resume),
+            worker_command(config_path, overrides, local, index, output, resume, as_json),
             env=env,
             # process 0 prints the results; the others' stdout holds nothing of use
             stdout=None if index == 0 else subprocess.DEVNULL,

@@ -148,6 +148,8 @@ def test_launch_starts_each_worker_with_its_process_id_and_the_strategy(tmp_path
         "--resume",
         "--process-id", "2",
     ]  # fmt: skip
+    with_json = worker_command(tmp_path / "c.yaml", (), 2, 0, as_json=True)
+    assert with_json[-3:] == ["--json", "--process-id", "0"]
 
 
 # ---------------------------------------------------------------------------------------------
