@@ -193,6 +193,9 @@ def test_csv_body_errors_name_the_line_and_column(seed_server):
     assert "body:3: column 'x2': numeric column holds text 'abc'" in answer.json()["error"]
     missing = seed_server.client.post("/predict/csv", content=b"x1,x2\n3,30\n")
     assert missing.status_code == 422 and "missing feature column(s) x3" in missing.json()["error"]
+    old_mac = seed_server.client.post("/predict/csv", content=b"x1,x2,x3\r3,30,5\r")
+    assert old_mac.status_code == 422  # was a 500: csv.Error from the header reader
+    assert "carriage return" in old_mac.json()["error"] and old_mac.json()["line"] == 1
     wrong = seed_server.client.post("/predict/csv", json={"rows": [[3, 30, 5]]})
     assert wrong.status_code == 415 and "/predict for JSON" in wrong.json()["error"]
     method = seed_server.client.get("/predict")
