@@ -309,6 +309,24 @@ def test_limits_answer_413_and_503_naming_the_limit(seed_run):
                 reply += part
         reply = reply.decode()
         assert reply.startswith("HTTP/1.1 503") and "limit of 0.5 s (--timeout)" in reply
+        # slowloris: heads that never end, on new and on kept-alive connections, used to hold
+        # their connections for ever (uvicorn bounds only the idle time between requests)
+        heads = [socket.create_connection((host, int(port))) for _ in range(20)]
+        kept = socket.create_connection((host, int(port)))
+        kept.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        health = b""
+        while b'"ready"}' not in health:
+            health += kept.recv(4096)
+        assert health.startswith(b"HTTP/1.1 200")
+        heads.append(kept)
+        started = time.monotonic()
+        for head in heads:
+            head.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+            head.settimeout(10)
+        assert all(head.recv(4096) == b"" for head in heads)  # closed, with no answer
+        assert time.monotonic() - started < 5
+        for head in heads:
+            head.close()
         with socket.create_connection((host, int(port))) as gone:  # a client that hangs up
             gone.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\n{")
         assert server.client.post("/predict", json={"rows": [[3, 30, 5]] * 5}).status_code == 200
