@@ -16,6 +16,7 @@ import functools
 import io
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -604,9 +605,18 @@ def serve(
         )
         from uvicorn.supervisors import Multiprocess
 
-        supervisor = Multiprocess(config, sockets=[sock])
+        class Supervisor(Multiprocess):  # uvicorn returns after either signal: say which
+            stopped_by: int | None = None
+
+            def handle_int(self) -> None:
+                self.stopped_by = signal.SIGINT
+                super().handle_int()
+
+        supervisor = Supervisor(config, sockets=[sock])
         on_ready(url)
         supervisor.run()
+        if supervisor.stopped_by == signal.SIGINT:  # Ctrl-C exits 130 here too, not 0
+            raise KeyboardInterrupt
         return
 
     class Server(uvicorn.Server):
