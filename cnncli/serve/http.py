@@ -371,6 +371,7 @@ def build_app(settings: ServeSettings, service: Service | None = None) -> Any:
         ],
         exception_handlers={BadRequest: bad_request, HTTPException: no_such_endpoint},
     )
+    app.router.redirect_slashes = False  # /predict/ was a bodiless 307, not the JSON 404
     log = None if settings.quiet else access_line
     return Gate(app, service.metrics, settings.token, log)
 

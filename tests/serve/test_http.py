@@ -202,6 +202,9 @@ def test_csv_body_errors_name_the_line_and_column(seed_server):
     assert method.status_code == 405
     assert method.json()["error"].startswith("GET /predict: method not allowed; POST /predict")
     assert seed_server.client.get("/nowhere").json()["error"].startswith("GET /nowhere: not found")
+    slash = seed_server.client.post("/predict/", json={"rows": [[3, 30, 5]]})
+    assert slash.status_code == 404  # was a 307 with no body
+    assert slash.json()["error"].startswith("POST /predict/: not found")
 
 
 def test_health_metadata_metrics_openapi_and_the_access_log(seed_server, seed_run):
