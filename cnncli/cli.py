@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import math
 import os
 import re
 import signal
@@ -53,6 +54,22 @@ def _open_run(run: Path | None) -> Any:
     if run is None:
         render.run_in_use(folder.path, str(folder.config.get("name", "")))
     return folder
+
+
+class Seconds(click.FloatRange):
+    """A positive, finite number of seconds: ``nan`` passed FloatRange's comparisons and
+    ``inf`` its range, and then broke the server's timers or never stopped a search."""
+
+    name = "float"
+
+    def __init__(self) -> None:
+        super().__init__(0, min_open=True)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return seconds
 
 
 class UserError(click.ClickException):
@@ -714,7 +731,7 @@ def export(
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(0, min_open=True),
+    type=Seconds(),
     default=30.0,
     metavar="SECONDS",
     help="Longest a request may take (30; 503 after), and the bound on finishing at SIGTERM.",
@@ -866,9 +883,7 @@ def validate(config: Any, as_json: bool) -> None:
     "config", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--trials", type=click.IntRange(min=1), help="Trials the study ends with.")
-@click.option(
-    "--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds; then no new trial."
-)
+@click.option("--timeout", type=Seconds(), help="Seconds; then no new trial.")
 @click.option(
     "--storage", metavar="URL", help="Optuna RDB URL (default runs/<name>-tune/study.db)."
 )

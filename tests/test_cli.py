@@ -596,3 +596,19 @@ def test_an_output_inside_a_run_folder_is_refused(runner, tiny_run, tmp_path):
         assert f"is inside the run folder {run}, whose files cnncli wrote" in line, line
     assert {path.name: path.read_bytes() for path in run.iterdir()} == before
     assert runner.invoke(cli, ["predict", str(run), "--input", "1,2,3"]).exit_code == 0
+
+
+@pytest.mark.parametrize("command", ["serve", "tune"])
+@pytest.mark.parametrize("seconds", ["nan", "inf", "1e400"])
+def test_a_timeout_that_is_not_a_finite_number_of_seconds_is_one_line(
+    runner, tmp_path, command, seconds
+):
+    # nan passed FloatRange and then crashed serve's timers (exit 1) or never stopped a search
+    target = tmp_path / ("run" if command == "serve" else "c.yaml")
+    target.mkdir() if command == "serve" else target.write_text("name: x\n")
+    result = runner.invoke(cli, [command, str(target), "--timeout", seconds])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: cnncli {command}: --timeout: {seconds!r} is not a finite number of seconds;"
+        f" see 'cnncli {command} --help'"
+    ]

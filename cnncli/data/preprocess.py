@@ -34,7 +34,7 @@ from cnncli.data.untrusted import (
     string,
     text,
 )
-from cnncli.errors import CnnCliError, Location
+from cnncli.errors import CnnCliError, Location, short_repr
 
 #: ``preprocess.json``'s newest layout; ``from_json`` refuses a newer one rather than misread it.
 PREPROCESS_FORMAT = 2
@@ -558,16 +558,20 @@ def _date_block(feature: FeatureTransform, values: np.ndarray) -> np.ndarray:
 
 
 def _one_hot(feature: FeatureTransform, values: np.ndarray) -> np.ndarray:
-    text = np.asarray([str(v) for v in values])
-    categories = np.asarray(feature.categories)
-    block = (text[:, None] == categories[None, :]).astype(np.float64)
+    # a lookup, not a fixed-width text array: one 1 MB cell made that array rows x 4 MB wide
+    text = [str(v) for v in values]
+    index = {category: position for position, category in enumerate(feature.categories)}
+    positions = np.fromiter((index.get(cell, -1) for cell in text), dtype=np.int64, count=len(text))
+    block = np.zeros((len(text), len(feature.categories)), dtype=np.float64)
+    found = positions >= 0
+    block[np.flatnonzero(found), positions[found]] = 1.0
     empty = np.asarray([not isinstance(v, str) for v in values], dtype=bool)  # NaN: missing: mean
-    unseen = ~block.any(axis=1) & ~empty
+    unseen = ~found & ~empty
     if unseen.any():
-        examples = sorted(set(text[unseen].tolist()))[:3]
+        examples = sorted({text[row] for row in np.flatnonzero(unseen)})[:3]
         warnings.warn(
             f"column '{feature.name}': {int(unseen.sum())} value(s) not seen in training "
-            f"(e.g. {', '.join(map(repr, examples))}) encoded as all zeros",
+            f"(e.g. {', '.join(map(short_repr, examples))}) encoded as all zeros",
             UnknownCategoryWarning,
             stacklevel=3,
         )

@@ -110,6 +110,8 @@ def write_curves(comparison: Comparison, output: Path) -> Path:
     target = new_file_target(output, replace=True, option="--plot")
     import matplotlib
 
+    from cnncli.report.plots import epoch_axis
+
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
@@ -131,7 +133,7 @@ def write_curves(comparison: Comparison, output: Path) -> Path:
                     epochs = range(1, len(history[key]) + 1)
                     ax.plot(epochs, history[key], style, color=colour, label=f"{name} ({part})")
         ax.set_title(f"{metric} per epoch")
-        ax.set_xlabel("epoch")
+        epoch_axis(ax)
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         labelled_legend(ax)

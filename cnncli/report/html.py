@@ -57,7 +57,7 @@ def write_html(report: RunReport, path: Path) -> Path:
     """
     from cnncli.serve.batch_write import open_output
 
-    target = output_target(path)
+    target = output_target(path, "--html")
     # the report's input is the run folder, which no file path can be
     with open_output(target, report.path, option="--html") as stream:
         stream.write(html_report(report).encode("utf-8"))

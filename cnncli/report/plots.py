@@ -104,13 +104,18 @@ def learning_curves_figure(
             )
         title = name.replace("_", " ")
         axis.set_title(f"{title} (scaled label)" if scaled else title)
-        axis.set_xlabel("epoch")
+        epoch_axis(axis)
         axis.set_ylabel(f"{title}, standardised label" if scaled else title)
-        axis.xaxis.get_major_locator().set_params(integer=True)
         axis.grid(alpha=0.3)
         labelled_legend(axis)
     figure.suptitle("Learning curves")
     return figure
+
+
+def epoch_axis(axis: Any) -> None:
+    """Label the x axis "epoch" with whole epochs only (one epoch: a tick "1", not 0.96-1.04)."""
+    axis.set_xlabel("epoch")
+    axis.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
 
 
 def confusion_matrix_figure(

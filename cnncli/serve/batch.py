@@ -254,7 +254,15 @@ def read_layout(handle: IO[bytes], path: Path, pre: Preprocessor, config: dict[s
             where=Location(file=str(path), line=1),
             hint="re-save the CSV as UTF-8",
         ) from None
-    cells = next(csv.reader([text], delimiter=delimiter), [])
+    try:
+        cells = next(csv.reader([text], delimiter=delimiter), [])
+    except csv.Error:  # a lone carriage return ends no line here: the whole file was one record
+        raise CnnCliError(
+            "the header line holds a carriage return (\\r) that ends no line: lines must end"
+            " in \\n or \\r\\n",
+            where=Location(file=str(path), line=1),
+            hint="convert the line endings, e.g. tr '\\r' '\\n' < old.csv > new.csv",
+        ) from None
     names = pre.feature_names
     header = tuple(check_header(cells, path, delimiter, unnamed_ok=True, known=names))
     missing = [name for name in names if name not in header]

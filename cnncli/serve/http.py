@@ -16,6 +16,7 @@ import functools
 import io
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -370,6 +371,7 @@ def build_app(settings: ServeSettings, service: Service | None = None) -> Any:
         ],
         exception_handlers={BadRequest: bad_request, HTTPException: no_such_endpoint},
     )
+    app.router.redirect_slashes = False  # /predict/ was a bodiless 307, not the JSON 404
     log = None if settings.quiet else access_line
     return Gate(app, service.metrics, settings.token, log)
 
@@ -599,13 +601,23 @@ def serve(
             "cnncli.serve.http:app_from_environment",
             factory=True,
             workers=settings.workers,
+            http="cnncli.serve.http:HeadDeadlineProtocol",  # built in each worker
             **common,
         )
         from uvicorn.supervisors import Multiprocess
 
-        supervisor = Multiprocess(config, sockets=[sock])
+        class Supervisor(Multiprocess):  # uvicorn returns after either signal: say which
+            stopped_by: int | None = None
+
+            def handle_int(self) -> None:
+                self.stopped_by = signal.SIGINT
+                super().handle_int()
+
+        supervisor = Supervisor(config, sockets=[sock])
         on_ready(url)
         supervisor.run()
+        if supervisor.stopped_by == signal.SIGINT:  # Ctrl-C exits 130 here too, not 0
+            raise KeyboardInterrupt
         return
 
     class Server(uvicorn.Server):
@@ -614,9 +626,65 @@ def serve(
             if self.started:
                 on_ready(url)
 
-    config = uvicorn.Config(build_app(settings, service), **common)
+    protocol = head_deadline_protocol(settings.timeout)
+    config = uvicorn.Config(build_app(settings, service), http=protocol, **common)
     with contextlib.closing(sock):
         Server(config).run(sockets=[sock])
+
+
+def head_deadline_protocol(seconds: float) -> type:
+    """uvicorn's HTTP protocol with a deadline on each request's head (line and headers).
+
+    uvicorn bounds the idle time between requests but not a head that never ends: a client
+    that sends ``POST /predict HTTP/1.1`` and a header a minute (slowloris) held its connection
+    for ever, before ``--timeout`` (which runs inside the application) could start. Here a head
+    not complete ``seconds`` after its first byte closes the connection.
+    """
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    class HeadDeadline(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
+        _deadline: Any = None
+        _armed_for: Any = None  # the request before the head the deadline is for
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            between = self.cycle is None or self.cycle.response_complete
+            if between and (self._deadline is None or self._armed_for is not self.cycle):
+                self._arm()  # the first bytes of the next request's head
+            super().data_received(data)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._armed_for = self.cycle
+            self._deadline = self.loop.call_later(seconds, self._overdue)
+
+        def _overdue(self) -> None:
+            self._deadline = None
+            # no request head completed since the deadline was set: the head is overdue
+            if self.cycle is self._armed_for and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeadDeadline
+
+
+def __getattr__(name: str) -> Any:
+    """``HeadDeadlineProtocol``: built on first use, so that importing this module imports no
+    uvicorn; each ``--workers`` process builds its own from ``SETTINGS_ENV``."""
+    if name == "HeadDeadlineProtocol":
+        settings = os.environ.get(SETTINGS_ENV)
+        seconds = float(json.loads(settings)["timeout"]) if settings else ServeSettings.timeout
+        globals()[name] = head_deadline_protocol(seconds)
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def app_from_environment() -> Any:

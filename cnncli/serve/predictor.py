@@ -20,7 +20,7 @@ from cnncli.data.preprocess import (
     transform_features,
 )
 from cnncli.data.untrusted import DAMAGED_HINT
-from cnncli.errors import CnnCliError, Location
+from cnncli.errors import CnnCliError, Location, short_repr
 from cnncli.runs import ONNX_FILENAME, RunFolder, load_keras_model
 
 #: Rows per ONNX Runtime call: big enough to amortise the call, small enough for the cache.
@@ -183,7 +183,7 @@ class Surprises:
         ]
         for feature in self.categorical:
             if self.counts[feature.name]:
-                examples = ", ".join(map(repr, self.examples[feature.name]))
+                examples = ", ".join(map(short_repr, self.examples[feature.name]))
                 notes.append(
                     f"column '{feature.name}': {self.counts[feature.name]:,} value(s) not seen in"
                     f" training (e.g. {examples}) encoded as all zeros"

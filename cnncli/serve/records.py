@@ -236,9 +236,12 @@ def _fast_column(feature: FeatureTransform, values: list[Any], fillable: bool) -
             return None
         return None if out_of_range(column).any() else column
     if feature.kind == "categorical":
-        if not all(type(v) is str and v.lstrip() not in NA_STRINGS for v in values):
+        if not all(type(v) is str for v in values):
             return None
-        return np.asarray(values, dtype=object)
+        cells = [v.strip() for v in values]  # as `--input` reads a cell: see _parse_json_cell
+        if any(cell in NA_STRINGS for cell in cells):
+            return None
+        return np.asarray(cells, dtype=object)
     return None  # dates: each cell through the date rule
 
 
@@ -250,7 +253,9 @@ def _parse_json_cell(
     if value is None:
         text = ""
     elif type(value) is str:
-        text = value
+        # whitespace around a cell is dropped, as `predict --input` (rows.split_input) and the
+        # training reader drop it: " Paris" was an unseen category here and Paris there
+        text = value.strip()
     elif type(value) is int:
         text = str(value)
     elif type(value) is float:

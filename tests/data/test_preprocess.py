@@ -79,6 +79,29 @@ def test_unseen_category_is_all_zeros_with_a_warning():
     np.testing.assert_array_equal(x[0, 2:], [0, 0, 0])
 
 
+def test_one_long_unseen_cell_costs_its_own_size_and_a_short_warning():
+    # the one-hot compared a fixed-width text array: a 100,000-character cell among 500 rows
+    # made it 500 x 400 KB (a 16 MB request to serve could ask for tens of GB)
+    import tracemalloc
+
+    pre = fitted()
+    cells = np.array(["x", "y", "z"] * 166 + ["x", "q" * 100_000], dtype=object)
+    rows = len(cells)
+    tracemalloc.start()
+    try:
+        with pytest.warns(UnknownCategoryWarning) as caught:
+            x = transform_features(pre, {"a": np.ones(rows), "b": np.full(rows, 5.0), "c": cells})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 << 20
+    message = str(caught[0].message)
+    assert len(message) < 200 and "(100002 characters)" in message
+    np.testing.assert_array_equal(x[:3, 2:], np.eye(3))
+    np.testing.assert_array_equal(x[-1, 2:], [0, 0, 0])
+    assert x[:, 2:].sum() == rows - 1
+
+
 def test_missing_mean_fills_with_the_training_mean():
     pre = fitted(fill=True)
     x = transform_features(

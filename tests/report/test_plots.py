@@ -126,6 +126,22 @@ def test_without_a_restored_epoch_no_epoch_is_marked():
         assert list(axis.lines[0].get_ydata()) in ([1.0, 0.5, 0.4], [2.0, 1.0, 0.9])
 
 
+@pytest.mark.parametrize("epochs", [1, 2, 7])
+def test_the_epoch_axis_shows_whole_epochs_only(epochs):
+    # one epoch was drawn on an axis of 0.96, 0.98, 1.00, 1.02, 1.04
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from cnncli.report.plots import learning_curves_figure
+
+    figure = learning_curves_figure({"loss": [1.0] * epochs, "val_loss": [0.5] * epochs})
+    FigureCanvasAgg(figure).draw()
+    axis = figure.axes[0]
+    low, high = axis.get_xlim()
+    shown = [tick for tick in axis.get_xticks() if low <= tick <= high]
+    assert shown and all(tick == int(tick) for tick in shown)
+    assert 1 in shown and epochs in shown
+
+
 def test_each_class_keeps_its_colour_and_the_legends_give_sklearns_auc():
     from sklearn.metrics import average_precision_score, roc_auc_score
 

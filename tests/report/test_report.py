@@ -211,6 +211,14 @@ def test_the_html_is_never_written_into_a_run_or_over_a_folder(runner, tiny_run,
     assert denied.exit_code == 2
     assert error_lines(denied)[0].startswith("error: /proc/version: cannot create a file in /proc")
     assert error_lines(denied)[0].endswith("; choose another --html")
+    dangling = tmp_path / "report.html"
+    dangling.symlink_to(tmp_path / "nowhere.html")
+    broken = runner.invoke(cli, ["report", str(tiny_run), "--html", str(dangling)])
+    assert broken.exit_code == 2  # the hint named --output, an option report does not have
+    assert error_lines(broken) == [
+        f"error: {dangling}: is a symbolic link to {tmp_path / 'nowhere.html'}, which does not"
+        " exist; point the link at an existing file, or choose another --html"
+    ]
 
 
 @pytest.mark.slow

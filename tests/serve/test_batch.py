@@ -240,6 +240,20 @@ def test_a_closed_pipe_ends_predict_quietly(seed_run, tmp_path):
 # Endless and special inputs (issue 11.14)
 
 
+def test_a_file_whose_lines_end_in_a_lone_carriage_return_is_one_line_not_a_crash(
+    runner, seed_run, tmp_path
+):
+    source = tmp_path / "old-mac.csv"
+    source.write_bytes(b"x1,x2,x3\r2.5,25,6\r")
+    result = runner.invoke(cli, ["predict", str(seed_run), "--input-file", str(source)])
+    assert result.exit_code == 2  # was 1: csv.Error from the header reader
+    assert error_lines(result) == [
+        f"error: {source}:1: the header line holds a carriage return (\\r) that ends no line:"
+        " lines must end in \\n or \\r\\n; convert the line endings, e.g."
+        " tr '\\r' '\\n' < old.csv > new.csv"
+    ]
+
+
 def test_dev_zero_as_input_file_is_refused_at_once(runner, tiny_run):
     result = runner.invoke(cli, ["predict", str(tiny_run), "--input-file", "/dev/zero"])
     assert result.exit_code == 2

@@ -57,10 +57,10 @@ class Server:
             raise AssertionError("the server did not start:\n" + "\n".join(self.lines))
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
-    def stop(self) -> int:
+    def stop(self, stop: int = signal.SIGTERM) -> int:
         self.client.close()
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(stop)
         code = self.process.wait(timeout=30)
         self.reader.join(timeout=5)
         self.process.stderr.close()  # type: ignore[union-attr]
@@ -193,12 +193,18 @@ def test_csv_body_errors_name_the_line_and_column(seed_server):
     assert "body:3: column 'x2': numeric column holds text 'abc'" in answer.json()["error"]
     missing = seed_server.client.post("/predict/csv", content=b"x1,x2\n3,30\n")
     assert missing.status_code == 422 and "missing feature column(s) x3" in missing.json()["error"]
+    old_mac = seed_server.client.post("/predict/csv", content=b"x1,x2,x3\r3,30,5\r")
+    assert old_mac.status_code == 422  # was a 500: csv.Error from the header reader
+    assert "carriage return" in old_mac.json()["error"] and old_mac.json()["line"] == 1
     wrong = seed_server.client.post("/predict/csv", json={"rows": [[3, 30, 5]]})
     assert wrong.status_code == 415 and "/predict for JSON" in wrong.json()["error"]
     method = seed_server.client.get("/predict")
     assert method.status_code == 405
     assert method.json()["error"].startswith("GET /predict: method not allowed; POST /predict")
     assert seed_server.client.get("/nowhere").json()["error"].startswith("GET /nowhere: not found")
+    slash = seed_server.client.post("/predict/", json={"rows": [[3, 30, 5]]})
+    assert slash.status_code == 404  # was a 307 with no body
+    assert slash.json()["error"].startswith("POST /predict/: not found")
 
 
 def test_health_metadata_metrics_openapi_and_the_access_log(seed_server, seed_run):
@@ -306,6 +312,24 @@ def test_limits_answer_413_and_503_naming_the_limit(seed_run):
                 reply += part
         reply = reply.decode()
         assert reply.startswith("HTTP/1.1 503") and "limit of 0.5 s (--timeout)" in reply
+        # slowloris: heads that never end, on new and on kept-alive connections, used to hold
+        # their connections for ever (uvicorn bounds only the idle time between requests)
+        heads = [socket.create_connection((host, int(port))) for _ in range(20)]
+        kept = socket.create_connection((host, int(port)))
+        kept.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        health = b""
+        while b'"ready"}' not in health:
+            health += kept.recv(4096)
+        assert health.startswith(b"HTTP/1.1 200")
+        heads.append(kept)
+        started = time.monotonic()
+        for head in heads:
+            head.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
+            head.settimeout(10)
+        assert all(head.recv(4096) == b"" for head in heads)  # closed, with no answer
+        assert time.monotonic() - started < 5
+        for head in heads:
+            head.close()
         with socket.create_connection((host, int(port))) as gone:  # a client that hangs up
             gone.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\n{")
         assert server.client.post("/predict", json={"rows": [[3, 30, 5]] * 5}).status_code == 200
@@ -395,7 +419,9 @@ def test_a_short_load_has_no_error_responses(seed_server):
     assert big.status_code == 200 and len(big.json()["predictions"]) == 5000
 
 
-def test_two_workers_share_the_port_and_stop_at_sigterm(seed_run):
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_two_workers_share_the_port_and_stop_at_sigterm(seed_run, stop, code):
+    # SIGINT exited 0 with --workers: uvicorn's supervisor swallowed it
     server = Server(seed_run, "--workers", "2", "--quiet")
     try:
         deadline = time.monotonic() + 60
@@ -409,7 +435,7 @@ def test_two_workers_share_the_port_and_stop_at_sigterm(seed_run):
                 time.sleep(0.2)
         assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] == "low"
     finally:
-        assert server.stop() == 0
+        assert server.stop(stop) == code
 
 
 def test_a_run_failing_its_checks_never_starts_a_server(seed_run, tmp_path, runner):

@@ -66,6 +66,12 @@ def test_surprises_count_over_chunks_with_the_smallest_examples():
         " encoded as all zeros",
     ]
     assert Surprises(PRE).notes() == []
+    long = Surprises(PRE)  # a 1 MB cell sent to serve came back whole in its warnings
+    long.add({"x1": np.array([1.0]), "color": np.array(["q" * 1_000_000], dtype=object)})
+    assert long.notes() == [
+        f"column 'color': 1 value(s) not seen in training (e.g. '{'q' * 58}… (1000002"
+        " characters)) encoded as all zeros"
+    ]
 
 
 def test_predictions_json_has_one_entry_per_input():

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cnncli.errors import CnnCliError
 from cnncli.serve.records import BadRequest, load_body, request_rows, rows_to_inputs
+from cnncli.serve.rows import parse_input
 from tests.conftest import fit_preprocessor
 
 
@@ -41,6 +43,22 @@ def test_rows_and_records_give_the_same_columns(pre):
         assert columns["x1"].tolist() == [1.5, 2.0]
         assert columns["x1"].dtype == np.float64
         assert columns["color"].tolist() == ["red", "blue"]
+
+
+def test_text_cells_are_trimmed_as_predict_input_trims_them(pre):
+    # " red" was an unseen category over HTTP and red in `predict --input 1, red`
+    texts = ["1, red ", "2,\tblue", "3,red"]
+    printed = [parse_input(pre, text) for text in texts]
+    for rows in ([[1, " red "], [2, "\tblue"], [3, "red"]], [[1, " red "], [2, "\tblue"], [3, 5]]):
+        served = rows_to_inputs(pre, "rows", rows)  # all text (one step) or a number (each cell)
+        expected = [row["color"] for row in printed][: len(rows) - 1]
+        assert served["color"].tolist()[:2] == expected == ["red", "blue"]
+    with pytest.raises(CnnCliError) as printed_error:
+        parse_input(pre, "1,  NA ")
+    with pytest.raises(BadRequest) as served_error:
+        rows_to_inputs(pre, "records", [{"x1": 1, "color": "  NA "}])
+    assert served_error.value.message == printed_error.value.message
+    assert "'NA' reads as a missing value" in served_error.value.message
 
 
 def test_plain_numbers_take_the_one_step_path_and_text_the_cell_rules():
