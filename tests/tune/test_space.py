@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from cnncli.cli import cli
 from cnncli.config.expand import expand_model
 from cnncli.config.models import load_config
 from cnncli.errors import CnnCliError
+from cnncli.tune.results import read_importance
 from cnncli.tune.space import check_space, point_config
 from tests.conftest import base_config, error_lines, problems_of
 
@@ -158,3 +162,21 @@ def test_report_of_a_folder_without_trials_is_one_line(runner, tmp_path):
     assert result.exit_code == 2
     [line] = error_lines(result)
     assert "no trials.csv in this folder" in line
+
+
+def test_report_refuses_a_fifo_in_place_of_trials_csv(runner, tmp_path):
+    # a FIFO would block the reader for ever: it is refused at once, and left as it is
+    os.mkfifo(tmp_path / "trials.csv")
+    result = runner.invoke(cli, ["tune", "--report", str(tmp_path)])
+    assert result.exit_code == 2
+    [line] = error_lines(result)
+    assert "trials.csv" in line and "FIFO" in line
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "trials.csv").st_mode)
+
+
+def test_a_hand_edited_importance_json_is_left_out_not_a_crash(tmp_path):
+    (tmp_path / "importance.json").write_text('{"a": 1' + "0" * 400 + ', "b": 0.5, "c": true}')
+    assert read_importance(tmp_path) == {"b": 0.5}
+    os.remove(tmp_path / "importance.json")
+    os.mkfifo(tmp_path / "importance.json")
+    assert read_importance(tmp_path) == {}
