@@ -180,3 +180,14 @@ def test_a_hand_edited_importance_json_is_left_out_not_a_crash(tmp_path):
     os.remove(tmp_path / "importance.json")
     os.mkfifo(tmp_path / "importance.json")
     assert read_importance(tmp_path) == {}
+
+
+def test_trials_past_the_configs_limit_are_refused_on_the_command_line(
+    tiny_csv, write_config, runner
+):
+    # search.trials stops at 100,000; --trials 99999999999 ran on without end
+    path = write_config(search_config(tiny_csv))
+    result = runner.invoke(cli, ["tune", str(path), "--trials", "100001"])
+    assert result.exit_code == 2
+    [line] = error_lines(result)
+    assert "--trials: 100001 is not in the range 1<=x<=100000" in line
