@@ -882,7 +882,9 @@ def validate(config: Any, as_json: bool) -> None:
 @click.argument(
     "config", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
-@click.option("--trials", type=click.IntRange(min=1), help="Trials the study ends with.")
+@click.option(
+    "--trials", type=click.IntRange(min=1, max=100_000), help="Trials the study ends with."
+)
 @click.option("--timeout", type=Seconds(), help="Seconds; then no new trial.")
 @click.option(
     "--storage", metavar="URL", help="Optuna RDB URL (default runs/<name>-tune/study.db)."

@@ -44,6 +44,11 @@ QUIET_ENVIRONMENT = {
 #: Python loggers that print start-up notes (the JAX "no GPU/TPU found" line among them).
 QUIET_LOGGERS = ("tensorflow", "absl", "jax._src.xla_bridge", "jax")
 
+#: Keras builds, saves and loads a functional model by walking its graph recursively (about 4
+#: frames a layer): Python's default 1,000 ended a 1,000-node graph in a RecursionError, while
+#: a model may have 10,000 layers (``config.expand.MAX_LAYERS``).
+KERAS_RECURSION_LIMIT = 60_000
+
 _debug = False
 _cache_enabled = False
 
@@ -164,6 +169,7 @@ def import_keras() -> Any:
     if not _debug:
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), KERAS_RECURSION_LIMIT))
     if keras.backend.backend() == "jax":
         _keep_tensorflow_unloaded()
         enable_compilation_cache()

@@ -476,7 +476,9 @@ def _resolving(top: Location, sources: dict[str, str], config: Config) -> Locati
         rest = key[len(prefix) :] if key.startswith(prefix) else key
         head = re.split(r"[.\[]", rest, maxsplit=1)[0]
         target = sources[head] + rest[len(head) :] if head in sources else key
-        return config.source.locate(key_to_path(target) or (), on_key=True)
+        # an argument that is no key (`$u: 8`) is shown at its layer's line
+        path = key_to_path(target) or key_to_path(target.rpartition(".")[0]) or ()
+        return config.source.locate(path, on_key=True)
 
     return Location(
         file=top.file,

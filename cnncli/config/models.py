@@ -84,6 +84,10 @@ class LayerSpec(NamedObject):
     """One layer: the Keras class name in ``type``, every other key a keyword argument."""
 
 
+#: A block use's own keys; every other key of a use fills a parameter.
+BLOCK_USE_KEYS = ("block", "repeat", "name", "inputs")
+
+
 class BlockUse(_Strict):
     """A use of a block in ``model.layers`` or ``model.graph``: ``{block: NAME, repeat: N, ...}``;
     every other key fills one of the block's ``params``."""
@@ -100,7 +104,7 @@ class BlockUse(_Strict):
     @classmethod
     def _from_yaml(cls, value: Any) -> Any:
         if isinstance(value, dict) and "args" not in value:
-            own = ("block", "repeat", "name", "inputs")
+            own = BLOCK_USE_KEYS
             args = {key: item for key, item in value.items() if key not in own}
             return {**{key: value[key] for key in own if key in value}, "args": args}
         return value
@@ -125,6 +129,18 @@ class BlockSpec(_Strict):
 
     params: list[str] = Field(default_factory=list)
     layers: list[LayerEntry] = Field(min_length=1)
+
+    @field_validator("params")
+    @classmethod
+    def _params_a_use_can_fill(cls, params: list[str]) -> list[str]:
+        # a use's block/repeat/name/inputs are its own keys: such a parameter could never be filled
+        for param in params:
+            if param in BLOCK_USE_KEYS:
+                raise ValueError(
+                    f"'{param}' cannot be a block parameter: on a use, {param}: is the use's own;"
+                    f" rename the parameter (e.g. {param}_value) and write ${param}_value"
+                )
+        return params
 
 
 class CallbackSpec(NamedObject):

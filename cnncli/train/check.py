@@ -241,7 +241,23 @@ def propagate_shapes(
         taken.append(given)
         shapes[node.name] = shape
         trails[node.name] = [*trail, f"{spec.type} {shape_text(shape)}"]
+    _check_output(nodes[-1], shapes[nodes[-1].name], facts, trails[nodes[-1].name])
     return taken
+
+
+def _check_output(last: Node, shape: tuple[Any, ...], facts: DataFacts, trail: list[str]) -> None:
+    """The model's output against the label's width: a graph may end in any layer, and a wrong
+    width or an extra axis failed mid-training (or broadcast silently against the label).
+    A Dense head's wrong units are ``head_and_loss_problems``' to name."""
+    wanted = (None, facts.n_outputs)
+    if len(shape) == 2 and (shape[1] == facts.n_outputs or last.spec.type == "Dense"):
+        return
+    raise CnnCliError(
+        f"the model's output is {shape_text(shape)} but the label needs {shape_text(wanted)}"
+        f" (shapes: {' → '.join(trail)})",
+        where=last.where,
+        hint="end with a Dense with units: auto (after a Flatten or a global pooling)",
+    )
 
 
 def merge_problem(node: Node, shapes: list[tuple[Any, ...]]) -> tuple[str, str] | None:
@@ -254,7 +270,16 @@ def merge_problem(node: Node, shapes: list[tuple[Any, ...]]) -> tuple[str, str] 
     ranks = {len(shape) for shape in shapes}
     if kind == "Concatenate":
         axis = node.spec.args.get("axis", -1)
-        if len(ranks) == 1 and isinstance(axis, int) and -len(shapes[0]) < axis < len(shapes[0]):
+        rank = len(shapes[0])
+        if not isinstance(axis, int) or not -rank < axis < rank or axis % rank == 0:
+            # axis 0 joined the batches: a batch twice as long as its labels, a crash mid-fit
+            return (
+                f"Concatenate cannot join along axis {axis} of {' and '.join(named)}",
+                "use axis: -1 (the features); axis 0 is the batch"
+                if rank <= 2
+                else f"use an axis from 1 to {rank - 1} (or -1, the channels); axis 0 is the batch",
+            )
+        if len(ranks) == 1:
             rest = {tuple(d for i, d in enumerate(s) if i != axis % len(s)) for s in shapes}
             if len(rest) == 1:
                 return None

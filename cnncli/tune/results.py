@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import stat
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from cnncli.data.csvfile import path_error
+from cnncli.data.untrusted import read_json, read_text
 from cnncli.errors import CnnCliError, Location
 from cnncli.runs import unwritable, write_atomic, write_json
 
@@ -108,22 +107,13 @@ def read_trials(folder: Path) -> tuple[list[str], list[dict[str, str]]]:
         CnnCliError: no tune folder, no ``trials.csv`` there, or not one this command wrote.
     """
     path = folder / TRIALS_FILENAME
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         raise CnnCliError(
             f"no {TRIALS_FILENAME} in this folder",
             where=Location(file=str(folder)),
             hint="give a tune folder, e.g. runs/seed-tune (cnncli tune CONFIG makes one)",
-        ) from None
-    except OSError as exc:
-        raise path_error(str(path), exc, hint="give a tune folder") from None
-    except UnicodeDecodeError:
-        raise CnnCliError(
-            "not a trials table written by cnncli tune (not UTF-8 text)",
-            where=Location(file=str(path)),
-            hint="rerun the tune to write it again",
-        ) from None
+        )
+    text = read_text(path)  # a FIFO in its place is refused, not waited on for ever
     reader = csv.DictReader(io.StringIO(text))
     names = list(reader.fieldnames or [])
     if names[: len(LEADING)] != list(LEADING) or names[-len(TRAILING) :] != list(TRAILING):
@@ -138,10 +128,16 @@ def read_trials(folder: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 def read_importance(folder: Path) -> dict[str, float]:
     """``importance.json`` if there is one (a short tune has none); nothing when unreadable."""
+    path = folder / IMPORTANCE_FILENAME
     try:
-        data = json.loads((folder / IMPORTANCE_FILENAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_json(path) if os.path.lexists(path) else {}
+    except CnnCliError:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {str(k): float(v) for k, v in data.items() if isinstance(v, (int, float))}
+    # a hand-edited 1e400 is no importance; float() of a huge integer would overflow
+    return {
+        str(k): float(v)
+        for k, v in data.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and -1e300 < v < 1e300
+    }

@@ -15,6 +15,14 @@ from cnncli.errors import CnnCliError, ConfigErrors, Location, did_you_mean, sho
 
 #: Sections a search cannot vary: the search itself and where results go.
 FIXED_SECTIONS = ("search", "output", "name")
+#: Paths every trial sets itself (``point_raw``): a value searched there would be overwritten
+#: silently, so the trials would differ from what ``trials.csv`` and ``best.yaml`` say.
+SET_BY_THE_SEARCH = {
+    ("seed",): "every trial trains with the config's seed; set seed: once",
+    ("data", "path"): "a search compares models on one data set; set data.path once",
+    ("data", "test_path"): "a search compares models on one data set; set data.test_path once",
+    ("fit", "validation_split"): "search.validation_split sets the part every trial is scored on",
+}
 #: A seed when the config has none: trials and ``best.yaml`` must train alike.
 DEFAULT_SEED = 0
 #: The most choices of one list tried alone by ``check_space``.
@@ -161,6 +169,8 @@ def _entry_path(config: Config, key: str) -> tuple[str | int, ...]:
             where=where,
             hint="search model, compile, fit, preprocess or split values",
         )
+    if path in SET_BY_THE_SEARCH:
+        raise CnnCliError(f"{key} cannot be searched", where=where, hint=SET_BY_THE_SEARCH[path])
     return path
 
 

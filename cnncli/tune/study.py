@@ -326,13 +326,15 @@ def _open_study(optuna: Any, url: str, name: str, direction: str, pruner: Any) -
                     grace_period=GRACE_SECONDS,
                     heartbeat_stale_trial_callback=_queue_again,
                 )
-                return optuna.create_study(
+                study = optuna.create_study(
                     study_name=name,
                     storage=storage,
                     direction=direction,
                     pruner=pruner,
                     load_if_exists=True,
                 )
+            _read_whole(study, given, name)
+            return study
         except (ImportError, ValueError, OSError) as exc:
             raise _storage_error(given, exc) from None
         except Exception as exc:  # SQLAlchemy's errors: a server not running, a wrong password
@@ -345,6 +347,25 @@ def _open_study(optuna: Any, url: str, name: str, direction: str, pruner: Any) -
                 raise _storage_error(given, exc) from None
             time.sleep(0.5 + attempt)
     raise AssertionError("unreachable")
+
+
+def _read_whole(study: Any, url: str, name: str) -> None:
+    """Every trial and the study's notes read once, so a study edited by hand (a choice's index
+    past its list, a distribution that is not JSON) is one line here, not a crash mid-search.
+
+    Raises:
+        CnnCliError: Optuna cannot rebuild a trial or a note from what the storage holds.
+    """
+    try:
+        study.get_trials(deepcopy=False)
+        _ = study.user_attrs
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CnnCliError(
+            f"the study {name!r} in {_shown(url)} cannot be read"
+            f" ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+            where=Location(file="--storage"),
+            hint="it was edited or damaged: delete it, or start anew with --study NEW_NAME",
+        ) from None
 
 
 def _with_driver(url: str) -> str:

@@ -300,7 +300,7 @@ EXAMPLE_PARAMS = {
     "italypower_resnet": 506_818,
     "seed": 4_611,
     "seed_deep": 29_379,
-    "seed_tune": 4_611,
+    "seed_tune": 4_611,  # its base point: the seed model
 }
 
 

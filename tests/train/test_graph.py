@@ -158,3 +158,13 @@ def test_summary_shows_the_graph_with_each_layers_inputs(runner, tmp_path, resum
     assert "body, conv" in rows["join"] and "(batch, 3, 4)" in rows["join"]
     assert "join, conv" in rows["both"] and "(batch, 3, 8)" in rows["both"]
     assert "input" in rows["conv"]
+
+
+def test_a_graph_of_1000_nodes_builds_past_pythons_recursion_limit(tiny_csv, write_config, runner):
+    # Keras walks a functional graph recursively: 1,000 nodes ended in a RecursionError (exit 1)
+    raw = base_config(tiny_csv)
+    head = raw["model"].pop("layers")[-1]
+    raw["model"]["graph"] = [{"type": "Dense", "units": 2}] * 1000 + [head]
+    result = runner.invoke(cli, ["validate", str(write_config(raw))])
+    assert result.exit_code == 0, result.output
+    assert "RecursionError" not in result.output

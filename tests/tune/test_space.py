@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from cnncli.cli import cli
 from cnncli.config.expand import expand_model
 from cnncli.config.models import load_config
 from cnncli.errors import CnnCliError
+from cnncli.tune.results import read_importance
 from cnncli.tune.space import check_space, point_config
 from tests.conftest import base_config, error_lines, problems_of
 
@@ -101,6 +105,10 @@ def test_a_bad_space_is_refused_in_one_line(tiny_csv, write_config, runner, spac
         ("fit.batch_sise", "batch_size"),
         ("model.layers[7].units", "the stack has 2 layers"),
         ("output.dir", "output cannot be searched"),
+        # a trial sets these itself: a searched value would be dropped without a word
+        ("seed", "seed cannot be searched; every trial trains with the config's seed"),
+        ("data.path", "data.path cannot be searched; a search compares models on one"),
+        ("fit.validation_split", "search.validation_split sets the part"),
         ("fit..epochs", "is not a config key"),
     ],
 )
@@ -108,7 +116,7 @@ def test_a_path_not_in_the_config_is_one_line_at_its_entry(
     tiny_csv, write_config, runner, key, words
 ):
     path = write_config(search_config(tiny_csv, {key: [1, 2]}))
-    entry_line = next(
+    entry_line = max(  # the last match: search: comes last, and a config has a seed: line too
         number
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if line.strip().startswith(key) or line.strip().startswith(f"'{key}")
@@ -154,3 +162,32 @@ def test_report_of_a_folder_without_trials_is_one_line(runner, tmp_path):
     assert result.exit_code == 2
     [line] = error_lines(result)
     assert "no trials.csv in this folder" in line
+
+
+def test_report_refuses_a_fifo_in_place_of_trials_csv(runner, tmp_path):
+    # a FIFO would block the reader for ever: it is refused at once, and left as it is
+    os.mkfifo(tmp_path / "trials.csv")
+    result = runner.invoke(cli, ["tune", "--report", str(tmp_path)])
+    assert result.exit_code == 2
+    [line] = error_lines(result)
+    assert "trials.csv" in line and "FIFO" in line
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "trials.csv").st_mode)
+
+
+def test_a_hand_edited_importance_json_is_left_out_not_a_crash(tmp_path):
+    (tmp_path / "importance.json").write_text('{"a": 1' + "0" * 400 + ', "b": 0.5, "c": true}')
+    assert read_importance(tmp_path) == {"b": 0.5}
+    os.remove(tmp_path / "importance.json")
+    os.mkfifo(tmp_path / "importance.json")
+    assert read_importance(tmp_path) == {}
+
+
+def test_trials_past_the_configs_limit_are_refused_on_the_command_line(
+    tiny_csv, write_config, runner
+):
+    # search.trials stops at 100,000; --trials 99999999999 ran on without end
+    path = write_config(search_config(tiny_csv))
+    result = runner.invoke(cli, ["tune", str(path), "--trials", "100001"])
+    assert result.exit_code == 2
+    [line] = error_lines(result)
+    assert "--trials: 100001 is not in the range 1<=x<=100000" in line

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from cnncli.cli import cli
-from tests.conftest import ROOT, base_config, seed_like_rows
+from tests.conftest import ROOT, base_config, error_lines, seed_like_rows
 
 pytestmark = pytest.mark.slow
 
@@ -250,3 +250,33 @@ def test_ctrl_c_mid_trial_is_one_line_and_queues_the_trial_again(seed_csv, tmp_p
     assert [row["state"] for row in rows] == ["FAIL", "WAITING"]
     key = "model.layers[0].filters"
     assert rows[0][key] == rows[1][key] == str(failed.params[key])
+
+
+def test_a_hand_edited_study_is_one_line_and_left_as_it_is(
+    seed_csv, tmp_path, write_config, runner
+):
+    import sqlite3
+
+    import optuna
+
+    db = tmp_path / "edited.db"
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{db}")
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"fit.batch_size": 16},
+            distributions={
+                "fit.batch_size": optuna.distributions.CategoricalDistribution([16, 32])
+            },
+            value=0.5,
+        )
+    )
+    with sqlite3.connect(db) as connection:  # a choice's index past its list
+        connection.execute("UPDATE trial_params SET param_value = 999")
+    before = db.read_bytes()
+    path = write_config(conv_config(seed_csv, tmp_path / "runs", trials=2))
+    result = runner.invoke(cli, ["tune", str(path), "--storage", f"sqlite:///{db}", "--study", "s"])
+    assert result.exit_code == 2, result.output
+    [line] = error_lines(result)
+    assert "the study 's' in sqlite:///" in line and "cannot be read (IndexError" in line
+    assert "delete it, or start anew with --study NEW_NAME" in line
+    assert db.read_bytes() == before
