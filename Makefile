@@ -36,11 +36,15 @@ format: $(STAMP)
 	$(BIN)/ruff format cnncli tests benchmarks
 	$(BIN)/ruff check --fix cnncli tests benchmarks
 
-bench: $(STAMP)  # not CI: prints the tables the README quotes (about 15 minutes on 2 cores)
+bench: $(STAMP)  # not CI: prints the tables the README quotes (about 45 minutes on 2 cores)
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/predict.py
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/accuracy.py
+	$(BIN)/python benchmarks/tune.py
+	$(BIN)/cnncli train configs/seed.yaml
+	$(BIN)/python benchmarks/serve.py runs/latest
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache
