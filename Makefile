@@ -43,8 +43,7 @@ bench: $(STAMP)  # not CI: prints the tables the README quotes (about 45 minutes
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/accuracy.py
 	$(BIN)/python benchmarks/tune.py
-	$(BIN)/cnncli train configs/seed.yaml
-	$(BIN)/python benchmarks/serve.py runs/latest
+	$(BIN)/python benchmarks/serve.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache
