@@ -28,7 +28,13 @@ from cnncli.data.columns import (
     mostly_numeric,
     text_advice,
 )
-from cnncli.data.csvfile import read_header, read_sample, require_regular_file, shown_path
+from cnncli.data.csvfile import (
+    guess_delimiter,
+    read_header,
+    read_sample,
+    require_regular_file,
+    shown_path,
+)
 from cnncli.data.split import part_sizes
 from cnncli.errors import CnnCliError, Location, did_you_mean, short_repr
 from cnncli.runs import new_file_target, unwritable, write_atomic
@@ -181,10 +187,6 @@ def inspect_csv(
     return starter
 
 
-#: The delimiters ``init`` recognises in a header, most common first.
-DELIMITERS = (",", ";", "\t", "|")
-
-
 def _stratify(classes: dict[str, int], rows: int, path: Path, label: str) -> bool:
     """Whether the whole file's split into training and test rows is stratified (``split``'s
     own sizes): not where the test part is too small to hold every class, as long as no class
@@ -210,15 +212,6 @@ def _stratify(classes: dict[str, int], rows: int, path: Path, label: str) -> boo
         where=Location(file=shown_path(path), key=f"column '{label}'"),
         hint="add rows of that class or remove its rows, or name another label with --label",
     )
-
-
-def guess_delimiter(path: Path) -> str:
-    """The delimiter a file's header line holds most of (a comma when it holds none)."""
-    with path.open(encoding="utf-8-sig", errors="replace") as stream:
-        header = stream.readline(1 << 20)
-    counts = {delimiter: header.count(delimiter) for delimiter in DELIMITERS}
-    best = max(DELIMITERS, key=lambda delimiter: counts[delimiter])  # ties: the earlier one
-    return best if counts[best] else ","
 
 
 def _judge(
