@@ -31,6 +31,7 @@ from cnncli.runs import (
     read_metrics,
     staging_in_use,
 )
+from cnncli.serve.scores import smaller_is_better
 
 COMPLETE = "complete"
 INTERRUPTED = "interrupted"
@@ -38,8 +39,6 @@ TRAINING = "training"  # a staging folder another process holds: training or res
 DAMAGED = "damaged"
 #: ``<name>-YYYYmmdd-HHMMSS`` (``runs.start_run``), maybe with ``-N`` when the second was taken.
 _STAMP = re.compile(r"-(\d{8}-\d{6})(?:-\d+)?$")
-#: Scores where smaller is better; every other score sorts largest first.
-_SMALLER_IS_BETTER = re.compile(r"loss|error|mae|mse|rmse|mape|hinge|crossentropy", re.I)
 
 
 @dataclass
@@ -196,8 +195,3 @@ def _sorted_by(runs: list[RunInfo], metric: str) -> list[RunInfo]:
     scored = [run for run in runs if metric in run.test]
     scored.sort(key=lambda run: sign * run.test[metric])  # stable: newest first among ties
     return scored + [run for run in runs if metric not in run.test]
-
-
-def smaller_is_better(metric: str) -> bool:
-    """Whether a smaller value of ``metric`` is better (a loss, an error)."""
-    return bool(_SMALLER_IS_BETTER.search(metric))

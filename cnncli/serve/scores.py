@@ -141,3 +141,17 @@ def baseline_warning(label: LabelTransform, scored: str) -> str:
         f"the model does not beat predicting the {method} on the {scored} rows ({measure});"
         " train longer, scale the data, or change the model"
     )
+
+
+#: Words in a score's name that mean smaller is better (a loss, an error); every other score,
+#: accuracy or R² say, is better larger. ``runs --sort`` and ``tune``'s direction both ask here.
+SMALLER_IS_BETTER = (
+    "loss", "error", "mae", "mse", "rmse", "msle", "mape",
+    "crossentropy", "hinge", "divergence",
+)  # fmt: skip
+
+
+def smaller_is_better(metric: str) -> bool:
+    """Whether a smaller value of the score named ``metric`` is better."""
+    name = metric.lower()
+    return any(word in name for word in SMALLER_IS_BETTER)

@@ -18,6 +18,7 @@ from typing import Any
 
 from cnncli.config.models import Config
 from cnncli.errors import CnnCliError, ConfigErrors, Location, did_you_mean
+from cnncli.serve.scores import smaller_is_better
 from cnncli.tune.results import (
     BEST_FILENAME,
     IMPORTANCE_FILENAME,
@@ -56,8 +57,6 @@ MAX_REDRAWS = 20
 OPEN_ATTEMPTS = 4
 #: Finished trials the median pruner waits for before it prunes anything.
 MEDIAN_STARTUP_TRIALS = 4
-#: Words in a metric's name that mean smaller is better.
-MINIMISED = ("loss", "error", "mae", "mse", "rmse", "msle", "crossentropy", "hinge", "divergence")
 
 TrialCallback = Callable[[dict[str, Any]], None]
 MessageCallback = Callable[[str], None]
@@ -119,7 +118,7 @@ def metric_and_direction(config: Config, task: str) -> tuple[str, str]:
             where=config.locate("search.metric"),
             hint=did_you_mean(metric, logged, f"use one of {', '.join(logged)}"),
         )
-    minimised = any(word in metric for word in MINIMISED)
+    minimised = smaller_is_better(metric)
     direction = config.search.direction or ("minimize" if minimised else "maximize")
     return metric, direction
 
